@@ -1,0 +1,51 @@
+#include <cmath>
+#include <cstdio>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "train/config.h"
+
+namespace bytelm {
+
+int cmd_info(int argc, char** argv) {
+  Command cmd{"info", "Size and cost of a model config, as JSON.", "(--preset NAME | --config FILE) [options]",
+              "flops_per_byte counts multiply-adds x2 of the matrix products (forward); training costs about\n"
+              "3x that. memory_bytes estimates CPU training memory: fp32 parameters, gradients and two\n"
+              "AdamW moments, plus the activations kept for one step of --batch x --seq bytes.",
+              {{"preset", "NAME", "ssm-demo, ssm-2m, ssm-10m or ssm-100m (default ssm-2m)"},
+               {"config", "FILE", "JSON object of config keys"},
+               {"d", "D", "override the width"},
+               {"layers", "L", "override the number of blocks"},
+               {"patch", "P", "override the patch size"},
+               {"batch", "N", "windows per step for the memory estimate"},
+               {"seq", "N", "bytes per window for the memory estimate"}}};
+  Args args = Args::parse(cmd, argc, argv);
+  if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
+  if (args.has("preset") && args.has("config")) throw Error("give --preset or --config, not both");
+  RunConfig cfg = preset(args.get("preset", "ssm-2m"));
+  if (args.has("config")) {
+    cfg = RunConfig{};
+    apply_config_json(cfg, json_parse_file(args.get("config")), args.get("config"));
+  }
+  for (const char* key : {"d", "layers", "patch", "batch", "seq"})
+    if (args.has(key)) set_config_key(cfg, key, args.get(key), std::string("--") + key);
+  validate(cfg);
+  const ModelConfig& m = cfg.model;
+  double d = m.d, H = m.hidden(), P = m.patch;
+  double block_macs = 2 * d * d + 3 * d * H;  // W_in, W_out, SwiGLU (per patch)
+  double flops = 2 * (m.layers * block_macs / P + 256 * d);
+  int64_t params = param_count(m);
+  double tokens = (double)cfg.train.batch * cfg.train.seq;
+  double act_per_byte = (6 * d + 256 + 4) + m.layers * (5 * d + 3 * H + 4 + d) / P;  // floats kept per byte
+  double memory = 16.0 * params + 4.0 * tokens * (act_per_byte + 3 * d);
+  std::printf("{\"model\":%s,\"params\":%lld,\"flops_per_byte\":%s,\"train_flops_per_byte\":%s,"
+              "\"batch\":%d,\"seq\":%d,\"memory_bytes\":%s}\n",
+              model_config_json(m).c_str(), (long long)params, json_number(std::round(flops)).c_str(),
+              json_number(std::round(3 * flops)).c_str(), cfg.train.batch, cfg.train.seq,
+              json_number(std::round(memory)).c_str());
+  return 0;
+}
+
+}  // namespace bytelm

@@ -1,0 +1,122 @@
+#include <cstdio>
+#include <filesystem>
+#include <cmath>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/trainer.h"
+
+namespace bytelm {
+
+namespace {
+
+// Config keys that can be set by flag; the flag is the key with '-' for '_'.
+const std::vector<std::pair<std::string, std::string>> kKeyHelp = {
+    {"model", "model family (ssm)"},
+    {"d", "model width"},
+    {"layers", "number of blocks"},
+    {"patch", "bytes per patch P (1 = no patching)"},
+    {"steps", "total optimizer steps"},
+    {"batch", "windows per step"},
+    {"seq", "bytes per window"},
+    {"lr", "peak learning rate"},
+    {"min_lr_frac", "final learning rate as a fraction of --lr (cosine decay)"},
+    {"warmup", "linear warmup steps (-1: min(100, steps/10))"},
+    {"weight_decay", "AdamW weight decay on matrices"},
+    {"beta1", "AdamW beta1"},
+    {"beta2", "AdamW beta2"},
+    {"clip", "clip the global gradient norm to this (0 = off)"},
+    {"seed", "seed for initialisation and data order"},
+    {"eval_every", "steps between validation runs and checkpoints"},
+    {"eval_bytes", "validation bytes scored each time"},
+    {"val_fraction", "tail fraction of --data held out when --val is not given"},
+    {"log_every", "steps between lines in metrics.jsonl"},
+};
+
+std::string flag_of(std::string key) {
+  for (char& c : key)
+    if (c == '_') c = '-';
+  return key;
+}
+
+Command train_command() {
+  Command c{"train", "Train a model on raw bytes and write checkpoints and a metrics log into --out.",
+            "(--preset NAME | --config FILE) --data PATH --out DIR [options]\n       bytelm train --resume DIR [--steps N]",
+            "The config starts from --preset (default ssm-2m), then --config's keys, then the flags below.\n"
+            "--data is a file or a directory of files, read as raw bytes. Without --val, the last\n"
+            "--val-fraction of --data is held out. DIR receives checkpoint.safetensors (written\n"
+            "atomically every --eval-every steps and at the end), metrics.jsonl and run.json.\n"
+            "Presets: ssm-demo (d128 L4, trains on 2 CPU cores in minutes), ssm-2m, ssm-10m, ssm-100m.\n"
+            "Prints one JSON line when done: {\"step\", \"val_bpb\", \"bytes_per_s\", \"out\"}.",
+            {{"preset", "NAME", "start from a named config"},
+             {"config", "FILE", "JSON object of config keys (see the key flags below)"},
+             {"data", "PATH", "training bytes: a file or a directory"},
+             {"val", "PATH", "validation file (default: the tail of --data)"},
+             {"out", "DIR", "run directory"},
+             {"resume", "DIR", "continue the run in DIR exactly where its checkpoint left off"},
+             {"device", "cpu|cuda", "where to train (default cpu)"},
+             {"threads", "N", "CPU threads (default: all cores)"},
+             {"quiet", "", "no progress bar"}}};
+  for (const auto& [key, help] : kKeyHelp) c.flags.push_back({flag_of(key), key == "model" ? "NAME" : "X", help});
+  return c;
+}
+
+}  // namespace
+
+int cmd_train(int argc, char** argv) {
+  Command cmd = train_command();
+  Args args = Args::parse(cmd, argc, argv);
+  if (args.help) {
+    std::fputs(cmd.help_text().c_str(), stdout);
+    return 0;
+  }
+  apply_runtime_flags(args);
+  TrainJob job;
+  job.progress = !args.has("quiet");
+  if (args.has("resume")) {
+    if (args.has("preset") || args.has("config")) throw Error("--resume takes its config from the checkpoint; drop --preset/--config");
+    job.out = args.get("resume");
+    if (args.has("out") && args.get("out") != job.out) throw Error("--resume DIR writes into DIR; drop --out or make it the same");
+    LoadedCheckpoint ck = load_checkpoint((std::filesystem::path(job.out) / "checkpoint.safetensors").string(), false);
+    job.cfg = ck.cfg;
+    job.resume = true;
+    // run.json remembers the data paths so a resume needs no more than --resume DIR
+    Json run = json_parse_file((std::filesystem::path(job.out) / "run.json").string());
+    job.data = args.get("data", run.find("data") ? run.find("data")->as_string("run.json data") : "");
+    job.val = args.get("val", run.find("val") ? run.find("val")->as_string("run.json val") : "");
+    for (const auto& [key, help] : kKeyHelp) {
+      if (!args.has(flag_of(key))) continue;
+      RunConfig changed = job.cfg;
+      set_config_key(changed, key, args.get(flag_of(key)), "--" + flag_of(key));
+      if (key == "steps") job.cfg = changed;  // extending (or shortening) a run is allowed
+      else if (model_config_json(changed.model) != model_config_json(job.cfg.model) ||
+               train_config_json(changed.train) != train_config_json(job.cfg.train))
+        throw Error("--" + flag_of(key) + " differs from the checkpoint's run; only --steps may change on --resume");
+    }
+    if (job.cfg.train.steps <= ck.step)
+      throw Error("the run in " + job.out + " already finished " + std::to_string(ck.step) + " steps; pass --steps N with N > " + std::to_string(ck.step) + " to train further");
+  } else {
+    job.cfg = preset(args.get("preset", "ssm-2m"));
+    if (args.has("preset") && args.has("config")) throw Error("give --preset or --config, not both");
+    if (args.has("config")) {
+      job.cfg = RunConfig{};
+      apply_config_json(job.cfg, json_parse_file(args.get("config")), args.get("config"));
+    }
+    for (const auto& [key, help] : kKeyHelp)
+      if (args.has(flag_of(key))) set_config_key(job.cfg, key, args.get(flag_of(key)), "--" + flag_of(key));
+    job.data = args.require("data");
+    job.val = args.get("val");
+    job.out = args.require("out");
+  }
+  if (job.data.empty()) throw Error("--data is required");
+  TrainReport r = train(job);
+  std::printf("{\"step\":%d,\"val_bpb\":%s,\"bytes_per_s\":%s,\"out\":%s}\n", r.step, json_number(r.val_bpb).c_str(),
+              json_number(std::round(r.bytes_per_s)).c_str(), json_quote(job.out).c_str());
+  return 0;
+}
+
+}  // namespace bytelm

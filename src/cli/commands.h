@@ -1,0 +1,15 @@
+// The bytelm commands: thin shells that parse flags and call the library.
+#pragma once
+
+namespace bytelm {
+
+int cmd_train(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
+int cmd_score(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
+int cmd_info(int argc, char** argv);
+
+// Applies --threads and checks --device (shared by every command that runs a model).
+void apply_runtime_flags(const class Args& args);
+
+}  // namespace bytelm

@@ -1,0 +1,59 @@
+#include "core/progress.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace bytelm {
+
+Progress::Progress(std::string label, int64_t total, bool enabled)
+    : label_(std::move(label)), total_(total), enabled_(enabled), tty_(isatty(2)) {
+  start_ = last_draw_ = std::chrono::steady_clock::now();
+}
+
+void Progress::update(int64_t done, const std::string& detail) {
+  if (start_done_ < 0) {  // rate and ETA count from the first update (a resumed run starts mid-way)
+    start_done_ = done;
+    start_ = std::chrono::steady_clock::now();
+  }
+  auto now = std::chrono::steady_clock::now();
+  double since = std::chrono::duration<double>(now - last_draw_).count();
+  if (since < (tty_ ? 0.2 : 5.0)) return;
+  last_draw_ = now;
+  draw(done, detail, false);
+}
+
+void Progress::finish(int64_t done, const std::string& detail) { draw(done, detail, true); }
+
+void Progress::draw(int64_t done, const std::string& detail, bool final) {
+  if (!enabled_) return;
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  double rate = elapsed > 0 && start_done_ >= 0 ? (done - start_done_) / elapsed : 0;
+  std::string eta = rate > 0 && !final ? " | ETA " + format_duration((total_ - done) / rate) : "";
+  int width = 24, filled = total_ > 0 ? int(width * done / total_) : width;
+  std::string bar(filled, '=');
+  bar.resize(width, ' ');
+  std::fprintf(stderr, "%s%s %lld/%lld [%s] %s%s%s", tty_ ? "\r\033[K" : "", label_.c_str(), (long long)done,
+               (long long)total_, bar.c_str(), detail.c_str(), eta.c_str(), (tty_ && !final) ? "" : "\n");
+  std::fflush(stderr);
+}
+
+std::string format_duration(double s) {
+  char buf[32];
+  long t = long(s + 0.5);
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+  else if (t >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  else std::snprintf(buf, sizeof buf, "%lds", t);
+  return buf;
+}
+
+std::string format_rate(double v) {
+  char buf[32];
+  if (v >= 1e9) std::snprintf(buf, sizeof buf, "%.2f G", v / 1e9);
+  else if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2f M", v / 1e6);
+  else if (v >= 1e3) std::snprintf(buf, sizeof buf, "%.1f K", v / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0f ", v);
+  return buf;
+}
+
+}  // namespace bytelm

@@ -1,0 +1,48 @@
+// Diagonal linear state-space layer (state width = d):
+//   u = x W_in^T;  h_t = a * h_{t-1} + (1 - a) * u_t;  y = h W_out^T + D * x
+// with a per-channel decay a = exp(-softplus(lam)) in (0, 1). Sequences are
+// [B, T, d] row-major; the recurrence runs along T from h_{-1} = h0 (zero when
+// h0 is null). Streaming is the forward with T = 1 and the state passed as h0.
+#pragma once
+
+namespace bytelm {
+
+template <class T>
+struct DiagSsmWeights {
+  const T* W_in;   // [d, d]
+  const T* lam;    // [d], decay parameter
+  const T* W_out;  // [d, d]
+  const T* D;      // [d], skip
+};
+
+template <class T>
+struct DiagSsmGrads {
+  T* W_in;
+  T* lam;
+  T* W_out;
+  T* D;
+};
+
+// Decay init: half-lives log-spaced from 1 to 2048 bytes over the channels;
+// the recurrence steps once per patch, so a half-life of H bytes is H/patch steps.
+template <class T>
+void diag_ssm_init_decay(T* lam, int d, int patch);
+
+// h = scan(u): the recurrence alone, over [B, T, d]; h0 is [B, d] or null.
+template <class T>
+void diag_scan_forward(T* h, const T* u, const T* lam, int B, int T_, int d, const T* h0);
+
+// Given dh (overwritten in place by du) and the forward's u and h: du, and dlam += d/dlam.
+template <class T>
+void diag_scan_backward(T* dh_to_du, T* dlam, const T* u, const T* h, const T* lam, int B, int T_, int d);
+
+// Whole layer. u and h ([B*T, d]) are kept for the backward.
+template <class T>
+void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0);
+
+// dx = d/dx (overwrites), grads accumulate. scratch: [B*T*d].
+template <class T>
+void diag_ssm_backward(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const T* u, const T* h, DiagSsmWeights<T> w,
+                       int B, int T_, int d, T* scratch);
+
+}  // namespace bytelm

@@ -1,0 +1,31 @@
+#include "models/model.h"
+
+#include "core/error.h"
+#include "models/ssm.h"
+
+namespace bytelm {
+
+static void check_config(const ModelConfig& c) {
+  if (c.arch != "ssm") throw Error("unknown model architecture '" + c.arch + "' (known: ssm)");
+  if (c.d < 1 || c.d > 16384) throw Error("model width d must be in 1..16384, got " + std::to_string(c.d));
+  if (c.layers < 0 || c.layers > 256) throw Error("layers must be in 0..256, got " + std::to_string(c.layers));
+  if (c.patch < 1 || c.patch > 64) throw Error("patch must be in 1..64, got " + std::to_string(c.patch));
+}
+
+template <class T>
+std::unique_ptr<Model<T>> make_model(const ModelConfig& config, uint64_t seed) {
+  check_config(config);
+  return make_ssm_model<T>(config, seed);
+}
+
+int64_t param_count(const ModelConfig& c) {
+  check_config(c);
+  int64_t d = c.d, H = c.hidden();
+  int64_t block = 4 * d + 2 * d * d + 2 * d + 3 * d * H;  // two LayerNorms, W_in, W_out, decay, D, SwiGLU
+  return 256 * d + d + c.layers * block + 2 * d + 256 * d;
+}
+
+template std::unique_ptr<Model<float>> make_model<float>(const ModelConfig&, uint64_t);
+template std::unique_ptr<Model<double>> make_model<double>(const ModelConfig&, uint64_t);
+
+}  // namespace bytelm

@@ -1,0 +1,79 @@
+// What every model family offers the trainer, the evaluator and the sampler:
+// a flat parameter buffer described by a table of named tensors, a batched
+// forward/backward over byte windows, and an O(1)-state byte stream.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace bytelm {
+
+struct ModelConfig {
+  std::string arch = "ssm";
+  int d = 256;
+  int layers = 4;
+  int patch = 2;
+  int hidden() const { return 4 * d / 3; }  // SwiGLU hidden width
+};
+
+struct ParamInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+  size_t offset = 0;  // into the flat parameter buffer
+  size_t size = 0;
+  bool decay = false;  // weight decay applies to matrices only
+};
+
+// Feeds one byte at a time; `logits` [256] predict the next byte.
+template <class T>
+struct ByteStream {
+  virtual ~ByteStream() = default;
+  virtual void step(uint8_t byte, T* logits) = 0;
+};
+
+template <class T>
+class Model {
+ public:
+  virtual ~Model() = default;
+  const ModelConfig& config() const { return config_; }
+  const std::vector<ParamInfo>& param_info() const { return info_; }
+  std::vector<T>& params() { return params_; }
+  const std::vector<T>& params() const { return params_; }
+  std::vector<T>& grads() { return grads_; }
+
+  // x, y: [B, T] inputs and next-byte targets. Returns the mean loss in nats;
+  // row_loss [B*T], if given, receives every position's loss. Keeps what the
+  // backward needs.
+  virtual T forward(const uint8_t* x, const uint8_t* y, int B, int seq, T* row_loss) = 0;
+  // grads += d(mean loss of the last forward)/d(params).
+  virtual void backward() = 0;
+  virtual std::unique_ptr<ByteStream<T>> make_stream() const = 0;
+
+ protected:
+  // Appends a tensor to the table and returns its offset; call before allocate().
+  size_t add_param(const std::string& name, std::vector<int64_t> shape) {
+    ParamInfo p{name, shape, next_offset_, 1, shape.size() == 2};
+    for (int64_t s : shape) p.size *= (size_t)s;
+    next_offset_ += p.size;
+    info_.push_back(p);
+    return p.offset;
+  }
+  void allocate() {
+    params_.assign(next_offset_, T(0));
+    grads_.assign(next_offset_, T(0));
+  }
+
+  ModelConfig config_;
+  std::vector<ParamInfo> info_;
+  std::vector<T> params_, grads_;
+  size_t next_offset_ = 0;
+};
+
+// Builds a freshly initialised model of config.arch (Error for an unknown arch or bad sizes).
+template <class T>
+std::unique_ptr<Model<T>> make_model(const ModelConfig& config, uint64_t seed);
+
+int64_t param_count(const ModelConfig& config);
+
+}  // namespace bytelm

@@ -1,0 +1,274 @@
+#include "models/ssm.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/rng.h"
+#include "layers/cross_entropy.h"
+#include "layers/diag_ssm.h"
+#include "layers/embedding.h"
+#include "layers/layernorm.h"
+#include "layers/linear.h"
+#include "layers/patch.h"
+#include "layers/swiglu.h"
+
+namespace bytelm {
+
+namespace {
+
+// Per-block activations over M = B * Tp patch rows (pointers into one buffer).
+template <class T>
+struct BlockActs {
+  T *ln1, *ln1_mean, *ln1_rstd, *u, *h, *q, *ln2, *ln2_mean, *ln2_rstd, *g, *m;
+  static size_t size(size_t M, int d, int H) { return M * (5 * (size_t)d + 3 * (size_t)H + 4); }
+  static BlockActs carve(T* base, size_t M, int d, int H) {
+    BlockActs a;
+    T* at = base;
+    auto take = [&](size_t n) { T* p = at; at += n; return p; };
+    a.ln1 = take(M * d); a.ln1_mean = take(M); a.ln1_rstd = take(M);
+    a.u = take(M * d); a.h = take(M * d); a.q = take(M * d);
+    a.ln2 = take(M * d); a.ln2_mean = take(M); a.ln2_rstd = take(M);
+    a.g = take(M * 2 * H); a.m = take(M * H);
+    return a;
+  }
+};
+
+template <class T>
+class SsmModel final : public Model<T> {
+ public:
+  SsmModel(const ModelConfig& config, uint64_t seed) {
+    this->config_ = config;
+    int d = config.d, H = config.hidden();
+    emb_ = this->add_param("embed.weight", {256, d});
+    start_ = this->add_param("start", {d});
+    for (int l = 0; l < config.layers; l++) {
+      std::string p = "blocks." + std::to_string(l) + ".";
+      Layer L;
+      L.ln1_w = this->add_param(p + "norm1.weight", {d});
+      L.ln1_b = this->add_param(p + "norm1.bias", {d});
+      L.w_in = this->add_param(p + "ssm.in.weight", {d, d});
+      L.lam = this->add_param(p + "ssm.decay", {d});
+      L.w_out = this->add_param(p + "ssm.out.weight", {d, d});
+      L.D = this->add_param(p + "ssm.D", {d});
+      L.ln2_w = this->add_param(p + "norm2.weight", {d});
+      L.ln2_b = this->add_param(p + "norm2.bias", {d});
+      L.w12 = this->add_param(p + "mlp.w12.weight", {2 * H, d});
+      L.w3 = this->add_param(p + "mlp.w3.weight", {d, H});
+      layers_.push_back(L);
+    }
+    lnf_w_ = this->add_param("norm.weight", {d});
+    lnf_b_ = this->add_param("norm.bias", {d});
+    head_ = this->add_param("head.weight", {256, d});
+    this->allocate();
+    init(seed);
+  }
+
+  T forward(const uint8_t* x, const uint8_t* y, int B, int T_, T* row_loss) override {
+    const ModelConfig& c = this->config_;
+    int d = c.d, P = c.patch, N = B * T_, M = B * patch_count(T_, P);
+    ensure(B, T_);
+    x_.assign(x, x + N);
+    y_.assign(y, y + N);
+    const T* W = this->params_.data();
+    embedding_forward(e_.data(), x, W + emb_, N, d);
+    patch_mean_forward(stream_at(0), e_.data(), B, T_, P, d);
+    if (M > 0)
+      for (int l = 0; l < c.layers; l++) block_forward(l, stream_at(l), stream_at(l + 1), acts(l), B, T_ / P, nullptr);
+    patch_broadcast_forward(up_.data(), stream_at(c.layers), W + start_, e_.data(), B, T_, P, d);
+    output_forward(logits_.data(), z_.data(), zstat_.data(), up_.data(), N);
+    cross_entropy_forward_backward(loss_.data(), (T*)nullptr, logits_.data(), y, N, T(0));
+    T total = 0;
+    for (int i = 0; i < N; i++) total += loss_[i];
+    if (row_loss) std::memcpy(row_loss, loss_.data(), sizeof(T) * N);
+    return total / N;
+  }
+
+  void backward() override {
+    const ModelConfig& c = this->config_;
+    int d = c.d, P = c.patch, B = batch_, N = B * seq_, M = B * patch_count(seq_, P);
+    const T* W = this->params_.data();
+    T* G = this->grads_.data();
+    T* dlogits = logits_.data();  // the logits are not needed again: reuse in place
+    cross_entropy_forward_backward(loss_.data(), dlogits, logits_.data(), y_.data(), N, T(1) / N);
+    T* dz = bufA_.data();
+    linear_backward(dz, G + head_, dlogits, z_.data(), W + head_, N, d, 256, false);
+    layernorm_backward(bufB_.data(), G + lnf_w_, G + lnf_b_, dz, up_.data(), zstat_.data(), zstat_.data() + N,
+                       W + lnf_w_, N, d, false);
+    T* de = bufA_.data();
+    patch_broadcast_backward(dp_.data(), G + start_, de, bufB_.data(), B, seq_, P, d);
+    if (M > 0)
+      for (int l = c.layers - 1; l >= 0; l--) block_backward(l, stream_at(l), acts(l), B, seq_ / P);
+    patch_mean_backward(de, dp_.data(), B, seq_, P, d);
+    embedding_backward(G + emb_, de, x_.data(), N, d);
+  }
+
+  std::unique_ptr<ByteStream<T>> make_stream() const override { return std::make_unique<Stream>(*this); }
+
+ private:
+  struct Layer {
+    size_t ln1_w, ln1_b, w_in, lam, w_out, D, ln2_w, ln2_b, w12, w3;
+  };
+
+  // Small GPT-style init: unit-variance embeddings, 1/sqrt(fan_in) matrices,
+  // residual output projections scaled down by sqrt(2 L), a quiet head so the
+  // first loss is near ln 256.
+  void init(uint64_t seed) {
+    const ModelConfig& c = this->config_;
+    Rng rng(seed);
+    T* W = this->params_.data();
+    auto normal = [&](size_t off, size_t n, double std) {
+      for (size_t i = 0; i < n; i++) W[off + i] = T(rng.normal() * std);
+    };
+    auto fill = [&](size_t off, size_t n, double v) {
+      for (size_t i = 0; i < n; i++) W[off + i] = T(v);
+    };
+    int d = c.d, H = c.hidden();
+    double out_scale = 1.0 / std::sqrt(2.0 * c.layers);
+    normal(emb_, 256 * (size_t)d, 1.0);
+    for (const Layer& L : layers_) {
+      fill(L.ln1_w, d, 1);
+      fill(L.ln2_w, d, 1);
+      normal(L.w_in, (size_t)d * d, 1 / std::sqrt(double(d)));
+      diag_ssm_init_decay(W + L.lam, d, c.patch);
+      normal(L.w_out, (size_t)d * d, out_scale / std::sqrt(double(d)));
+      fill(L.D, d, 1);
+      normal(L.w12, (size_t)2 * H * d, 1 / std::sqrt(double(d)));
+      normal(L.w3, (size_t)d * H, out_scale / std::sqrt(double(H)));
+    }
+    fill(lnf_w_, d, 1);
+    normal(head_, 256 * (size_t)d, 0.1 / std::sqrt(double(d)));
+  }
+
+  void ensure(int B, int seq) {
+    batch_ = B;
+    seq_ = seq;
+    const ModelConfig& c = this->config_;
+    size_t N = (size_t)B * seq, M = (size_t)B * patch_count(seq, c.patch), d = c.d, H = c.hidden();
+    if (N <= capacity_N_ && M <= capacity_M_) return;
+    capacity_N_ = N;
+    capacity_M_ = M;
+    e_.assign(N * d, 0);
+    up_.assign(N * d, 0);
+    z_.assign(N * d, 0);
+    zstat_.assign(2 * N, 0);
+    logits_.assign(N * 256, 0);
+    loss_.assign(N, 0);
+    bufA_.assign(N * d, 0);
+    bufB_.assign(N * d, 0);
+    stream_.assign((c.layers + 1) * M * d, 0);
+    acts_.assign(c.layers * BlockActs<T>::size(M, c.d, H), 0);
+    dp_.assign(M * d, 0);
+    dtmp_.assign(M * d, 0);
+    scratch_.assign(M * std::max(3 * H, d), 0);
+  }
+
+  // Residual stream entering block l (l = layers: the output of the last block).
+  T* stream_at(int l) { return stream_.data() + (size_t)l * capacity_M_ * this->config_.d; }
+  BlockActs<T> acts(int l) {
+    size_t sz = BlockActs<T>::size(capacity_M_, this->config_.d, this->config_.hidden());
+    return BlockActs<T>::carve(acts_.data() + l * sz, capacity_M_, this->config_.d, this->config_.hidden());
+  }
+
+  DiagSsmWeights<T> ssm_weights(const Layer& L) const {
+    const T* W = this->params_.data();
+    return {W + L.w_in, W + L.lam, W + L.w_out, W + L.D};
+  }
+
+  // out = q + SwiGLU(LN2(q)), q = in + DiagSSM(LN1(in)), over B sequences of Tp patches.
+  // h0 ([B, d] or null) is the SSM state before the first patch.
+  void block_forward(int l, const T* in, T* out, BlockActs<T> a, int B, int Tp, const T* h0) const {
+    const Layer& L = layers_[l];
+    const T* W = this->params_.data();
+    int d = this->config_.d, H = this->config_.hidden(), M = B * Tp;
+    layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, in, W + L.ln1_w, W + L.ln1_b, M, d);
+    diag_ssm_forward(a.q, a.u, a.h, a.ln1, ssm_weights(L), B, Tp, d, h0);
+    for (size_t i = 0; i < (size_t)M * d; i++) a.q[i] += in[i];
+    layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.q, W + L.ln2_w, W + L.ln2_b, M, d);
+    swiglu_forward(out, a.g, a.m, a.ln2, W + L.w12, W + L.w3, M, d, H);
+    for (size_t i = 0; i < (size_t)M * d; i++) out[i] += a.q[i];
+  }
+
+  // dp_ holds d(loss)/d(out) on entry and d(loss)/d(in) on return.
+  void block_backward(int l, const T* in, BlockActs<T> a, int B, int Tp) {
+    const Layer& L = layers_[l];
+    const T* W = this->params_.data();
+    T* G = this->grads_.data();
+    int d = this->config_.d, H = this->config_.hidden(), M = B * Tp;
+    T* dp = dp_.data();
+    T* dtmp = dtmp_.data();
+    swiglu_backward(dtmp, G + L.w12, G + L.w3, dp, a.ln2, a.g, a.m, W + L.w12, W + L.w3, M, d, H, scratch_.data());
+    layernorm_backward(dp, G + L.ln2_w, G + L.ln2_b, dtmp, a.q, a.ln2_mean, a.ln2_rstd, W + L.ln2_w, M, d, true);
+    DiagSsmGrads<T> g{G + L.w_in, G + L.lam, G + L.w_out, G + L.D};
+    diag_ssm_backward(dtmp, g, dp, a.ln1, a.u, a.h, ssm_weights(L), B, Tp, d, scratch_.data());
+    layernorm_backward(dp, G + L.ln1_w, G + L.ln1_b, dtmp, in, a.ln1_mean, a.ln1_rstd, W + L.ln1_w, M, d, true);
+  }
+
+  // logits [N, 256] = Head(LN(up)); z [N, d] and zstat (mean [N], rstd [N]) kept for the backward.
+  void output_forward(T* logits, T* z, T* zstat, const T* up, int N) const {
+    const T* W = this->params_.data();
+    int d = this->config_.d;
+    layernorm_forward(z, zstat, zstat + N, up, W + lnf_w_, W + lnf_b_, N, d);
+    linear_forward(logits, z, W + head_, N, d, 256);
+  }
+
+  // Streaming: the same layer code at B = 1, one patch at a time, with the
+  // SSM states carried as h0. State: per-layer h, the bytes of the open patch,
+  // and the output of the latest complete patch.
+  struct Stream final : ByteStream<T> {
+    const SsmModel& m;
+    int d, P, count = 0;
+    std::vector<T> h, open_bytes, latest, patch_in, patch_out, up, z, zstat, acts;
+    explicit Stream(const SsmModel& model) : m(model) {
+      const ModelConfig& c = m.config_;
+      d = c.d;
+      P = c.patch;
+      h.assign((size_t)c.layers * d, 0);
+      open_bytes.assign((size_t)P * d, 0);
+      latest.assign(m.params_.begin() + m.start_, m.params_.begin() + m.start_ + d);
+      patch_in.assign(d, 0);
+      patch_out.assign(d, 0);
+      up.assign(d, 0);
+      z.assign(d, 0);
+      zstat.assign(2, 0);
+      acts.assign(BlockActs<T>::size(1, d, c.hidden()), 0);
+    }
+    void step(uint8_t byte, T* logits) override {
+      const ModelConfig& c = m.config_;
+      T* e = open_bytes.data() + (size_t)count * d;
+      embedding_forward(e, &byte, m.params_.data() + m.emb_, 1, d);
+      if (++count == P) {
+        patch_mean_forward(patch_in.data(), open_bytes.data(), 1, P, P, d);
+        BlockActs<T> a = BlockActs<T>::carve(acts.data(), 1, d, c.hidden());
+        for (int l = 0; l < c.layers; l++) {
+          T* hl = h.data() + (size_t)l * d;
+          m.block_forward(l, patch_in.data(), patch_out.data(), a, 1, 1, hl);
+          std::memcpy(hl, a.h, sizeof(T) * d);
+          std::swap(patch_in, patch_out);
+        }
+        latest = patch_in;
+        count = 0;
+      }
+      for (int k = 0; k < d; k++) up[k] = latest[k] + e[k];
+      m.output_forward(logits, z.data(), zstat.data(), up.data(), 1);
+    }
+  };
+
+  size_t emb_, start_, lnf_w_, lnf_b_, head_;
+  std::vector<Layer> layers_;
+  int batch_ = 0, seq_ = 0;
+  size_t capacity_N_ = 0, capacity_M_ = 0;
+  std::vector<uint8_t> x_, y_;
+  std::vector<T> e_, up_, z_, zstat_, logits_, loss_, bufA_, bufB_, stream_, acts_, dp_, dtmp_, scratch_;
+};
+
+}  // namespace
+
+template <class T>
+std::unique_ptr<Model<T>> make_ssm_model(const ModelConfig& config, uint64_t seed) {
+  return std::make_unique<SsmModel<T>>(config, seed);
+}
+
+template std::unique_ptr<Model<float>> make_ssm_model<float>(const ModelConfig&, uint64_t);
+template std::unique_ptr<Model<double>> make_ssm_model<double>(const ModelConfig&, uint64_t);
+
+}  // namespace bytelm

@@ -1,0 +1,14 @@
+// The `ssm` family: diagonal SSM blocks at patch rate with a byte residual.
+//   e = Embed(x); p = mean-pool every P bytes (complete patches only)
+//   L blocks at patch rate: p += DiagSSM(LN(p)); p += SwiGLU(LN(p))
+//   up[t] = p[k(t)] (or a learned start vector) + e[t], k(t) = latest patch ending at or before t
+//   logits = Head(LN(up))
+#pragma once
+#include "models/model.h"
+
+namespace bytelm {
+
+template <class T>
+std::unique_ptr<Model<T>> make_ssm_model(const ModelConfig& config, uint64_t seed);
+
+}  // namespace bytelm

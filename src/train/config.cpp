@@ -1,0 +1,175 @@
+#include "train/config.h"
+
+#include <cmath>
+#include <functional>
+#include <map>
+#include <type_traits>
+#include <climits>
+
+#include "core/error.h"
+#include "core/json.h"
+
+namespace bytelm {
+
+namespace {
+
+// One table drives parsing, flags and serialisation, so a key cannot be known to one and not the others.
+struct Key {
+  const char* name;
+  std::function<void(RunConfig&, const Json&, const std::string&)> set;
+  std::function<std::string(const RunConfig&)> get;
+  bool model;  // belongs to the model config (else training)
+};
+
+template <class F>
+Key int_key(const char* name, F field, bool model) {
+  return {name,
+          [=](RunConfig& c, const Json& v, const std::string& what) {
+            int64_t x = v.as_int(what + ": key '" + name + "'");
+            if (x < INT32_MIN || x > INT32_MAX) throw Error(what + ": key '" + name + "' is out of range");
+            field(c) = (std::remove_reference_t<decltype(field(c))>)x;
+          },
+          [=](const RunConfig& c) { return std::to_string(field(const_cast<RunConfig&>(c))); }, model};
+}
+
+template <class F>
+Key num_key(const char* name, F field) {
+  return {name, [=](RunConfig& c, const Json& v, const std::string& what) { field(c) = v.as_number(what + ": key '" + name + "'"); },
+          [=](const RunConfig& c) { return json_number(field(const_cast<RunConfig&>(c))); }, false};
+}
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> k = {
+      {"model", [](RunConfig& c, const Json& v, const std::string& what) { c.model.arch = v.as_string(what + ": key 'model'"); },
+       [](const RunConfig& c) { return json_quote(c.model.arch); }, true},
+      int_key("d", [](RunConfig& c) -> int& { return c.model.d; }, true),
+      int_key("layers", [](RunConfig& c) -> int& { return c.model.layers; }, true),
+      int_key("patch", [](RunConfig& c) -> int& { return c.model.patch; }, true),
+      int_key("steps", [](RunConfig& c) -> int& { return c.train.steps; }, false),
+      int_key("batch", [](RunConfig& c) -> int& { return c.train.batch; }, false),
+      int_key("seq", [](RunConfig& c) -> int& { return c.train.seq; }, false),
+      num_key("lr", [](RunConfig& c) -> double& { return c.train.lr; }),
+      num_key("min_lr_frac", [](RunConfig& c) -> double& { return c.train.min_lr_frac; }),
+      int_key("warmup", [](RunConfig& c) -> int& { return c.train.warmup; }, false),
+      num_key("weight_decay", [](RunConfig& c) -> double& { return c.train.weight_decay; }),
+      num_key("beta1", [](RunConfig& c) -> double& { return c.train.beta1; }),
+      num_key("beta2", [](RunConfig& c) -> double& { return c.train.beta2; }),
+      num_key("clip", [](RunConfig& c) -> double& { return c.train.clip; }),
+      {"seed", [](RunConfig& c, const Json& v, const std::string& what) {
+         int64_t s = v.as_int(what + ": key 'seed'");
+         if (s < 0) throw Error(what + ": key 'seed' must be >= 0");
+         c.train.seed = (uint64_t)s;
+       },
+       [](const RunConfig& c) { return std::to_string(c.train.seed); }, false},
+      int_key("eval_every", [](RunConfig& c) -> int& { return c.train.eval_every; }, false),
+      int_key("eval_bytes", [](RunConfig& c) -> int64_t& { return c.train.eval_bytes; }, false),
+      num_key("val_fraction", [](RunConfig& c) -> double& { return c.train.val_fraction; }),
+      int_key("log_every", [](RunConfig& c) -> int& { return c.train.log_every; }, false),
+  };
+  return k;
+}
+
+const Key& find_key(const std::string& name, const std::string& what) {
+  for (const Key& k : keys())
+    if (name == k.name) return k;
+  std::string known;
+  for (const Key& k : keys()) known += (known.empty() ? "" : ", ") + std::string(k.name);
+  throw Error(what + ": unknown key '" + name + "' (known keys: " + known + ")");
+}
+
+std::string object_json(bool model, const RunConfig& c) {
+  std::string s = "{";
+  for (const Key& k : keys())
+    if (k.model == model) s += (s.size() > 1 ? "," : "") + json_quote(k.name) + ":" + k.get(c);
+  return s + "}";
+}
+
+}  // namespace
+
+std::vector<std::string> preset_names() { return {"ssm-demo", "ssm-2m", "ssm-10m", "ssm-100m"}; }
+
+RunConfig preset(const std::string& name) {
+  RunConfig c;
+  if (name == "ssm-demo") {  // small enough to train to a readable sample on 2 CPU cores in minutes
+    c.model = {"ssm", 128, 4, 2};
+    c.train.steps = 600;
+    c.train.batch = 16;
+    c.train.seq = 256;
+    c.train.lr = 3e-3;
+  } else if (name == "ssm-2m") {
+    c.model = {"ssm", 256, 4, 2};
+  } else if (name == "ssm-10m") {
+    c.model = {"ssm", 512, 6, 2};
+  } else if (name == "ssm-100m") {
+    c.model = {"ssm", 1024, 16, 2};
+    c.train.lr = 6e-4;
+  } else {
+    std::string known;
+    for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+    throw Error("unknown preset '" + name + "' (known: " + known + ")");
+  }
+  return c;
+}
+
+void apply_config_json(RunConfig& cfg, const Json& j, const std::string& what) {
+  if (j.kind != Json::Kind::Object) throw Error(what + ": a config must be a JSON object");
+  for (const auto& [name, value] : j.object) find_key(name, what).set(cfg, value, what);
+}
+
+void set_config_key(RunConfig& cfg, const std::string& key, const std::string& value, const std::string& what) {
+  const Key& k = find_key(key, what);
+  Json v;
+  if (key == "model") {
+    v.kind = Json::Kind::String;
+    v.string = value;
+  } else {
+    try {
+      v = json_parse(value, what);
+    } catch (const Error&) {
+      throw Error(what + ": '" + value + "' is not a number");
+    }
+  }
+  k.set(cfg, v, what);
+}
+
+void validate(const RunConfig& c) {
+  const TrainConfig& t = c.train;
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw Error(msg);
+  };
+  need(t.steps >= 1, "steps must be >= 1");
+  need(t.batch >= 1, "batch must be >= 1");
+  need(t.seq >= 1, "seq must be >= 1");
+  need((int64_t)t.batch * t.seq <= (int64_t)1 << 28, "batch * seq is too large (limit 2^28 bytes per step)");
+  need(t.lr > 0 && std::isfinite(t.lr), "lr must be > 0");
+  need(t.min_lr_frac >= 0 && t.min_lr_frac <= 1, "min_lr_frac must be in [0, 1]");
+  need(t.warmup >= -1, "warmup must be >= 0 (or -1 for automatic)");
+  need(t.weight_decay >= 0, "weight_decay must be >= 0");
+  need(t.beta1 >= 0 && t.beta1 < 1 && t.beta2 >= 0 && t.beta2 < 1, "beta1 and beta2 must be in [0, 1)");
+  need(t.clip >= 0, "clip must be >= 0 (0 turns clipping off)");
+  need(t.eval_every >= 1, "eval_every must be >= 1");
+  need(t.eval_bytes >= 2, "eval_bytes must be >= 2");
+  need(t.val_fraction > 0 && t.val_fraction < 1, "val_fraction must be in (0, 1)");
+  need(t.log_every >= 1, "log_every must be >= 1");
+  param_count(c.model);  // checks the model's own ranges
+}
+
+std::string model_config_json(const ModelConfig& m) {
+  RunConfig c;
+  c.model = m;
+  return object_json(true, c);
+}
+
+std::string train_config_json(const TrainConfig& t) {
+  RunConfig c;
+  c.train = t;
+  return object_json(false, c);
+}
+
+std::vector<std::string> config_keys() {
+  std::vector<std::string> names;
+  for (const Key& k : keys()) names.push_back(k.name);
+  return names;
+}
+
+}  // namespace bytelm

@@ -1,0 +1,143 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include "core/error.h"
+#include "core/json.h"
+#include "core/progress.h"
+#include "infer/score.h"
+#include "train/adamw.h"
+#include "train/checkpoint.h"
+#include "train/corpus.h"
+
+namespace bytelm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// On resume, drop metric lines past the checkpoint (a crash may have logged
+// steps that the checkpoint does not hold), so the log matches the run.
+void trim_metrics(const std::string& path, int step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    try {
+      Json j = json_parse(line, path);
+      const Json* s = j.find("step");
+      if (s && s->as_int(path) > step) continue;
+    } catch (const Error&) {
+      continue;  // a torn last line
+    }
+    kept += line + "\n";
+  }
+  std::string tmp = path + ".tmp";
+  std::ofstream(tmp, std::ios::trunc) << kept;
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
+TrainReport train(const TrainJob& job) {
+  const RunConfig& cfg = job.cfg;
+  const TrainConfig& t = cfg.train;
+  validate(cfg);
+  Corpus data = Corpus::open(job.data);
+  std::optional<Corpus> val_file;
+  CorpusRange train_range{&data, 0, data.size()}, val_range{};
+  if (!job.val.empty()) {
+    val_file.emplace(Corpus::open(job.val));
+    val_range = {&*val_file, 0, val_file->size()};
+  } else {
+    std::tie(train_range, val_range) = split_tail(data, t.val_fraction);
+  }
+  if (train_range.size() < (uint64_t)t.seq + 1)
+    throw Error("seq " + std::to_string(t.seq) + " needs windows of " + std::to_string(t.seq + 1) +
+                " bytes, but the training data (" + job.data + ") has only " + std::to_string(train_range.size()));
+  if (val_range.size() < 2) throw Error("the validation data needs at least 2 bytes");
+  std::vector<uint8_t> val_bytes(std::min<uint64_t>(val_range.size(), t.eval_bytes));
+  val_range.corpus->read(val_range.begin, val_bytes.size(), val_bytes.data());
+
+  int step = 0;
+  std::unique_ptr<Model<float>> model;
+  std::unique_ptr<AdamW> opt;
+  std::string ckpt = (fs::path(job.out) / "checkpoint.safetensors").string();
+  std::string metrics_path = (fs::path(job.out) / "metrics.jsonl").string();
+  if (job.resume) {
+    LoadedCheckpoint ck = load_checkpoint(ckpt, true);
+    step = ck.step;
+    model = std::move(ck.model);
+    opt = std::move(ck.opt);
+    trim_metrics(metrics_path, step);
+  } else {
+    if (fs::exists(ckpt))
+      throw Error(job.out + " already holds a run (checkpoint.safetensors); use --resume to continue it or pick another --out");
+    model = make_model<float>(cfg.model, t.seed);
+    opt = std::make_unique<AdamW>(model->params().size());
+    std::error_code ec;
+    fs::create_directories(job.out, ec);
+    if (ec) throw Error("cannot create run directory " + job.out + ": " + ec.message());
+    std::string run_json = (fs::path(job.out) / "run.json").string();
+    std::ofstream(run_json + ".tmp") << "{\"data\":" << json_quote(fs::absolute(job.data).string()) << ",\"val\":" << json_quote(job.val.empty() ? "" : fs::absolute(job.val).string()) << "}\n";
+    fs::rename(run_json + ".tmp", run_json);
+    std::ofstream(metrics_path, std::ios::trunc);
+  }
+  std::ofstream metrics(metrics_path, std::ios::app);
+  if (!metrics) throw Error("cannot write " + metrics_path);
+
+  TrainReport report;
+  int end = job.stop_after >= 0 ? std::min(t.steps, job.stop_after) : t.steps;
+  std::vector<uint8_t> window((size_t)t.batch * (t.seq + 1)), x((size_t)t.batch * t.seq), y((size_t)t.batch * t.seq);
+  Progress bar("step", t.steps, job.progress);
+  auto t0 = std::chrono::steady_clock::now();
+  int first_step = step;
+  double last_loss = 0;
+  auto evaluate = [&](int at) {
+    report.val_bpb = bits_per_byte(*model, val_bytes.data(), val_bytes.size(), t.seq, t.batch).bpb;
+    metrics << "{\"step\":" << at << ",\"val_bpb\":" << json_number(report.val_bpb) << "}\n" << std::flush;
+  };
+  for (; step < end; step++) {
+    sample_windows(train_range, t.seed, (uint64_t)step, t.batch, t.seq + 1, window.data());
+    for (int b = 0; b < t.batch; b++) {
+      const uint8_t* w = window.data() + (size_t)b * (t.seq + 1);
+      std::copy(w, w + t.seq, x.begin() + (size_t)b * t.seq);
+      std::copy(w + 1, w + 1 + t.seq, y.begin() + (size_t)b * t.seq);
+    }
+    std::fill(model->grads().begin(), model->grads().end(), 0.f);
+    float loss = model->forward(x.data(), y.data(), t.batch, t.seq, nullptr);
+    if (!std::isfinite(loss)) throw Error("training diverged at step " + std::to_string(step + 1) + " (loss is " + std::to_string(loss) + "); try a lower --lr");
+    model->backward();
+    double lr = lr_at(t, step);
+    double gnorm = opt->step(model->params(), model->grads(), model->param_info(), t, step, lr);
+    report.losses.push_back(loss);
+    last_loss = loss;
+    int done = step + 1;
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    report.bytes_per_s = (done - first_step) * (double)t.batch * t.seq / std::max(secs, 1e-9);
+    if (done % t.log_every == 0 || done == t.steps)
+      metrics << "{\"step\":" << done << ",\"loss\":" << json_number(loss) << ",\"bpb\":" << json_number(loss / std::log(2.0))
+              << ",\"lr\":" << json_number(lr) << ",\"grad_norm\":" << json_number(gnorm)
+              << ",\"bytes_per_s\":" << json_number(std::round(report.bytes_per_s)) << "}\n" << std::flush;
+    if (done % t.eval_every == 0 || done == t.steps) {
+      evaluate(done);
+      save_checkpoint(ckpt, *model, *opt, cfg, done);
+    }
+    char detail[160];
+    std::snprintf(detail, sizeof detail, "loss %.3f (%.3f bpb) | val %.3f bpb | %sB/s", loss, loss / std::log(2.0),
+                  report.val_bpb, format_rate(report.bytes_per_s).c_str());
+    bar.update(done, detail);
+  }
+  report.step = step;
+  char detail[160];
+  std::snprintf(detail, sizeof detail, "loss %.3f (%.3f bpb) | val %.3f bpb | %sB/s", last_loss, last_loss / std::log(2.0),
+                report.val_bpb, format_rate(report.bytes_per_s).c_str());
+  if (end > first_step) bar.finish(step, detail);
+  return report;
+}
+
+}  // namespace bytelm

@@ -1,0 +1,32 @@
+// The training loop: batches from a corpus, forward/backward, AdamW, periodic
+// validation, a JSONL metrics log, atomic checkpoints and exact resume.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "train/config.h"
+
+namespace bytelm {
+
+struct TrainJob {
+  RunConfig cfg;
+  std::string data;          // file or directory
+  std::string val;           // optional: validation file; else the tail of `data`
+  std::string out;           // run directory: checkpoint.safetensors, metrics.jsonl, run.json (data paths)
+  bool resume = false;       // continue from out/checkpoint.safetensors (cfg must come from it)
+  int stop_after = -1;       // stop dead after this step, as a crash would: no final checkpoint (for tests)
+  bool progress = true;      // progress bar on stderr
+};
+
+struct TrainReport {
+  std::vector<float> losses;  // training loss (nats) of every step run in this call
+  double val_bpb = 0;         // at the last evaluation
+  int step = 0;               // steps completed in total
+  double bytes_per_s = 0;     // training throughput of this call
+};
+
+// Validates everything (data readable and long enough, config sane) before
+// creating or writing anything in `out`.
+TrainReport train(const TrainJob& job);
+
+}  // namespace bytelm

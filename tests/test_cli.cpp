@@ -1,0 +1,204 @@
+// The bytelm binary as a user meets it: bad input gets one clear line on
+// stderr and a non-zero exit, and leaves no files behind.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = fs::temp_directory_path() / ("bytelm_cli_" + std::to_string(::getpid()) + "_" +
+                                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+
+  Result run(const std::string& args) {
+    std::string out = (dir / "stdout").string(), err = (dir / "stderr").string();
+    std::string cmd = "OMP_NUM_THREADS=2 " + std::string(BYTELM_BINARY) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+    int status = std::system(cmd.c_str());
+    Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+    fs::remove(out);
+    fs::remove(err);
+    return r;
+  }
+  std::string file(const std::string& name, const std::string& content) {
+    std::string p = (dir / name).string();
+    std::ofstream(p, std::ios::binary) << content;
+    return p;
+  }
+  // A failure: non-zero exit, exactly one line on stderr containing `words`, nothing on stdout.
+  void expect_clean_error(const Result& r, const std::string& words) {
+    EXPECT_NE(r.code, 0);
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.err.find("error"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(words), std::string::npos) << "expected '" << words << "' in: " << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+  std::string tiny_train(const std::string& data, const std::string& out, const std::string& extra = "") {
+    return "train --d 16 --layers 1 --steps 2 --batch 2 --seq 32 --eval-bytes 64 --quiet --data " + data + " --out " + out +
+           " " + extra;
+  }
+  // A small trained checkpoint for the eval/generate/corruption tests.
+  std::string checkpoint() {
+    std::string out = (dir / "run").string();
+    std::string text;
+    for (int i = 0; i < 200; i++) text += "the quick brown fox jumps over the lazy dog. ";
+    Result r = run(tiny_train(file("text.txt", text), out));
+    EXPECT_EQ(r.code, 0) << r.err;
+    return out + "/checkpoint.safetensors";
+  }
+  fs::path dir;
+};
+
+TEST_F(Cli, HelpTeaches) {
+  for (const char* c : {"train", "eval", "score", "generate", "info"}) {
+    Result r = run(std::string(c) + " --help");
+    EXPECT_EQ(r.code, 0) << c;
+    EXPECT_NE(r.out.find("usage: bytelm"), std::string::npos) << c;
+    EXPECT_NE(r.out.find("--"), std::string::npos) << c;
+  }
+  Result r = run("");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("commands:"), std::string::npos);
+}
+
+TEST_F(Cli, MissingData) {
+  std::string out = (dir / "out").string();
+  expect_clean_error(run(tiny_train((dir / "nope.txt").string(), out)), "does not exist");
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(Cli, EmptyData) {
+  std::string out = (dir / "out").string();
+  expect_clean_error(run(tiny_train(file("empty.txt", ""), out)), "empty");
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(Cli, UnreadableData) {
+  std::string out = (dir / "out").string();
+  std::string fifo = (dir / "fifo").string();
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  expect_clean_error(run(tiny_train(fifo, out)), "fifo");
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(Cli, UnreadableDataPermission) {
+  std::string out = (dir / "out").string();
+  if (geteuid() == 0) GTEST_SKIP() << "root reads files whatever their mode: the permission case cannot be staged";
+  std::string locked = file("locked.txt", "some bytes");
+  chmod(locked.c_str(), 0);
+  expect_clean_error(run(tiny_train(locked, out)), "locked.txt");
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(Cli, SequenceLongerThanData) {
+  std::string out = (dir / "out").string();
+  expect_clean_error(run(tiny_train(file("short.txt", std::string(30, 'a')), out)), "seq 32");
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(Cli, UnknownConfigKey) {
+  std::string out = (dir / "out").string();
+  std::string cfg = file("cfg.json", "{\"d\": 16, \"layerz\": 2}");
+  Result r = run("train --config " + cfg + " --data " + file("t.txt", std::string(500, 'x')) + " --out " + out);
+  expect_clean_error(r, "unknown key 'layerz'");
+  EXPECT_FALSE(fs::exists(out));
+  expect_clean_error(run("train --bogus 3 --data x --out " + out), "unknown option --bogus");
+  expect_clean_error(run("train --preset ssm-huge --data x --out " + out), "unknown preset");
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(Cli, TrainEvalScoreGenerateWork) {
+  std::string ck = checkpoint();
+  std::string text = file("probe.txt", "the lazy dog. the quick fox.");
+  Result e = run("eval --ckpt " + ck + " --data " + text);
+  ASSERT_EQ(e.code, 0) << e.err;
+  EXPECT_NE(e.out.find("\"bpb\":"), std::string::npos);
+  EXPECT_NE(e.out.find("\"bytes\":28"), std::string::npos) << e.out;
+  Result s = run("score --ckpt " + ck + " --input " + text);
+  ASSERT_EQ(s.code, 0) << s.err;
+  EXPECT_EQ(std::count(s.out.begin(), s.out.end(), '\n'), 28);
+  EXPECT_EQ(s.out.substr(0, 9), "8.000000\n");
+  Result g = run("generate --ckpt " + ck + " --prompt 'the ' --bytes 40 --seed 3");
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_EQ(g.out.size(), 44u);
+  EXPECT_EQ(run("generate --ckpt " + ck + " --prompt 'the ' --bytes 40 --seed 3").out, g.out) << "same seed, same bytes";
+}
+
+TEST_F(Cli, TruncatedCheckpoint) {
+  std::string ck = checkpoint();
+  std::string bytes = slurp(ck);
+  std::string cut = file("cut.safetensors", bytes.substr(0, bytes.size() / 2));
+  expect_clean_error(run("eval --ckpt " + cut + " --data " + ck), "truncated");
+  expect_clean_error(run("generate --ckpt " + file("tiny.safetensors", "abc")), "tiny.safetensors");
+}
+
+TEST_F(Cli, CorruptCheckpoint) {
+  std::string ck = checkpoint();
+  std::string bytes = slurp(ck);
+  bytes[bytes.size() - 100] ^= 0x10;
+  std::string bad = file("bad.safetensors", bytes);
+  expect_clean_error(run("eval --ckpt " + bad + " --data " + ck), "corrupt");
+}
+
+TEST_F(Cli, CheckpointOfAnotherArchitecture) {
+  std::string ck = checkpoint();
+  std::string bytes = slurp(ck);
+  // same file with the architecture name swapped in the header (same length keeps offsets valid)
+  size_t at = bytes.find("\\\"model\\\":\\\"ssm\\\"");
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at + 12, 3, "rwk");
+  std::string other = file("other.safetensors", bytes);
+  expect_clean_error(run("eval --ckpt " + other + " --data " + ck), "'rwk' model");
+  // and a safetensors file that is not a bytelm checkpoint at all
+  std::string foreign = file("foreign.safetensors", std::string("\x10\0\0\0\0\0\0\0{}              ", 24));
+  expect_clean_error(run("eval --ckpt " + foreign + " --data " + ck), "not a bytelm checkpoint");
+  // resuming with a model flag that contradicts the checkpoint
+  expect_clean_error(run("train --resume " + (dir / "run").string() + " --d 32"), "only --steps may change");
+}
+
+TEST_F(Cli, ResumeExtendsARun) {
+  std::string ck = checkpoint();
+  Result r = run("train --resume " + (dir / "run").string() + " --steps 4 --quiet");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"step\":4"), std::string::npos) << r.out;
+  expect_clean_error(run("train --resume " + (dir / "run").string() + " --quiet"), "already finished 4 steps");
+}
+
+TEST_F(Cli, RefusesToOverwriteARun) {
+  std::string ck = checkpoint();
+  std::string before = slurp(ck);
+  expect_clean_error(run(tiny_train((dir / "text.txt").string(), (dir / "run").string())), "already holds a run");
+  EXPECT_EQ(slurp(ck), before);
+}
+
+TEST_F(Cli, NoTempFilesLeftBehind) {
+  checkpoint();
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    EXPECT_NE(e.path().extension(), ".tmp") << e.path();
+}
+
+}  // namespace

@@ -1,0 +1,144 @@
+// Every layer's backward against central finite differences, in double.
+// Each loss is a random projection sum(R * output), so dy = R.
+#include <gtest/gtest.h>
+
+#include "gradcheck.h"
+#include "layers/cross_entropy.h"
+#include "layers/diag_ssm.h"
+#include "layers/embedding.h"
+#include "layers/layernorm.h"
+#include "layers/linear.h"
+#include "layers/patch.h"
+#include "layers/swiglu.h"
+
+using namespace bytelm;
+using namespace bytelm::testing;
+using V = std::vector<double>;
+
+TEST(LayerGrad, Linear) {
+  Rng rng(1);
+  int N = 5, in = 7, out = 3;
+  V x = random_vector(N * in, rng), W = random_vector(out * in, rng), R = random_vector(N * out, rng), y(N * out);
+  auto loss = [&] { linear_forward(y.data(), x.data(), W.data(), N, in, out); return dot(y, R); };
+  V dx(N * in, 7.0), dW(out * in, 0.0);
+  linear_backward(dx.data(), dW.data(), R.data(), x.data(), W.data(), N, in, out, false);
+  expect_gradient("dx", x, dx, loss);
+  expect_gradient("dW", W, dW, loss);
+}
+
+TEST(LayerGrad, LayerNorm) {
+  Rng rng(2);
+  int N = 4, C = 9;
+  V x = random_vector(N * C, rng, 2.0), w = random_vector(C, rng), b = random_vector(C, rng), R = random_vector(N * C, rng);
+  V y(N * C), mean(N), rstd(N);
+  auto loss = [&] { layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C); return dot(y, R); };
+  loss();
+  V dx(N * C, 0.0), dw(C, 0.0), db(C, 0.0);
+  layernorm_backward(dx.data(), dw.data(), db.data(), R.data(), x.data(), mean.data(), rstd.data(), w.data(), N, C, false);
+  expect_gradient("dx", x, dx, loss);
+  expect_gradient("dw", w, dw, loss);
+  expect_gradient("db", b, db, loss);
+  // accumulate mode adds to what is there
+  V dx2(N * C, 1.0), dw2(C, 0.0), db2(C, 0.0);
+  layernorm_backward(dx2.data(), dw2.data(), db2.data(), R.data(), x.data(), mean.data(), rstd.data(), w.data(), N, C, true);
+  for (int i = 0; i < N * C; i++) EXPECT_NEAR(dx2[i], dx[i] + 1.0, 1e-12);
+}
+
+TEST(LayerGrad, DiagSsm) {
+  Rng rng(3);
+  int B = 2, T = 11, d = 6;
+  V x = random_vector(B * T * d, rng), Win = random_vector(d * d, rng, 0.4), Wout = random_vector(d * d, rng, 0.4);
+  V lam = random_vector(d, rng), D = random_vector(d, rng), R = random_vector(B * T * d, rng);
+  V y(B * T * d), u(B * T * d), h(B * T * d), scratch(B * T * d);
+  auto w = [&] { return DiagSsmWeights<double>{Win.data(), lam.data(), Wout.data(), D.data()}; };
+  auto loss = [&] { diag_ssm_forward(y.data(), u.data(), h.data(), x.data(), w(), B, T, d, (const double*)nullptr); return dot(y, R); };
+  loss();
+  V dx(B * T * d), dWin(d * d, 0.0), dlam(d, 0.0), dWout(d * d, 0.0), dD(d, 0.0);
+  diag_ssm_backward(dx.data(), DiagSsmGrads<double>{dWin.data(), dlam.data(), dWout.data(), dD.data()}, R.data(),
+                    x.data(), u.data(), h.data(), w(), B, T, d, scratch.data());
+  expect_gradient("dx", x, dx, loss);
+  expect_gradient("dW_in", Win, dWin, loss);
+  expect_gradient("dlam", lam, dlam, loss);
+  expect_gradient("dW_out", Wout, dWout, loss);
+  expect_gradient("dD", D, dD, loss);
+}
+
+TEST(LayerGrad, DiagSsmCarriedStateEqualsLongerScan) {
+  // Scanning [0, T) at once equals scanning [0, k) then [k, T) from the carried state.
+  Rng rng(4);
+  int T = 9, d = 5, k = 4;
+  V u = random_vector(T * d, rng), lam = random_vector(d, rng), full(T * d), part(T * d);
+  diag_scan_forward(full.data(), u.data(), lam.data(), 1, T, d, (const double*)nullptr);
+  diag_scan_forward(part.data(), u.data(), lam.data(), 1, k, d, (const double*)nullptr);
+  diag_scan_forward(part.data() + k * d, u.data() + k * d, lam.data(), 1, T - k, d, part.data() + (k - 1) * d);
+  for (int i = 0; i < T * d; i++) EXPECT_NEAR(full[i], part[i], 1e-12);
+}
+
+TEST(LayerGrad, DecayInitHalfLives) {
+  int d = 64, P = 2;
+  V lam(d);
+  diag_ssm_init_decay(lam.data(), d, P);
+  auto half_life_bytes = [&](int c) {
+    double a = std::exp(-std::log1p(std::exp(lam[c])));
+    return P * std::log(0.5) / std::log(a);  // patch steps to halve, times bytes per step
+  };
+  EXPECT_NEAR(half_life_bytes(0), 1.0, 1e-9);
+  EXPECT_NEAR(half_life_bytes(d - 1), 2048.0, 1e-6);
+  EXPECT_NEAR(half_life_bytes(d / 2) / half_life_bytes(d / 2 - 1), std::pow(2048.0, 1.0 / (d - 1)), 1e-9);
+}
+
+TEST(LayerGrad, SwiGlu) {
+  Rng rng(5);
+  int N = 4, d = 5, H = 6;
+  V x = random_vector(N * d, rng), W12 = random_vector(2 * H * d, rng, 0.5), W3 = random_vector(d * H, rng, 0.5);
+  V R = random_vector(N * d, rng), y(N * d), g(N * 2 * H), m(N * H), scratch(N * 3 * H);
+  auto loss = [&] { swiglu_forward(y.data(), g.data(), m.data(), x.data(), W12.data(), W3.data(), N, d, H); return dot(y, R); };
+  loss();
+  V dx(N * d), dW12(2 * H * d, 0.0), dW3(d * H, 0.0);
+  swiglu_backward(dx.data(), dW12.data(), dW3.data(), R.data(), x.data(), g.data(), m.data(), W12.data(), W3.data(), N,
+                  d, H, scratch.data());
+  expect_gradient("dx", x, dx, loss);
+  expect_gradient("dW12", W12, dW12, loss);
+  expect_gradient("dW3", W3, dW3, loss);
+}
+
+TEST(LayerGrad, EmbeddingPatchBroadcast) {
+  // Embedding -> mean pool -> (identity at patch rate) -> causal broadcast + byte residual, P=3 and odd T.
+  Rng rng(6);
+  int B = 2, T = 10, P = 3, d = 4, Np = patch_count(T, P);
+  std::vector<uint8_t> x(B * T);
+  for (auto& b : x) b = uint8_t(rng.next_u64() % 5);  // repeated bytes exercise accumulation
+  V E = random_vector(256 * d, rng), start = random_vector(d, rng), R = random_vector(B * T * d, rng);
+  V e(B * T * d), p(B * Np * d), out(B * T * d);
+  auto loss = [&] {
+    embedding_forward(e.data(), x.data(), E.data(), B * T, d);
+    patch_mean_forward(p.data(), e.data(), B, T, P, d);
+    patch_broadcast_forward(out.data(), p.data(), start.data(), e.data(), B, T, P, d);
+    return dot(out, R);
+  };
+  loss();
+  V dp(B * Np * d), dstart(d, 0.0), de(B * T * d), dE(256 * d, 0.0);
+  patch_broadcast_backward(dp.data(), dstart.data(), de.data(), R.data(), B, T, P, d);
+  patch_mean_backward(de.data(), dp.data(), B, T, P, d);
+  embedding_backward(dE.data(), de.data(), x.data(), B * T, d);
+  expect_gradient("dE", E, dE, loss, 1e-6, 256 * d);
+  expect_gradient("dstart", start, dstart, loss);
+}
+
+TEST(LayerGrad, CrossEntropy) {
+  Rng rng(7);
+  int N = 3;
+  V logits = random_vector(N * 256, rng, 3.0), loss_rows(N), dlogits(N * 256);
+  std::vector<uint8_t> y = {0, 255, 17};
+  auto loss = [&] {
+    cross_entropy_forward_backward(loss_rows.data(), (double*)nullptr, logits.data(), y.data(), N, 0.0);
+    return loss_rows[0] + loss_rows[1] + loss_rows[2];
+  };
+  cross_entropy_forward_backward(loss_rows.data(), dlogits.data(), logits.data(), y.data(), N, 1.0);
+  expect_gradient("dlogits", logits, dlogits, loss, 1e-6, N * 256);
+  // uniform logits cost exactly 8 bits
+  V flat(256, 0.5), one(1);
+  uint8_t t = 42;
+  cross_entropy_forward_backward(one.data(), (double*)nullptr, flat.data(), &t, 1, 0.0);
+  EXPECT_NEAR(one[0], std::log(256.0), 1e-12);
+}
