@@ -37,7 +37,7 @@ class Cli : public ::testing::Test {
 
   Result run(const std::string& args) {
     std::string out = (dir / "stdout").string(), err = (dir / "stderr").string();
-    std::string cmd = "OMP_NUM_THREADS=2 " + std::string(BYTELM_BINARY) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+    std::string cmd = "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE " + std::string(BYTELM_BINARY) + " " + args + " >" + out + " 2>" + err + " </dev/null";
     int status = std::system(cmd.c_str());
     Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
     fs::remove(out);

@@ -90,12 +90,15 @@ std::vector<std::string> preset_names() { return {"ssm-demo", "ssm-2m", "ssm-10m
 
 RunConfig preset(const std::string& name) {
   RunConfig c;
-  if (name == "ssm-demo") {  // small enough to train to a readable sample on 2 CPU cores in minutes
-    c.model = {"ssm", 128, 4, 2};
-    c.train.steps = 600;
+  if (name == "ssm-demo") {
+    // Trains to a readable sample on 2 CPU cores in minutes. P=1: at this size, running every byte through
+    // the blocks buys more than patching saves (measured on Shakespeare at d128 L4: 3.19 vs 3.41 val bpb after 100 steps).
+    c.model = {"ssm", 128, 4, 1};
+    c.train.steps = 1000;
     c.train.batch = 16;
     c.train.seq = 256;
-    c.train.lr = 3e-3;
+    c.train.lr = 1e-2;
+    c.train.eval_every = 200;
   } else if (name == "ssm-2m") {
     c.model = {"ssm", 256, 4, 2};
   } else if (name == "ssm-10m") {
