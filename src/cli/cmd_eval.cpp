@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/json.h"
+#include "core/progress.h"
 #include "infer/score.h"
 #include "train/checkpoint.h"
 #include "train/corpus.h"
@@ -21,6 +22,7 @@ const std::vector<Flag> kScoringFlags = {
     {"batch", "N", "windows per forward pass (default 16)"},
     {"device", "cpu|cuda", "where to run (default cpu)"},
     {"threads", "N", "CPU threads (default: all cores)"},
+    {"quiet", "", "no progress bar"},
 };
 
 struct Scored {
@@ -36,7 +38,11 @@ Scored score_file(const Args& args, const std::string& input) {
   c.read(0, bytes.size(), bytes.data());
   int seq = args.get_int("seq", ck.cfg.train.seq), batch = args.get_int("batch", 16);
   if (seq < 1 || batch < 1) throw Error("--seq and --batch must be >= 1");
-  return {score_bytes(*ck.model, bytes.data(), bytes.size(), seq, batch), input};
+  Progress bar("bytes", (int64_t)bytes.size(), !args.has("quiet"));
+  auto report = [&](size_t scored) { bar.update((int64_t)scored, ""); };
+  std::vector<float> bits = score_bytes(*ck.model, bytes.data(), bytes.size(), seq, batch, report);
+  bar.finish((int64_t)bytes.size(), "");
+  return {std::move(bits), input};
 }
 
 }  // namespace

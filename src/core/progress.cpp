@@ -6,16 +6,12 @@
 
 namespace bytelm {
 
-Progress::Progress(std::string label, int64_t total, bool enabled)
-    : label_(std::move(label)), total_(total), enabled_(enabled), tty_(isatty(2)) {
+Progress::Progress(std::string label, int64_t total, bool enabled, int64_t start)
+    : label_(std::move(label)), total_(total), enabled_(enabled), tty_(isatty(2)), start_done_(start) {
   start_ = last_draw_ = std::chrono::steady_clock::now();
 }
 
 void Progress::update(int64_t done, const std::string& detail) {
-  if (start_done_ < 0) {  // rate and ETA count from the first update (a resumed run starts mid-way)
-    start_done_ = done;
-    start_ = std::chrono::steady_clock::now();
-  }
   auto now = std::chrono::steady_clock::now();
   double since = std::chrono::duration<double>(now - last_draw_).count();
   if (since < (tty_ ? 0.2 : 5.0)) return;
@@ -23,13 +19,16 @@ void Progress::update(int64_t done, const std::string& detail) {
   draw(done, detail, false);
 }
 
-void Progress::finish(int64_t done, const std::string& detail) { draw(done, detail, true); }
+void Progress::finish(int64_t done, const std::string& detail) {
+  if (drawn_) draw(done, detail, true);
+}
 
 void Progress::draw(int64_t done, const std::string& detail, bool final) {
   if (!enabled_) return;
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  double rate = elapsed > 0 && start_done_ >= 0 ? (done - start_done_) / elapsed : 0;
-  std::string eta = rate > 0 && !final ? " | ETA " + format_duration((total_ - done) / rate) : "";
+  drawn_ = true;
+  double rate = elapsed > 0 ? (done - start_done_) / elapsed : 0;
+  std::string eta = rate > 0 && !final ? (detail.empty() ? "ETA " : " | ETA ") + format_duration((total_ - done) / rate) : "";
   int width = 24, filled = total_ > 0 ? int(width * done / total_) : width;
   std::string bar(filled, '=');
   bar.resize(width, ' ');

@@ -9,9 +9,11 @@ namespace bytelm {
 
 class Progress {
  public:
-  Progress(std::string label, int64_t total, bool enabled);
-  // done: units finished so far; rate: units/s label text appended by the caller (e.g. "loss 2.31").
+  // Rate and ETA count from `start` (a resumed run starts mid-way).
+  Progress(std::string label, int64_t total, bool enabled, int64_t start = 0);
+  // done: units finished so far; detail: text the caller appends (e.g. "loss 2.31").
   void update(int64_t done, const std::string& detail);
+  // Final line; drawn only if the bar was shown at all, so quick jobs stay silent.
   void finish(int64_t done, const std::string& detail);
 
  private:
@@ -20,7 +22,8 @@ class Progress {
   int64_t total_;
   bool enabled_, tty_;
   std::chrono::steady_clock::time_point start_, last_draw_;
-  int64_t start_done_ = -1;
+  int64_t start_done_;
+  bool drawn_ = false;
 };
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "12s"

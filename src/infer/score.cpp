@@ -4,7 +4,8 @@
 
 namespace bytelm {
 
-std::vector<float> score_bytes(Model<float>& model, const uint8_t* data, size_t n, int seq, int batch) {
+std::vector<float> score_bytes(Model<float>& model, const uint8_t* data, size_t n, int seq, int batch,
+                               const ScoreProgress& progress) {
   std::vector<float> bits(n, 0.f);
   if (n == 0) return bits;
   bits[0] = 8.f;
@@ -23,12 +24,14 @@ std::vector<float> score_bytes(Model<float>& model, const uint8_t* data, size_t 
     }
     model.forward(x.data(), y.data(), B, seq, loss.data());
     for (size_t i = 0; i < (size_t)B * seq; i++) bits[w0 * seq + 1 + i] = loss[i] * to_bits;
+    if (progress) progress((w0 + B) * seq + 1);
   }
   size_t s = full * seq, tail = predictions - s;
   if (tail > 0) {
     model.forward(data + s, data + s + 1, 1, (int)tail, loss.data());
     for (size_t i = 0; i < tail; i++) bits[s + 1 + i] = loss[i] * to_bits;
   }
+  if (progress) progress(n);
   return bits;
 }
 

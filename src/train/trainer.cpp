@@ -41,6 +41,15 @@ void trim_metrics(const std::string& path, int step) {
   fs::rename(tmp, path);
 }
 
+std::string progress_detail(double loss, const TrainReport& r) {
+  char val[32] = "-";
+  if (r.val_bpb > 0) std::snprintf(val, sizeof val, "%.3f", r.val_bpb);
+  char detail[160];
+  std::snprintf(detail, sizeof detail, "loss %.3f (%.3f bpb) | val %s bpb | %sB/s", loss, loss / std::log(2.0), val,
+                format_rate(r.bytes_per_s).c_str());
+  return detail;
+}
+
 }  // namespace
 
 TrainReport train(const TrainJob& job) {
@@ -93,7 +102,7 @@ TrainReport train(const TrainJob& job) {
   TrainReport report;
   int end = job.stop_after >= 0 ? std::min(t.steps, job.stop_after) : t.steps;
   std::vector<uint8_t> window((size_t)t.batch * (t.seq + 1)), x((size_t)t.batch * t.seq), y((size_t)t.batch * t.seq);
-  Progress bar("step", t.steps, job.progress);
+  Progress bar("step", t.steps, job.progress, step);
   auto t0 = std::chrono::steady_clock::now();
   int first_step = step;
   double last_loss = 0;
@@ -127,16 +136,10 @@ TrainReport train(const TrainJob& job) {
       evaluate(done);
       save_checkpoint(ckpt, *model, *opt, cfg, done);
     }
-    char detail[160];
-    std::snprintf(detail, sizeof detail, "loss %.3f (%.3f bpb) | val %.3f bpb | %sB/s", loss, loss / std::log(2.0),
-                  report.val_bpb, format_rate(report.bytes_per_s).c_str());
-    bar.update(done, detail);
+    bar.update(done, progress_detail(loss, report));
   }
   report.step = step;
-  char detail[160];
-  std::snprintf(detail, sizeof detail, "loss %.3f (%.3f bpb) | val %.3f bpb | %sB/s", last_loss, last_loss / std::log(2.0),
-                report.val_bpb, format_rate(report.bytes_per_s).c_str());
-  if (end > first_step) bar.finish(step, detail);
+  if (end > first_step) bar.finish(step, progress_detail(last_loss, report));
   return report;
 }
 
