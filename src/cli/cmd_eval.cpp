@@ -31,8 +31,8 @@ struct Scored {
 };
 
 Scored score_file(const Args& args, const std::string& input) {
-  apply_runtime_flags(args);
-  LoadedCheckpoint ck = load_checkpoint(args.require("ckpt"), false);
+  std::string device = apply_runtime_flags(args);
+  LoadedCheckpoint ck = load_checkpoint(args.require("ckpt"), false, device);
   Corpus c = Corpus::open(input);
   std::vector<uint8_t> bytes(c.size());
   c.read(0, bytes.size(), bytes.data());

@@ -14,7 +14,7 @@ int cmd_generate(int argc, char** argv) {
   Command cmd{"generate", "Sample bytes from a checkpoint, streaming them to stdout as they are made.",
               "--ckpt PATH [--prompt TEXT] [--bytes N] [options]",
               "The prompt is fed through the model's O(1)-state stream, then --bytes bytes are drawn\n"
-              "one at a time. Output is the prompt followed by the sample, as raw bytes.",
+              "one at a time, on the CPU. Output is the prompt followed by the sample, as raw bytes.",
               {{"ckpt", "PATH", "checkpoint file, or a run directory"},
                {"prompt", "TEXT", "text to continue (default a newline)"},
                {"bytes", "N", "bytes to generate (default 256)"},
@@ -22,7 +22,6 @@ int cmd_generate(int argc, char** argv) {
                {"top-k", "K", "sample from the K likeliest bytes only (default 0 = all)"},
                {"top-p", "P", "sample from the smallest set of bytes with probability >= P (default 0.95)"},
                {"seed", "N", "random seed (default 1)"},
-               {"device", "cpu|cuda", "where to run (default cpu)"},
                {"threads", "N", "CPU threads (default: all cores)"}}};
   Args args = Args::parse(cmd, argc, argv);
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;

@@ -74,8 +74,8 @@ int cmd_train(int argc, char** argv) {
     std::fputs(cmd.help_text().c_str(), stdout);
     return 0;
   }
-  apply_runtime_flags(args);
   TrainJob job;
+  job.device = apply_runtime_flags(args);
   job.progress = !args.has("quiet");
   if (args.has("resume")) {
     if (args.has("preset") || args.has("config")) throw Error("--resume takes its config from the checkpoint; drop --preset/--config");

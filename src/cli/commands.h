@@ -1,5 +1,6 @@
 // The bytelm commands: thin shells that parse flags and call the library.
 #pragma once
+#include <string>
 
 namespace bytelm {
 
@@ -8,8 +9,9 @@ int cmd_eval(int argc, char** argv);
 int cmd_score(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
-// Applies --threads and checks --device (shared by every command that runs a model).
-void apply_runtime_flags(const class Args& args);
+// Applies --threads and returns --device, checked to be cpu or cuda (shared by every command that runs a model).
+std::string apply_runtime_flags(const class Args& args);
 
 }  // namespace bytelm

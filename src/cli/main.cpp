@@ -21,6 +21,7 @@ const Entry kCommands[] = {
     {"score", bytelm::cmd_score, "the bits of every byte of a file, one number a line"},
     {"generate", bytelm::cmd_generate, "sample bytes from a checkpoint, streaming"},
     {"info", bytelm::cmd_info, "parameters, FLOPs per byte and memory of a model config (JSON)"},
+    {"bench", bytelm::cmd_bench, "time training steps on CPU or GPU, one JSON line"},
 };
 
 void usage(FILE* out) {

@@ -7,15 +7,15 @@
 
 namespace bytelm {
 
-void apply_runtime_flags(const Args& args) {
+std::string apply_runtime_flags(const Args& args) {
   std::string device = args.get("device", "cpu");
-  if (device == "cuda") throw Error("--device cuda: this build has no CUDA support yet; use --device cpu");
-  if (device != "cpu") throw Error("--device must be cpu or cuda, got '" + device + "'");
+  if (device != "cpu" && device != "cuda") throw Error("--device must be cpu or cuda, got '" + device + "'");
   int threads = args.get_int("threads", 0);
   if (threads < 0) throw Error("--threads must be >= 1");
 #ifdef _OPENMP
   if (threads > 0) omp_set_num_threads(threads);
 #endif
+  return device;
 }
 
 }  // namespace bytelm

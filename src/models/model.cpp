@@ -18,6 +18,17 @@ std::unique_ptr<Model<T>> make_model(const ModelConfig& config, uint64_t seed) {
   return make_ssm_model<T>(config, seed);
 }
 
+std::unique_ptr<Model<float>> make_model_on(const std::string& device, const ModelConfig& config, uint64_t seed) {
+  if (device == "cpu") return make_model<float>(config, seed);
+  if (device != "cuda") throw Error("--device must be cpu or cuda, got '" + device + "'");
+#ifdef BYTELM_WITH_CUDA
+  check_config(config);
+  return make_ssm_model_cuda(config, seed);
+#else
+  throw Error("--device cuda: this build has no CUDA support (nvcc was not found when it was configured)");
+#endif
+}
+
 int64_t param_count(const ModelConfig& c) {
   check_config(c);
   int64_t d = c.d, H = c.hidden();

@@ -2,6 +2,7 @@
 // a flat parameter buffer described by a table of named tensors, a batched
 // forward/backward over byte windows, and an O(1)-state byte stream.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -50,6 +51,19 @@ class Model {
   virtual void backward() = 0;
   virtual std::unique_ptr<ByteStream<T>> make_stream() const = 0;
 
+  // Where the kernels read parameters and write gradients: params()/grads()
+  // themselves for CPU models. A GPU model computes on device copies:
+  // push_params() refreshes them from params(), pull_params()/pull_grads()
+  // copy them back (e.g. for checkpoints and tests).
+  virtual bool on_gpu() const { return false; }
+  virtual void push_params() {}
+  virtual void pull_params() {}
+  virtual void pull_grads() {}
+  virtual void zero_grads() { std::fill(grads_.begin(), grads_.end(), T(0)); }
+  virtual T* compute_params() { return params_.data(); }
+  virtual T* compute_grads() { return grads_.data(); }
+  virtual void* compute_stream() { return nullptr; }  // the cudaStream_t its kernels run on (GPU models)
+
  protected:
   // Appends a tensor to the table and returns its offset; call before allocate().
   size_t add_param(const std::string& name, std::vector<int64_t> shape) {
@@ -73,6 +87,8 @@ class Model {
 // Builds a freshly initialised model of config.arch (Error for an unknown arch or bad sizes).
 template <class T>
 std::unique_ptr<Model<T>> make_model(const ModelConfig& config, uint64_t seed);
+// The same on a device: "cpu" or "cuda" (fp32 on the GPU; Error where this build or machine has no CUDA).
+std::unique_ptr<Model<float>> make_model_on(const std::string& device, const ModelConfig& config, uint64_t seed);
 
 int64_t param_count(const ModelConfig& config);
 

@@ -4,13 +4,10 @@
 #include <cstring>
 
 #include "core/rng.h"
-#include "layers/cross_entropy.h"
-#include "layers/diag_ssm.h"
-#include "layers/embedding.h"
-#include "layers/layernorm.h"
-#include "layers/linear.h"
-#include "layers/patch.h"
-#include "layers/swiglu.h"
+#include "models/cpu_ops.h"
+#ifdef BYTELM_WITH_CUDA
+#include "models/cuda_ops.h"
+#endif
 
 namespace bytelm {
 
@@ -33,7 +30,11 @@ struct BlockActs {
   }
 };
 
-template <class T>
+// One composition for every backend: Ops (cpu_ops.h, cuda_ops.h) supplies the
+// buffers and the layer calls. The host vectors params_/grads_ of Model are the
+// parameters on CPU; on a GPU the kernels use device copies (w_, g_) that
+// push_params/pull_params keep in step with them.
+template <class T, class Ops>
 class SsmModel final : public Model<T> {
  public:
   SsmModel(const ModelConfig& config, uint64_t seed) {
@@ -61,48 +62,79 @@ class SsmModel final : public Model<T> {
     head_ = this->add_param("head.weight", {256, d});
     this->allocate();
     init(seed);
+    if constexpr (!Ops::on_host) {
+      Ops::resize(g_, this->grads_.size());
+      push_params();
+    }
+  }
+
+  void push_params() override {
+    if constexpr (!Ops::on_host) ops_.upload(w_, this->params_);
+  }
+  void pull_params() override {
+    if constexpr (!Ops::on_host) ops_.download(this->params_, w_);
+  }
+  void pull_grads() override {
+    if constexpr (!Ops::on_host) ops_.download(this->grads_, g_);
+  }
+  void zero_grads() override {
+    if constexpr (Ops::on_host) std::fill(this->grads_.begin(), this->grads_.end(), T(0));
+    else ops_.zero(g_.data(), g_.size());
+  }
+  T* compute_params() override { return const_cast<T*>(W()); }
+  T* compute_grads() override { return G(); }
+  bool on_gpu() const override { return !Ops::on_host; }
+  void* compute_stream() override {
+    if constexpr (Ops::on_host) return nullptr;
+    else return (void*)ops_.stream();
   }
 
   T forward(const uint8_t* x, const uint8_t* y, int B, int T_, T* row_loss) override {
     const ModelConfig& c = this->config_;
     int d = c.d, P = c.patch, N = B * T_, M = B * patch_count(T_, P);
     ensure(B, T_);
-    x_.assign(x, x + N);
-    y_.assign(y, y + N);
-    const T* W = this->params_.data();
-    embedding_forward(e_.data(), x, W + emb_, N, d);
-    patch_mean_forward(stream_at(0), e_.data(), B, T_, P, d);
+    const uint8_t* xd = ops_.put_bytes(x_, x, N);
+    const uint8_t* yd = ops_.put_bytes(y_, y, N);
+    const T* W = this->W();
+    ops_.embedding_forward(e_.data(), xd, W + emb_, N, d);
+    ops_.patch_mean_forward(stream_at(0), e_.data(), B, T_, P, d);
     if (M > 0)
       for (int l = 0; l < c.layers; l++) block_forward(l, stream_at(l), stream_at(l + 1), acts(l), B, T_ / P, nullptr);
-    patch_broadcast_forward(up_.data(), stream_at(c.layers), W + start_, e_.data(), B, T_, P, d);
+    ops_.patch_broadcast_forward(up_.data(), stream_at(c.layers), W + start_, e_.data(), B, T_, P, d);
     output_forward(logits_.data(), z_.data(), zstat_.data(), up_.data(), N);
-    cross_entropy_forward_backward(loss_.data(), (T*)nullptr, logits_.data(), y, N, T(0));
-    T total = 0;
-    for (int i = 0; i < N; i++) total += loss_[i];
-    if (row_loss) std::memcpy(row_loss, loss_.data(), sizeof(T) * N);
-    return total / N;
+    ops_.cross_entropy(loss_.data(), (T*)nullptr, logits_.data(), yd, N, T(0));
+    return ops_.mean_loss(loss_.data(), N, row_loss);
   }
 
   void backward() override {
     const ModelConfig& c = this->config_;
     int d = c.d, P = c.patch, B = batch_, N = B * seq_, M = B * patch_count(seq_, P);
-    const T* W = this->params_.data();
-    T* G = this->grads_.data();
+    const T* W = this->W();
+    T* G = this->G();
     T* dlogits = logits_.data();  // the logits are not needed again: reuse in place
-    cross_entropy_forward_backward(loss_.data(), dlogits, logits_.data(), y_.data(), N, T(1) / N);
+    ops_.cross_entropy(loss_.data(), dlogits, logits_.data(), y_.data(), N, T(1) / N);
     T* dz = bufA_.data();
-    linear_backward(dz, G + head_, dlogits, z_.data(), W + head_, N, d, 256, false);
-    layernorm_backward(bufB_.data(), G + lnf_w_, G + lnf_b_, dz, up_.data(), zstat_.data(), zstat_.data() + N,
-                       W + lnf_w_, N, d, false);
+    ops_.linear_backward(dz, G + head_, dlogits, z_.data(), W + head_, N, d, 256, false);
+    ops_.layernorm_backward(bufB_.data(), G + lnf_w_, G + lnf_b_, dz, up_.data(), zstat_.data(), zstat_.data() + N,
+                            W + lnf_w_, N, d, false);
     T* de = bufA_.data();
-    patch_broadcast_backward(dp_.data(), G + start_, de, bufB_.data(), B, seq_, P, d);
+    ops_.patch_broadcast_backward(dp_.data(), G + start_, de, bufB_.data(), B, seq_, P, d);
     if (M > 0)
       for (int l = c.layers - 1; l >= 0; l--) block_backward(l, stream_at(l), acts(l), B, seq_ / P);
-    patch_mean_backward(de, dp_.data(), B, seq_, P, d);
-    embedding_backward(G + emb_, de, x_.data(), N, d);
+    ops_.patch_mean_backward(de, dp_.data(), B, seq_, P, d);
+    ops_.embedding_backward(G + emb_, de, x_.data(), N, d);
   }
 
-  std::unique_ptr<ByteStream<T>> make_stream() const override { return std::make_unique<Stream>(*this); }
+  // The stream runs on the host: a GPU model hands it a CPU copy of itself.
+  std::unique_ptr<ByteStream<T>> make_stream() const override {
+    if constexpr (Ops::on_host) {
+      return std::make_unique<Stream>(*this, nullptr);
+    } else {
+      auto host = std::make_shared<SsmModel<T, CpuOps>>(this->config_, 0);
+      ops_.download(host->params(), w_);
+      return std::make_unique<typename SsmModel<T, CpuOps>::Stream>(*host, host);
+    }
+  }
 
  private:
   struct Layer {
@@ -139,6 +171,15 @@ class SsmModel final : public Model<T> {
     normal(head_, 256 * (size_t)d, 0.1 / std::sqrt(double(d)));
   }
 
+  const T* W() const {
+    if constexpr (Ops::on_host) return this->params_.data();
+    else return w_.data();
+  }
+  T* G() {
+    if constexpr (Ops::on_host) return this->grads_.data();
+    else return g_.data();
+  }
+
   void ensure(int B, int seq) {
     batch_ = B;
     seq_ = seq;
@@ -147,19 +188,15 @@ class SsmModel final : public Model<T> {
     if (N <= capacity_N_ && M <= capacity_M_) return;
     capacity_N_ = N;
     capacity_M_ = M;
-    e_.assign(N * d, 0);
-    up_.assign(N * d, 0);
-    z_.assign(N * d, 0);
-    zstat_.assign(2 * N, 0);
-    logits_.assign(N * 256, 0);
-    loss_.assign(N, 0);
-    bufA_.assign(N * d, 0);
-    bufB_.assign(N * d, 0);
-    stream_.assign((c.layers + 1) * M * d, 0);
-    acts_.assign(c.layers * BlockActs<T>::size(M, c.d, H), 0);
-    dp_.assign(M * d, 0);
-    dtmp_.assign(M * d, 0);
-    scratch_.assign(M * std::max(3 * H, d), 0);
+    for (auto* b : {&e_, &up_, &z_, &bufA_, &bufB_}) Ops::resize(*b, N * d);
+    Ops::resize(zstat_, 2 * N);
+    Ops::resize(logits_, N * 256);
+    Ops::resize(loss_, N);
+    Ops::resize(stream_, (c.layers + 1) * M * d);
+    Ops::resize(acts_, c.layers * BlockActs<T>::size(M, c.d, H));
+    Ops::resize(dp_, M * d);
+    Ops::resize(dtmp_, M * d);
+    Ops::resize(scratch_, M * std::max(3 * H, d));
   }
 
   // Residual stream entering block l (l = layers: the output of the last block).
@@ -170,7 +207,7 @@ class SsmModel final : public Model<T> {
   }
 
   DiagSsmWeights<T> ssm_weights(const Layer& L) const {
-    const T* W = this->params_.data();
+    const T* W = this->W();
     return {W + L.w_in, W + L.lam, W + L.w_out, W + L.D};
   }
 
@@ -178,47 +215,49 @@ class SsmModel final : public Model<T> {
   // h0 ([B, d] or null) is the SSM state before the first patch.
   void block_forward(int l, const T* in, T* out, BlockActs<T> a, int B, int Tp, const T* h0) const {
     const Layer& L = layers_[l];
-    const T* W = this->params_.data();
+    const T* W = this->W();
     int d = this->config_.d, H = this->config_.hidden(), M = B * Tp;
-    layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, in, W + L.ln1_w, W + L.ln1_b, M, d);
-    diag_ssm_forward(a.q, a.u, a.h, a.ln1, ssm_weights(L), B, Tp, d, h0);
-    for (size_t i = 0; i < (size_t)M * d; i++) a.q[i] += in[i];
-    layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.q, W + L.ln2_w, W + L.ln2_b, M, d);
-    swiglu_forward(out, a.g, a.m, a.ln2, W + L.w12, W + L.w3, M, d, H);
-    for (size_t i = 0; i < (size_t)M * d; i++) out[i] += a.q[i];
+    ops_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, in, W + L.ln1_w, W + L.ln1_b, M, d);
+    ops_.diag_ssm_forward(a.q, a.u, a.h, a.ln1, ssm_weights(L), B, Tp, d, h0);
+    ops_.add(a.q, in, (size_t)M * d);
+    ops_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.q, W + L.ln2_w, W + L.ln2_b, M, d);
+    ops_.swiglu_forward(out, a.g, a.m, a.ln2, W + L.w12, W + L.w3, M, d, H);
+    ops_.add(out, a.q, (size_t)M * d);
   }
 
   // dp_ holds d(loss)/d(out) on entry and d(loss)/d(in) on return.
   void block_backward(int l, const T* in, BlockActs<T> a, int B, int Tp) {
     const Layer& L = layers_[l];
-    const T* W = this->params_.data();
-    T* G = this->grads_.data();
+    const T* W = this->W();
+    T* G = this->G();
     int d = this->config_.d, H = this->config_.hidden(), M = B * Tp;
     T* dp = dp_.data();
     T* dtmp = dtmp_.data();
-    swiglu_backward(dtmp, G + L.w12, G + L.w3, dp, a.ln2, a.g, a.m, W + L.w12, W + L.w3, M, d, H, scratch_.data());
-    layernorm_backward(dp, G + L.ln2_w, G + L.ln2_b, dtmp, a.q, a.ln2_mean, a.ln2_rstd, W + L.ln2_w, M, d, true);
+    ops_.swiglu_backward(dtmp, G + L.w12, G + L.w3, dp, a.ln2, a.g, a.m, W + L.w12, W + L.w3, M, d, H, scratch_.data());
+    ops_.layernorm_backward(dp, G + L.ln2_w, G + L.ln2_b, dtmp, a.q, a.ln2_mean, a.ln2_rstd, W + L.ln2_w, M, d, true);
     DiagSsmGrads<T> g{G + L.w_in, G + L.lam, G + L.w_out, G + L.D};
-    diag_ssm_backward(dtmp, g, dp, a.ln1, a.u, a.h, ssm_weights(L), B, Tp, d, scratch_.data());
-    layernorm_backward(dp, G + L.ln1_w, G + L.ln1_b, dtmp, in, a.ln1_mean, a.ln1_rstd, W + L.ln1_w, M, d, true);
+    ops_.diag_ssm_backward(dtmp, g, dp, a.ln1, a.u, a.h, ssm_weights(L), B, Tp, d, scratch_.data());
+    ops_.layernorm_backward(dp, G + L.ln1_w, G + L.ln1_b, dtmp, in, a.ln1_mean, a.ln1_rstd, W + L.ln1_w, M, d, true);
   }
 
   // logits [N, 256] = Head(LN(up)); z [N, d] and zstat (mean [N], rstd [N]) kept for the backward.
   void output_forward(T* logits, T* z, T* zstat, const T* up, int N) const {
-    const T* W = this->params_.data();
+    const T* W = this->W();
     int d = this->config_.d;
-    layernorm_forward(z, zstat, zstat + N, up, W + lnf_w_, W + lnf_b_, N, d);
-    linear_forward(logits, z, W + head_, N, d, 256);
+    ops_.layernorm_forward(z, zstat, zstat + N, up, W + lnf_w_, W + lnf_b_, N, d);
+    ops_.linear_forward(logits, z, W + head_, N, d, 256);
   }
 
   // Streaming: the same layer code at B = 1, one patch at a time, with the
   // SSM states carried as h0. State: per-layer h, the bytes of the open patch,
   // and the output of the latest complete patch.
+  // (Host models only; `keep` owns the model when the stream was made for a GPU model.)
   struct Stream final : ByteStream<T> {
     const SsmModel& m;
+    std::shared_ptr<const SsmModel> keep;
     int d, P, count = 0;
     std::vector<T> h, open_bytes, latest, patch_in, patch_out, up, z, zstat, acts;
-    explicit Stream(const SsmModel& model) : m(model) {
+    Stream(const SsmModel& model, std::shared_ptr<const SsmModel> owner) : m(model), keep(std::move(owner)) {
       const ModelConfig& c = m.config_;
       d = c.d;
       P = c.patch;
@@ -235,9 +274,9 @@ class SsmModel final : public Model<T> {
     void step(uint8_t byte, T* logits) override {
       const ModelConfig& c = m.config_;
       T* e = open_bytes.data() + (size_t)count * d;
-      embedding_forward(e, &byte, m.params_.data() + m.emb_, 1, d);
+      m.ops_.embedding_forward(e, &byte, m.params_.data() + m.emb_, 1, d);
       if (++count == P) {
-        patch_mean_forward(patch_in.data(), open_bytes.data(), 1, P, P, d);
+        m.ops_.patch_mean_forward(patch_in.data(), open_bytes.data(), 1, P, P, d);
         BlockActs<T> a = BlockActs<T>::carve(acts.data(), 1, d, c.hidden());
         for (int l = 0; l < c.layers; l++) {
           T* hl = h.data() + (size_t)l * d;
@@ -253,20 +292,32 @@ class SsmModel final : public Model<T> {
     }
   };
 
+  template <class, class>
+  friend class SsmModel;
+
+  mutable Ops ops_;  // GPU backends keep a stream, handles and scratch here
   size_t emb_, start_, lnf_w_, lnf_b_, head_;
   std::vector<Layer> layers_;
   int batch_ = 0, seq_ = 0;
   size_t capacity_N_ = 0, capacity_M_ = 0;
-  std::vector<uint8_t> x_, y_;
-  std::vector<T> e_, up_, z_, zstat_, logits_, loss_, bufA_, bufB_, stream_, acts_, dp_, dtmp_, scratch_;
+  typename Ops::template Buffer<uint8_t> x_, y_;
+  typename Ops::template Buffer<T> w_, g_;  // device copies of the parameters and gradients (GPU backends)
+  typename Ops::template Buffer<T> e_, up_, z_, zstat_, logits_, loss_, bufA_, bufB_, stream_, acts_, dp_, dtmp_,
+      scratch_;
 };
 
 }  // namespace
 
 template <class T>
 std::unique_ptr<Model<T>> make_ssm_model(const ModelConfig& config, uint64_t seed) {
-  return std::make_unique<SsmModel<T>>(config, seed);
+  return std::make_unique<SsmModel<T, CpuOps>>(config, seed);
 }
+
+#ifdef BYTELM_WITH_CUDA
+std::unique_ptr<Model<float>> make_ssm_model_cuda(const ModelConfig& config, uint64_t seed) {
+  return std::make_unique<SsmModel<float, CudaOps>>(config, seed);
+}
+#endif
 
 template std::unique_ptr<Model<float>> make_ssm_model<float>(const ModelConfig&, uint64_t);
 template std::unique_ptr<Model<double>> make_ssm_model<double>(const ModelConfig&, uint64_t);

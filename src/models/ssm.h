@@ -10,5 +10,8 @@ namespace bytelm {
 
 template <class T>
 std::unique_ptr<Model<T>> make_ssm_model(const ModelConfig& config, uint64_t seed);
+#ifdef BYTELM_WITH_CUDA
+std::unique_ptr<Model<float>> make_ssm_model_cuda(const ModelConfig& config, uint64_t seed);
+#endif
 
 }  // namespace bytelm

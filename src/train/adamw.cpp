@@ -3,6 +3,10 @@
 #include <cmath>
 
 #include "core/parallel.h"
+#ifdef BYTELM_WITH_CUDA
+#include "core/device_buffer.h"
+#include "train/adamw_cuda.h"
+#endif
 
 namespace bytelm {
 
@@ -16,8 +20,57 @@ double lr_at(const TrainConfig& t, int step) {
   return floor + (t.lr - floor) * 0.5 * (1 + std::cos(M_PI * progress));
 }
 
-double AdamW::step(std::vector<float>& params, std::vector<float>& grads, const std::vector<ParamInfo>& info,
-                   const TrainConfig& t, int step, double lr) {
+#ifdef BYTELM_WITH_CUDA
+struct AdamW::Device {
+  DeviceBuffer<float> m, v, scratch;
+  DeviceBuffer<uint8_t> decay;
+};
+#else
+struct AdamW::Device {};
+#endif
+
+AdamW::AdamW(size_t n) : m(n, 0.f), v(n, 0.f) {}
+AdamW::~AdamW() = default;
+
+void AdamW::pull_moments() {
+#ifdef BYTELM_WITH_CUDA
+  if (!dev_) return;
+  BYTELM_CUDA_CHECK(cudaMemcpy(m.data(), dev_->m.data(), m.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  BYTELM_CUDA_CHECK(cudaMemcpy(v.data(), dev_->v.data(), v.size() * sizeof(float), cudaMemcpyDeviceToHost));
+#endif
+}
+
+double AdamW::step(Model<float>& model, const TrainConfig& t, int step, double lr) {
+  const std::vector<ParamInfo>& info = model.param_info();
+  if (model.on_gpu()) {
+#ifdef BYTELM_WITH_CUDA
+    auto stream = (cudaStream_t)model.compute_stream();
+    size_t n = m.size();
+    if (!dev_) {  // first GPU step: mirror the moments (zeros, or a resumed run's) and the decay mask
+      dev_ = std::make_unique<Device>();
+      dev_->m.assign_zero(n);
+      dev_->v.assign_zero(n);
+      dev_->scratch.assign_zero(adamw_cuda_scratch());
+      dev_->decay.assign_zero(n);
+      std::vector<uint8_t> mask(n, 0);
+      for (const ParamInfo& p : info) std::fill(mask.begin() + p.offset, mask.begin() + p.offset + p.size, p.decay);
+      BYTELM_CUDA_CHECK(cudaMemcpy(dev_->m.data(), m.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+      BYTELM_CUDA_CHECK(cudaMemcpy(dev_->v.data(), v.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+      BYTELM_CUDA_CHECK(cudaMemcpy(dev_->decay.data(), mask.data(), n, cudaMemcpyHostToDevice));
+    }
+    AdamWCudaArgs a{(float)lr, (float)t.weight_decay, (float)t.beta1, (float)t.beta2,
+                    float(1 - std::pow(t.beta1, step + 1)), float(1 - std::pow(t.beta2, step + 1)), (float)t.clip};
+    adamw_step_cuda(model.compute_params(), model.compute_grads(), dev_->m.data(), dev_->v.data(), dev_->decay.data(),
+                    n, a, dev_->scratch.data(), stream);
+    float norm = 0;
+    BYTELM_CUDA_CHECK(cudaMemcpyAsync(&norm, dev_->scratch.data() + adamw_cuda_scratch() - 1, sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream));
+    BYTELM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return norm;
+#endif
+  }
+  std::vector<float>& params = model.params();
+  std::vector<float>& grads = model.grads();
   double sq = 0;
   parallel_rows_reduce((int)info.size(), 1, &sq, [&](int k, double* part) {
     const ParamInfo& p = info[k];

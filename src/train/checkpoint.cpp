@@ -15,8 +15,9 @@ std::string checkpoint_path(const std::string& file_or_dir) {
   return file_or_dir;
 }
 
-void save_checkpoint(const std::string& path, const Model<float>& model, const AdamW& opt, const RunConfig& cfg,
-                     int step) {
+void save_checkpoint(const std::string& path, Model<float>& model, AdamW& opt, const RunConfig& cfg, int step) {
+  model.pull_params();
+  opt.pull_moments();
   std::vector<TensorRef> tensors;
   for (const ParamInfo& p : model.param_info()) tensors.push_back({p.name, p.shape, model.params().data() + p.offset});
   for (const ParamInfo& p : model.param_info()) tensors.push_back({"optim.m." + p.name, p.shape, opt.m.data() + p.offset});
@@ -28,7 +29,7 @@ void save_checkpoint(const std::string& path, const Model<float>& model, const A
                      {"step", std::to_string(step)}});
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optimizer) {
+LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optimizer, const std::string& device) {
   std::string path = checkpoint_path(file_or_dir);
   Safetensors st = safetensors_read(path);
   auto meta = [&](const char* key) -> const std::string& {
@@ -44,7 +45,7 @@ LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optim
   ck.step = (int)json_parse(meta("step"), path + " step").as_int(path + " step");
   if (ck.cfg.model.arch != "ssm")
     throw Error(path + " holds a '" + ck.cfg.model.arch + "' model, which this build cannot load (known: ssm)");
-  ck.model = make_model<float>(ck.cfg.model, 0);
+  ck.model = make_model_on(device, ck.cfg.model, 0);
   auto copy_into = [&](const std::string& name, const ParamInfo& p, float* dst) {
     const Tensor& t = st.get(name);
     if (t.shape != p.shape) {
@@ -56,6 +57,7 @@ LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optim
     std::copy(t.data.begin(), t.data.end(), dst + p.offset);
   };
   for (const ParamInfo& p : ck.model->param_info()) copy_into(p.name, p, ck.model->params().data());
+  ck.model->push_params();
   if (with_optimizer) {
     ck.opt = std::make_unique<AdamW>(ck.model->params().size());
     for (const ParamInfo& p : ck.model->param_info()) {

@@ -14,9 +14,9 @@ namespace bytelm {
 // A directory names its checkpoint.safetensors; a file names itself.
 std::string checkpoint_path(const std::string& file_or_dir);
 
-// Written atomically (temp file + rename).
-void save_checkpoint(const std::string& path, const Model<float>& model, const AdamW& opt, const RunConfig& cfg,
-                     int step);
+// Written atomically (temp file + rename). A GPU model's parameters and the
+// optimizer's moments are copied to the host first.
+void save_checkpoint(const std::string& path, Model<float>& model, AdamW& opt, const RunConfig& cfg, int step);
 
 struct LoadedCheckpoint {
   RunConfig cfg;
@@ -28,6 +28,7 @@ struct LoadedCheckpoint {
 // Errors (one line each): not a bytelm checkpoint, unknown architecture, a
 // tensor missing or of the wrong shape for the config, plus every file defect
 // that safetensors_read detects (truncation, corruption).
-LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optimizer);
+// The model is built on `device` ("cpu" or "cuda").
+LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optimizer, const std::string& device = "cpu");
 
 }  // namespace bytelm

@@ -78,7 +78,7 @@ TrainReport train(const TrainJob& job) {
   std::string ckpt = (fs::path(job.out) / "checkpoint.safetensors").string();
   std::string metrics_path = (fs::path(job.out) / "metrics.jsonl").string();
   if (job.resume) {
-    LoadedCheckpoint ck = load_checkpoint(ckpt, true);
+    LoadedCheckpoint ck = load_checkpoint(ckpt, true, job.device);
     step = ck.step;
     model = std::move(ck.model);
     opt = std::move(ck.opt);
@@ -86,7 +86,7 @@ TrainReport train(const TrainJob& job) {
   } else {
     if (fs::exists(ckpt))
       throw Error(job.out + " already holds a run (checkpoint.safetensors); use --resume to continue it or pick another --out");
-    model = make_model<float>(cfg.model, t.seed);
+    model = make_model_on(job.device, cfg.model, t.seed);
     opt = std::make_unique<AdamW>(model->params().size());
     std::error_code ec;
     fs::create_directories(job.out, ec);
@@ -117,12 +117,12 @@ TrainReport train(const TrainJob& job) {
       std::copy(w, w + t.seq, x.begin() + (size_t)b * t.seq);
       std::copy(w + 1, w + 1 + t.seq, y.begin() + (size_t)b * t.seq);
     }
-    std::fill(model->grads().begin(), model->grads().end(), 0.f);
+    model->zero_grads();
     float loss = model->forward(x.data(), y.data(), t.batch, t.seq, nullptr);
     if (!std::isfinite(loss)) throw Error("training diverged at step " + std::to_string(step + 1) + " (loss is " + std::to_string(loss) + "); try a lower --lr");
     model->backward();
     double lr = lr_at(t, step);
-    double gnorm = opt->step(model->params(), model->grads(), model->param_info(), t, step, lr);
+    double gnorm = opt->step(*model, t, step, lr);
     report.losses.push_back(loss);
     last_loss = loss;
     int done = step + 1;

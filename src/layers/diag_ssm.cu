@@ -1,0 +1,244 @@
+// Chunked scan for h_t = a h_{t-1} + (1 - a) u_t (and its reverse for the backward).
+//
+// A block owns one sequence b and 32 channels (lane = channel, so every warp
+// load is one 128-byte row segment). Its kWarps warps cover kWarps consecutive
+// chunks of kChunk steps (a span of kSpan steps); the block walks the spans in
+// time order, carrying the state S between them in registers:
+//   1. each warp loads its chunk into registers and scans it from zero state,
+//      giving the chunk's end value e_w = h_end - a^L h_start;
+//   2. every warp folds the ends in chunk order, S_{w+1} = a^L S_w + e_w, which
+//      gives its own carry-in S_w and the span's end state for the next span;
+//   3. each warp reruns its chunk from its carry-in (the exact sequential
+//      recurrence, equal to local + a^(t+1) carry) and stores h.
+// u is read once and h written once; the only power is a^L, computed in double
+// from the float a the recurrence uses (no cumulative sums, nothing overflows).
+// The backward is the same with time reversed, plus da = sum g_t (h_{t-1} - u_t),
+// summed per thread, then over the warps in order, then over b in order.
+#include "layers/cuda_common.cuh"
+#include "layers/diag_ssm_cuda.h"
+#include "layers/linear_cuda.h"
+
+namespace bytelm {
+
+using namespace cuda;
+
+namespace {
+
+// Measured on an H100 (B=16, T=2048, d=512; forward / backward): 8 x 16 0.058 / 0.132 ms,
+// 16 x 16 0.055 / 0.190, 32 x 8 0.059 / 0.307 (its backward holds 210 registers).
+constexpr int kChunk = 8;   // steps per warp, held in registers
+constexpr int kWarps = 16;  // chunks in flight per block
+constexpr int kSpan = kChunk * kWarps;  // steps per block iteration
+constexpr int kBlock = kWarps * 32;     // threads per block
+static_assert(kBlock <= 1024);
+
+// The CPU's decay exp(-softplus(lam)) with the same float stages, each correctly
+// rounded (computed in double), so it equals the host's a wherever the host libm
+// rounds correctly. That matters for a near 1: one ulp of a moves the output by
+// about ulp/(1-a). (glibc 2.39 is an ulp off for ~4% of lam, all far from a = 1.)
+__device__ inline float decay_of(float lam) {
+  float sp = lam > 20.f ? lam : (float)log1p((double)(float)exp((double)lam));
+  return (float)exp(-(double)sp);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kBlock) diag_scan_forward_kernel(T* h, const T* u, const T* lam, int T_, int d,
+                                                                   const T* h0) {
+  __shared__ float ends[kWarps][32];
+  int lane = threadIdx.x % 32, w = threadIdx.x / 32, b = blockIdx.y, c = blockIdx.x * 32 + lane;
+  bool active = c < d;
+  float a = active ? decay_of((float)lam[c]) : 0.f, one_minus_a = 1.f - a;
+  float aL = (float)pow((double)a, (double)kChunk);
+  float S = active && h0 ? (float)h0[(size_t)b * d + c] : 0.f;  // state before the span
+  const T* ub = u + (size_t)b * T_ * d + c;
+  T* hb = h + (size_t)b * T_ * d + c;
+  for (int span0 = 0; span0 < T_; span0 += kSpan) {
+    int t0 = span0 + w * kChunk;  // this warp's chunk
+    float x[kChunk];
+#pragma unroll
+    for (int k = 0; k < kChunk; k++) x[k] = active && t0 + k < T_ ? (float)ub[(size_t)(t0 + k) * d] : 0.f;
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < kChunk; k++) s = a * s + one_minus_a * x[k];
+    ends[w][lane] = s;
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < kWarps; j++) {
+      if (j == w) s = S;  // this warp's carry-in
+      S = aL * S + ends[j][lane];
+    }
+    __syncthreads();  // ends[] is rewritten next span
+#pragma unroll
+    for (int k = 0; k < kChunk; k++) {
+      s = a * s + one_minus_a * x[k];
+      if (active && t0 + k < T_) hb[(size_t)(t0 + k) * d] = (T)s;
+    }
+  }
+}
+
+// Spans run from the last to the first, chunks fold from the right:
+// g at a chunk's start = local + a^L (g at the next chunk's start).
+template <class T>
+__global__ void __launch_bounds__(kBlock) diag_scan_backward_kernel(T* dh_to_du, float* da_part, const T* u, const T* h,
+                                                                    const T* lam, int T_, int d) {
+  __shared__ float ends[kWarps][32];
+  int lane = threadIdx.x % 32, w = threadIdx.x / 32, b = blockIdx.y, c = blockIdx.x * 32 + lane;
+  bool active = c < d;
+  float a = active ? decay_of((float)lam[c]) : 0.f, one_minus_a = 1.f - a;
+  float aL = (float)pow((double)a, (double)kChunk);
+  float G = 0.f, da = 0.f;  // G: g at the start of the span after this one
+  size_t base = (size_t)b * T_ * d + c;
+  int spans = (T_ + kSpan - 1) / kSpan;
+  for (int span = spans - 1; span >= 0; span--) {
+    int t0 = span * kSpan + w * kChunk;
+    float x[kChunk];
+#pragma unroll
+    for (int k = 0; k < kChunk; k++) x[k] = active && t0 + k < T_ ? (float)dh_to_du[base + (size_t)(t0 + k) * d] : 0.f;
+    float g = 0.f;
+#pragma unroll
+    for (int k = kChunk - 1; k >= 0; k--) g = x[k] + a * g;
+    ends[w][lane] = g;
+    __syncthreads();
+#pragma unroll
+    for (int j = kWarps - 1; j >= 0; j--) {
+      if (j == w) g = G;  // this warp's carry-in from the right
+      G = aL * G + ends[j][lane];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int k = kChunk - 1; k >= 0; k--) {
+      int t = t0 + k;
+      g = x[k] + a * g;
+      if (active && t < T_) {
+        size_t i = base + (size_t)t * d;
+        float h_prev = t > 0 ? (float)h[i - d] : 0.f;
+        da += g * (h_prev - (float)u[i]);
+        dh_to_du[i] = (T)(one_minus_a * g);
+      }
+    }
+  }
+  ends[w][lane] = da;
+  __syncthreads();
+  if (w == 0 && active) {
+    float s = 0.f;
+    for (int j = 0; j < kWarps; j++) s += ends[j][lane];
+    da_part[(size_t)b * d + c] = s;
+  }
+}
+
+// dlam[c] += (sum over b of da[b, c], in b order) * da/dlam, da/dlam = -a sigmoid(lam).
+template <class T>
+__global__ void diag_scan_dlam_kernel(T* dlam, const float* da_part, const T* lam, int B, int d) {
+  int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= d) return;
+  float s = 0.f;
+  for (int b = 0; b < B; b++) s += da_part[(size_t)b * d + c];
+  float l = (float)lam[c], sig = 1.f / (1.f + (float)exp(-(double)l));
+  dlam[c] = (T)((float)dlam[c] + s * (-decay_of(l) * sig));
+}
+
+template <class T>
+__global__ void skip_forward_kernel(T* y, const T* x, const T* D, size_t n, int d) {
+  size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (k < n) y[k] = (T)((float)y[k] + (float)D[k % d] * (float)x[k]);
+}
+
+// dx = D dy, and per-block partial sums of dy*x for dD: a block owns 32 columns
+// and a fixed set of rows (8 row lanes striding by 8 * gridDim.y).
+constexpr int kSkipRowLanes = 8;
+constexpr int kSkipMaxBlocks = 256;
+
+int skip_blocks(int N) {
+  int g = (N + 63) / 64;
+  return g < 1 ? 1 : g > kSkipMaxBlocks ? kSkipMaxBlocks : g;
+}
+
+template <class T>
+__global__ void skip_backward_kernel(T* dx, float* part, const T* dy, const T* x, const T* D, int N, int d) {
+  __shared__ float sums[kSkipRowLanes][32];
+  int lane = threadIdx.x % 32, r = threadIdx.x / 32, c = blockIdx.x * 32 + lane;
+  float s = 0.f;
+  if (c < d) {
+    float Dc = (float)D[c];
+    for (int i = blockIdx.y * kSkipRowLanes + r; i < N; i += gridDim.y * kSkipRowLanes) {
+      size_t k = (size_t)i * d + c;
+      float g = (float)dy[k];
+      s += g * (float)x[k];
+      dx[k] = (T)(Dc * g);
+    }
+  }
+  sums[r][lane] = s;
+  __syncthreads();
+  if (r == 0 && c < d) {
+    float t = 0.f;
+    for (int j = 0; j < kSkipRowLanes; j++) t += sums[j][lane];
+    part[(size_t)blockIdx.y * d + c] = t;
+  }
+}
+
+}  // namespace
+
+template <class T>
+void diag_scan_forward_cuda(T* h, const T* u, const T* lam, int B, int T_, int d, const T* h0, cudaStream_t stream) {
+  if (B == 0 || T_ == 0 || d == 0) return;
+  diag_scan_forward_kernel<<<dim3((d + 31) / 32, B), kBlock, 0, stream>>>(h, u, lam, T_, d, h0);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+}
+
+size_t diag_scan_backward_cuda_partials(int B, int d) { return (size_t)B * d; }
+
+template <class T>
+void diag_scan_backward_cuda(T* dh_to_du, T* dlam, const T* u, const T* h, const T* lam, int B, int T_, int d,
+                             float* partials, cudaStream_t stream) {
+  if (B == 0 || T_ == 0 || d == 0) return;
+  diag_scan_backward_kernel<<<dim3((d + 31) / 32, B), kBlock, 0, stream>>>(dh_to_du, partials, u, h, lam, T_, d);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+  diag_scan_dlam_kernel<<<blocks_for(d), kThreads, 0, stream>>>(dlam, partials, lam, B, d);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class T>
+void diag_ssm_forward_cuda(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
+                           cublasHandle_t handle, cudaStream_t stream) {
+  int N = B * T_;
+  if (N == 0 || d == 0) return;
+  linear_forward_cuda(u, x, w.W_in, N, d, d, handle, stream);
+  diag_scan_forward_cuda(h, u, w.lam, B, T_, d, h0, stream);
+  linear_forward_cuda(y, h, w.W_out, N, d, d, handle, stream);
+  size_t n = (size_t)N * d;
+  skip_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(y, x, w.D, n, d);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+}
+
+size_t diag_ssm_backward_cuda_partials(int B, int T_, int d) {
+  size_t skip = (size_t)skip_blocks(B * T_) * d, scan = diag_scan_backward_cuda_partials(B, d);
+  return skip > scan ? skip : scan;  // used one after the other
+}
+
+template <class T>
+void diag_ssm_backward_cuda(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const T* u, const T* h,
+                            DiagSsmWeights<T> w, int B, int T_, int d, T* scratch, float* partials,
+                            cublasHandle_t handle, cudaStream_t stream) {
+  int N = B * T_;
+  if (N == 0 || d == 0) return;
+  T* dh = scratch;
+  linear_backward_cuda(dh, g.W_out, dy, h, w.W_out, N, d, d, false, handle, stream);
+  int G = skip_blocks(N);
+  skip_backward_kernel<<<dim3((d + 31) / 32, G), kSkipRowLanes * 32, 0, stream>>>(dx, partials, dy, x, w.D, N, d);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+  add_partial_sums(g.D, partials, G, d, d, stream);
+  diag_scan_backward_cuda(dh, g.lam, u, h, w.lam, B, T_, d, partials, stream);
+  linear_backward_cuda(dx, g.W_in, dh, x, w.W_in, N, d, d, true, handle, stream);
+}
+
+template void diag_scan_forward_cuda<float>(float*, const float*, const float*, int, int, int, const float*,
+                                            cudaStream_t);
+template void diag_scan_backward_cuda<float>(float*, float*, const float*, const float*, const float*, int, int, int,
+                                             float*, cudaStream_t);
+template void diag_ssm_forward_cuda<float>(float*, float*, float*, const float*, DiagSsmWeights<float>, int, int, int,
+                                           const float*, cublasHandle_t, cudaStream_t);
+template void diag_ssm_backward_cuda<float>(float*, DiagSsmGrads<float>, const float*, const float*, const float*,
+                                            const float*, DiagSsmWeights<float>, int, int, int, float*, float*,
+                                            cublasHandle_t, cudaStream_t);
+
+}  // namespace bytelm

@@ -1,0 +1,101 @@
+// The CPU backend of the model compositions: host buffers and the fp32/fp64
+// reference layers. A model written against this interface (see ssm.cpp) runs
+// unchanged on CudaOps (cuda_ops.h), whose methods have the same names.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "layers/cross_entropy.h"
+#include "layers/diag_ssm.h"
+#include "layers/embedding.h"
+#include "layers/layernorm.h"
+#include "layers/linear.h"
+#include "layers/patch.h"
+#include "layers/swiglu.h"
+
+namespace bytelm {
+
+struct CpuOps {
+  static constexpr bool on_host = true;
+  template <class T>
+  using Buffer = std::vector<T>;
+  template <class T>
+  static void resize(Buffer<T>& b, size_t n) { b.assign(n, T(0)); }
+
+  const uint8_t* put_bytes(Buffer<uint8_t>& dst, const uint8_t* src, size_t n) {
+    dst.assign(src, src + n);
+    return dst.data();
+  }
+  template <class T>
+  void add(T* y, const T* x, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+  }
+  template <class T>
+  void zero(T* p, size_t n) { std::memset(p, 0, n * sizeof(T)); }
+  // Mean of the N losses; copies them to row_loss (host) when given.
+  template <class T>
+  T mean_loss(const T* loss, int N, T* row_loss) {
+    T total = 0;
+    for (int i = 0; i < N; i++) total += loss[i];
+    if (row_loss) std::memcpy(row_loss, loss, sizeof(T) * N);
+    return total / N;
+  }
+
+  template <class T>
+  void embedding_forward(T* e, const uint8_t* x, const T* E, int N, int d) { bytelm::embedding_forward(e, x, E, N, d); }
+  template <class T>
+  void embedding_backward(T* dE, const T* de, const uint8_t* x, int N, int d) { bytelm::embedding_backward(dE, de, x, N, d); }
+  template <class T>
+  void patch_mean_forward(T* p, const T* e, int B, int T_, int P, int d) { bytelm::patch_mean_forward(p, e, B, T_, P, d); }
+  template <class T>
+  void patch_mean_backward(T* de, const T* dp, int B, int T_, int P, int d) { bytelm::patch_mean_backward(de, dp, B, T_, P, d); }
+  template <class T>
+  void patch_broadcast_forward(T* out, const T* p, const T* start, const T* e, int B, int T_, int P, int d) {
+    bytelm::patch_broadcast_forward(out, p, start, e, B, T_, P, d);
+  }
+  template <class T>
+  void patch_broadcast_backward(T* dp, T* dstart, T* de, const T* dout, int B, int T_, int P, int d) {
+    bytelm::patch_broadcast_backward(dp, dstart, de, dout, B, T_, P, d);
+  }
+  template <class T>
+  void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, int N, int C) {
+    bytelm::layernorm_forward(y, mean, rstd, x, w, b, N, C);
+  }
+  template <class T>
+  void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd, const T* w,
+                          int N, int C, bool accumulate_dx) {
+    bytelm::layernorm_backward(dx, dw, db, dy, x, mean, rstd, w, N, C, accumulate_dx);
+  }
+  template <class T>
+  void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0) {
+    bytelm::diag_ssm_forward(y, u, h, x, w, B, T_, d, h0);
+  }
+  template <class T>
+  void diag_ssm_backward(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const T* u, const T* h,
+                         DiagSsmWeights<T> w, int B, int T_, int d, T* scratch) {
+    bytelm::diag_ssm_backward(dx, g, dy, x, u, h, w, B, T_, d, scratch);
+  }
+  template <class T>
+  void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H) {
+    bytelm::swiglu_forward(y, g, m, x, W12, W3, N, d, H);
+  }
+  template <class T>
+  void swiglu_backward(T* dx, T* dW12, T* dW3, const T* dy, const T* x, const T* g, const T* m, const T* W12,
+                       const T* W3, int N, int d, int H, T* scratch) {
+    bytelm::swiglu_backward(dx, dW12, dW3, dy, x, g, m, W12, W3, N, d, H, scratch);
+  }
+  template <class T>
+  void linear_forward(T* y, const T* x, const T* W, int N, int in, int out) { bytelm::linear_forward(y, x, W, N, in, out); }
+  template <class T>
+  void linear_backward(T* dx, T* dW, const T* dy, const T* x, const T* W, int N, int in, int out, bool accumulate_dx) {
+    bytelm::linear_backward(dx, dW, dy, x, W, N, in, out, accumulate_dx);
+  }
+  template <class T>
+  void cross_entropy(T* loss, T* dlogits, const T* logits, const uint8_t* y, int N, T scale) {
+    bytelm::cross_entropy_forward_backward(loss, dlogits, logits, y, N, scale);
+  }
+};
+
+}  // namespace bytelm

@@ -1,0 +1,61 @@
+#include "layers/cuda_common.cuh"
+#include "train/adamw_cuda.h"
+
+namespace bytelm {
+
+namespace {
+
+constexpr int kNormBlocks = 512;  // fixed grid: the summation order never depends on n
+
+__global__ void grad_sq_partials_kernel(const float* g, size_t n, float* partial) {
+  __shared__ float warp_sums[cuda::kThreads / 32];
+  float s = 0.f;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    s += g[i] * g[i];
+  s = cuda::warp_sum(s);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = s;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0.f;
+    for (int w = 0; w < cuda::kThreads / 32; w++) t += warp_sums[w];
+    partial[blockIdx.x] = t;
+  }
+}
+
+__global__ void grad_norm_kernel(const float* partial, float* norm) {
+  if (threadIdx.x != 0) return;
+  double s = 0;
+  for (int b = 0; b < kNormBlocks; b++) s += partial[b];
+  *norm = (float)sqrt(s);
+}
+
+__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, const uint8_t* decay, size_t n,
+                             AdamWCudaArgs a, const float* norm) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float scale = (a.clip > 0.f && *norm > a.clip) ? a.clip / *norm : 1.f;
+  float gi = g[i] * scale;
+  float mi = a.beta1 * m[i] + (1.f - a.beta1) * gi;
+  float vi = a.beta2 * v[i] + (1.f - a.beta2) * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  float update = (mi / a.bias1) / (sqrtf(vi / a.bias2) + 1e-8f);
+  p[i] -= a.lr * update + (decay[i] ? a.lr * a.weight_decay : 0.f) * p[i];
+}
+
+}  // namespace
+
+size_t adamw_cuda_scratch() { return kNormBlocks + 1; }
+
+void adamw_step_cuda(float* params, const float* grads, float* m, float* v, const uint8_t* decay_mask, size_t n,
+                     AdamWCudaArgs args, float* scratch, cudaStream_t stream) {
+  float* norm = scratch + kNormBlocks;
+  grad_sq_partials_kernel<<<kNormBlocks, cuda::kThreads, 0, stream>>>(grads, n, scratch);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+  grad_norm_kernel<<<1, 32, 0, stream>>>(scratch, norm);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+  adamw_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, stream>>>(params, grads, m, v, decay_mask, n, args, norm);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace bytelm

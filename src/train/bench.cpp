@@ -1,0 +1,98 @@
+#include "train/bench.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <optional>
+
+#include "core/error.h"
+#include "core/json.h"
+#include "core/rng.h"
+#include "train/adamw.h"
+#include "train/corpus.h"
+#ifdef BYTELM_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "core/device_buffer.h"
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace bytelm {
+
+double train_flops_per_byte(const ModelConfig& m) {
+  double d = m.d, H = m.hidden();
+  double block_macs = 2 * d * d + 3 * d * H;  // W_in, W_out and the SwiGLU, once per patch
+  return 3 * 2 * (m.layers * block_macs / m.patch + 256 * d);
+}
+
+std::string run_bench(const BenchOptions& o) {
+  const TrainConfig& t = o.cfg.train;
+  validate(o.cfg);
+  if (o.warmup < 0 || o.steps < 1) throw Error("bench needs --warmup >= 0 and --steps >= 1");
+  auto model = make_model_on(o.device, o.cfg.model, t.seed);
+  AdamW opt(model->params().size());
+  size_t window = (size_t)t.seq + 1;
+  std::vector<uint8_t> windows((size_t)t.batch * window), x((size_t)t.batch * t.seq), y((size_t)t.batch * t.seq);
+  std::optional<Corpus> corpus;
+  if (!o.data.empty()) corpus.emplace(Corpus::open(o.data));
+  if (corpus && corpus->size() < window) throw Error("--data is shorter than one window of seq + 1 bytes");
+  Rng rng(t.seed);
+  float loss = 0;
+  auto one_step = [&](int s) {
+    if (corpus) {
+      sample_windows(CorpusRange{&*corpus, 0, corpus->size()}, t.seed, s, t.batch, (int)window, windows.data());
+    } else {
+      for (auto& b : windows) b = uint8_t(rng.next_u64());
+    }
+    for (int b = 0; b < t.batch; b++) {
+      std::copy_n(windows.begin() + b * window, t.seq, x.begin() + (size_t)b * t.seq);
+      std::copy_n(windows.begin() + b * window + 1, t.seq, y.begin() + (size_t)b * t.seq);
+    }
+    model->zero_grads();
+    loss = model->forward(x.data(), y.data(), t.batch, t.seq, nullptr);
+    model->backward();
+    opt.step(*model, t, s, lr_at(t, s));
+  };
+  for (int s = 0; s < o.warmup; s++) one_step(s);
+  std::string device_name = "cpu";
+#ifdef _OPENMP
+  device_name += " (" + std::to_string(omp_get_max_threads()) + " threads)";
+#endif
+  double peak_tflops = 0;
+#ifdef BYTELM_WITH_CUDA
+  if (model->on_gpu()) {
+    BYTELM_CUDA_CHECK(cudaDeviceSynchronize());
+    cudaDeviceProp prop;
+    BYTELM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    device_name = prop.name;
+    peak_tflops = 989.0;  // H100/H200 SXM dense bf16 tensor-core peak, the usual MFU yardstick
+  }
+#endif
+  auto t0 = std::chrono::steady_clock::now();
+  for (int s = o.warmup; s < o.warmup + o.steps; s++) one_step(s);
+#ifdef BYTELM_WITH_CUDA
+  if (model->on_gpu()) BYTELM_CUDA_CHECK(cudaDeviceSynchronize());
+#endif
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double bytes = (double)o.steps * t.batch * t.seq;
+  double bytes_per_s = bytes / secs, tflops = bytes_per_s * train_flops_per_byte(o.cfg.model) / 1e12;
+  double peak_gib = 0;
+#ifdef BYTELM_WITH_CUDA
+  if (model->on_gpu()) peak_gib = device_bytes_peak() / double(1 << 30);
+#endif
+  char buf[1024];
+  std::snprintf(buf, sizeof buf,
+                "{\"impl\":\"bytelm\",\"device\":%s,\"device_name\":%s,\"commit\":%s,\"model\":%s,\"params\":%lld,"
+                "\"batch\":%d,\"seq\":%d,\"steps\":%d,\"step_ms\":%.3f,\"bytes_per_s\":%.0f,\"flops_per_byte\":%.0f,"
+                "\"tflops\":%.2f,\"mfu\":%s,\"peak_gib\":%.3f,\"loss_bpb\":%.4f}",
+                json_quote(o.device).c_str(), json_quote(device_name).c_str(), json_quote(BYTELM_GIT_COMMIT).c_str(),
+                model_config_json(o.cfg.model).c_str(), (long long)param_count(o.cfg.model), t.batch, t.seq, o.steps,
+                1000 * secs / o.steps, bytes_per_s, train_flops_per_byte(o.cfg.model), tflops,
+                peak_tflops > 0 ? json_number(std::round(tflops / peak_tflops * 1e4) / 1e4).c_str() : "null", peak_gib,
+                loss / std::log(2.0));
+  return buf;
+}
+
+}  // namespace bytelm

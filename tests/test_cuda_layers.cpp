@@ -1,0 +1,482 @@
+// CUDA layers against the CPU reference in fp32, and bit-reproducibility of the
+// backward passes. Suite CudaLayers carries the ctest label `cuda`; every test
+// skips when there is no CUDA device, and in builds without CUDA.
+//
+// Outputs that a kernel overwrites are poisoned with NaN (all-ones bytes)
+// first, so an element it fails to write shows up as NaN; outputs that
+// accumulate start from random values instead. Errors are norm-wise,
+// ||out - ref|| / ||ref||, below 1e-5 (cuBLAS runs fp32 GEMMs in true fp32 with
+// the default math mode, so GEMM-based layers meet the same bound).
+#include <gtest/gtest.h>
+
+#ifdef BYTELM_WITH_CUDA
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/cuda_check.h"
+#include "core/rng.h"
+#include "layers/cross_entropy.h"
+#include "layers/cross_entropy_cuda.h"
+#include "layers/diag_ssm.h"
+#include "layers/diag_ssm_cuda.h"
+#include "layers/embedding.h"
+#include "layers/embedding_cuda.h"
+#include "layers/layernorm.h"
+#include "layers/layernorm_cuda.h"
+#include "layers/linear.h"
+#include "layers/linear_cuda.h"
+#include "layers/patch.h"
+#include "layers/patch_cuda.h"
+#include "layers/swiglu.h"
+#include "layers/swiglu_cuda.h"
+
+using namespace bytelm;
+using V = std::vector<float>;
+using Bytes = std::vector<uint8_t>;
+
+namespace {
+
+constexpr double kTol = 1e-5;
+
+V random_floats(size_t n, Rng& rng, double scale = 1.0, double offset = 0.0) {
+  V v(n);
+  for (float& x : v) x = float(rng.normal() * scale + offset);
+  return v;
+}
+
+// A device buffer holding a copy of a host vector (or n uninitialised elements).
+template <class T>
+struct Dev {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Dev(size_t count) : n(count) { BYTELM_CUDA_CHECK(cudaMalloc(&p, sizeof(T) * (n ? n : 1))); }
+  explicit Dev(const std::vector<T>& v) : Dev(v.size()) {
+    BYTELM_CUDA_CHECK(cudaMemcpy(p, v.data(), sizeof(T) * n, cudaMemcpyHostToDevice));
+  }
+  ~Dev() { cudaFree(p); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  // All-ones bytes: NaN as float, so any element a kernel leaves unwritten fails the comparison.
+  Dev& poison() {
+    BYTELM_CUDA_CHECK(cudaMemset(p, 0xFF, sizeof(T) * n));
+    return *this;
+  }
+  std::vector<T> get() const {  // synchronous copy: waits for the work queued before it
+    std::vector<T> v(n);
+    BYTELM_CUDA_CHECK(cudaDeviceSynchronize());
+    BYTELM_CUDA_CHECK(cudaMemcpy(v.data(), p, sizeof(T) * n, cudaMemcpyDeviceToHost));
+    return v;
+  }
+  operator T*() const { return p; }
+};
+
+// ||out - ref|| / ||ref|| in double; any NaN makes it NaN, which fails every EXPECT_LT.
+double rel_err(const V& out, const V& ref) {
+  if (out.size() != ref.size()) return INFINITY;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); i++) {
+    double e = (double)out[i] - ref[i];
+    num += e * e;
+    den += (double)ref[i] * ref[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+bool bit_equal(const V& a, const V& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0;
+}
+
+bool bit_equal(const std::vector<V>& a, const std::vector<V>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i++)
+    if (!bit_equal(a[i], b[i])) return false;
+  return true;
+}
+
+class CudaLayers : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    BYTELM_CUDA_CHECK(cudaStreamCreate(&stream));
+    BYTELM_CUBLAS_CHECK(cublasCreate(&handle));
+    // Default math: fp32 GEMMs stay fp32 (TF32 only if asked for), so the bounds can be tight.
+    BYTELM_CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));
+  }
+  void TearDown() override {
+    if (handle) cublasDestroy(handle);
+    if (stream) cudaStreamDestroy(stream);
+  }
+  // Checks out against ref and records the error as a test property (see --gtest_output=xml).
+  void expect_close(const std::string& what, const V& out, const V& ref, double tol = kTol) {
+    double e = rel_err(out, ref);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3g", e);
+    RecordProperty(tag + what, buf);
+    EXPECT_LT(e, tol) << what << ": relative error " << e;
+  }
+  // The decay a = exp(-softplus(lam)) per channel as the device and as the host compute
+  // it: one scan step from h0 = 1 with u = 0 gives h = a exactly on both.
+  V device_decay(const V& lam) {
+    int d = (int)lam.size();
+    Dev<float> u_d(V(d, 0.f)), lam_d(lam), h0_d(V(d, 1.f)), a_d(d);
+    diag_scan_forward_cuda(a_d.poison().p, u_d.p, lam_d.p, 1, 1, d, h0_d.p, stream);
+    return a_d.get();
+  }
+  static V host_decay(const V& lam) {
+    int d = (int)lam.size();
+    V u(d, 0.f), h0(d, 1.f), a(d);
+    diag_scan_forward(a.data(), u.data(), lam.data(), 1, 1, d, h0.data());
+    return a;
+  }
+  // Nudges each lam by float ulps until host and device compute the same a. They can
+  // differ by an ulp or two where libm's expf/log1pf are not correctly rounded (the
+  // device's stages are), and for a near 1 one ulp of a moves the scan output by about
+  // ulp/(1-a), 5e-4 relative at a = 1 - 1e-4: that would swamp the error of the scan
+  // itself, which is what the comparisons check. ScanDecayMatchesHost bounds the gap.
+  V host_device_agreeing(V lam) {
+    for (int round = 0; round < 100; round++) {
+      V dev = device_decay(lam), host = host_decay(lam);
+      int differ = 0;
+      for (size_t c = 0; c < lam.size(); c++)
+        if (std::memcmp(&dev[c], &host[c], sizeof(float)) != 0) lam[c] = std::nextafter(lam[c], 100.f), differ++;
+      if (differ == 0) return lam;
+    }
+    ADD_FAILURE() << "host and device decays never agreed";
+    return lam;
+  }
+  std::string tag;  // prefix of the recorded property names, for looped cases
+  cudaStream_t stream = nullptr;
+  cublasHandle_t handle = nullptr;
+};
+
+}  // namespace
+
+TEST_F(CudaLayers, Linear) {
+  Rng rng(101);
+  int N = 37, in = 48, out = 29;
+  V x = random_floats(N * in, rng), W = random_floats(out * in, rng, 0.3), dy = random_floats(N * out, rng);
+  V dW0 = random_floats(out * in, rng), dx0 = random_floats(N * in, rng);
+  V y_ref(N * out), dW_ref = dW0, dx_ref(N * in), dx_acc_ref = dx0, dW_acc_ref = dW0;
+  linear_forward(y_ref.data(), x.data(), W.data(), N, in, out);
+  linear_backward(dx_ref.data(), dW_ref.data(), dy.data(), x.data(), W.data(), N, in, out, false);
+  linear_backward(dx_acc_ref.data(), dW_acc_ref.data(), dy.data(), x.data(), W.data(), N, in, out, true);
+
+  // _d: device buffers
+  Dev<float> x_d(x), W_d(W), dy_d(dy), y_d(N * out), dW_d(dW0), dx_d(N * in), dW2_d(dW0), dx2_d(dx0), dW3_d(dW0);
+  linear_forward_cuda(y_d.poison().p, x_d.p, W_d.p, N, in, out, handle, stream);
+  linear_backward_cuda(dx_d.poison().p, dW_d.p, dy_d.p, x_d.p, W_d.p, N, in, out, false, handle, stream);
+  linear_backward_cuda(dx2_d.p, dW2_d.p, dy_d.p, x_d.p, W_d.p, N, in, out, true, handle, stream);
+  linear_backward_cuda((float*)nullptr, dW3_d.p, dy_d.p, x_d.p, W_d.p, N, in, out, false, handle, stream);
+  expect_close("y", y_d.get(), y_ref);
+  expect_close("dx", dx_d.get(), dx_ref);
+  expect_close("dW", dW_d.get(), dW_ref);
+  expect_close("dx accumulate", dx2_d.get(), dx_acc_ref);
+  expect_close("dW (accumulate call)", dW2_d.get(), dW_acc_ref);
+  expect_close("dW (dx null)", dW3_d.get(), dW_ref);
+}
+
+TEST_F(CudaLayers, LayerNorm) {
+  // The second shape has more rows than the backward has blocks, so warps stride over rows.
+  for (auto [N, C] : {std::pair{37, 48}, std::pair{3001, 130}}) {
+    SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
+    tag = "N=" + std::to_string(N) + " ";
+    Rng rng(102 + N);
+    V x = random_floats(N * C, rng, 2.0, 0.5), w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
+    V dy = random_floats(N * C, rng), dw0 = random_floats(C, rng), db0 = random_floats(C, rng);
+    V dx0 = random_floats(N * C, rng);
+    V y_ref(N * C), mean_ref(N), rstd_ref(N), dx_ref(N * C), dw_ref = dw0, db_ref = db0, dx_acc_ref = dx0;
+    layernorm_forward(y_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), w.data(), b.data(), N, C);
+    layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dy.data(), x.data(), mean_ref.data(),
+                       rstd_ref.data(), w.data(), N, C, false);
+    V dw_unused = dw0, db_unused = db0;
+    layernorm_backward(dx_acc_ref.data(), dw_unused.data(), db_unused.data(), dy.data(), x.data(), mean_ref.data(),
+                       rstd_ref.data(), w.data(), N, C, true);
+
+    Dev<float> x_d(x), w_d(w), b_d(b), dy_d(dy), y_d(N * C), mean_d(N), rstd_d(N), dx_d(N * C), dw_d(dw0), db_d(db0),
+        dx2_d(dx0), dw2_d(dw0), db2_d(db0), part_d(layernorm_backward_cuda_partials(N, C));
+    layernorm_forward_cuda(y_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, w_d.p, b_d.p, N, C, stream);
+    layernorm_backward_cuda(dx_d.poison().p, dw_d.p, db_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, false,
+                            part_d.poison().p, stream);
+    layernorm_backward_cuda(dx2_d.p, dw2_d.p, db2_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, true, part_d.p,
+                            stream);
+    expect_close("y", y_d.get(), y_ref);
+    expect_close("mean", mean_d.get(), mean_ref);
+    expect_close("rstd", rstd_d.get(), rstd_ref);
+    expect_close("dx", dx_d.get(), dx_ref);
+    expect_close("dw", dw_d.get(), dw_ref);
+    expect_close("db", db_d.get(), db_ref);
+    expect_close("dx accumulate", dx2_d.get(), dx_acc_ref);
+  }
+}
+
+// The device's decay a = exp(-softplus(lam)) follows the host's float stages, each
+// correctly rounded. Host libms round some of them an ulp off, and one ulp of the
+// softplus moves a by up to (1 + softplus) ulps. For near-1 decays (lam <= -2, a >= 0.88)
+// both must agree to the bit: there an ulp of a moves the scan output by ulp/(1-a),
+// so a GPU-trained model would read differently on the CPU.
+TEST_F(CudaLayers, ScanDecayMatchesHost) {
+  Rng rng(103);
+  int d = 512;
+  V lam(d);
+  for (int c = 0; c < d; c++) lam[c] = c < 80 ? -16.f + 0.5f * c : float(rng.normal() * 4);
+  lam[d - 1] = 25.f;  // the softplus(lam) = lam branch
+  V dev = device_decay(lam), host = host_decay(lam);
+  int differ = 0, near_one_differ = 0;
+  for (int c = 0; c < d; c++) {
+    if (std::memcmp(&dev[c], &host[c], sizeof(float)) == 0) continue;
+    differ++;
+    double softplus = std::log1p(std::exp((double)lam[c]));
+    EXPECT_LE(std::fabs(dev[c] - host[c]), 0x1p-21 * (1 + softplus) * host[c])
+        << "lam " << lam[c] << ": device a " << dev[c] << ", host a " << host[c];
+    if (lam[c] <= -2.f && near_one_differ++ < 5)
+      ADD_FAILURE() << "near-1 decay differs at lam " << lam[c] << ": device a " << dev[c] << ", host a " << host[c];
+  }
+  RecordProperty("decays_not_bit_equal", std::to_string(differ) + " of " + std::to_string(d));
+}
+
+TEST_F(CudaLayers, DiagScan) {
+  struct Case {
+    int B, T, d;
+    bool with_h0, near_one;
+  };
+  // T=131: a partial last span; T=5000: 20 spans of carries, with decays up to 1 - 1.2e-4
+  // (half-lives of ~5600 steps) whose state crosses every chunk boundary.
+  for (Case k : {Case{3, 131, 48, false, false}, Case{3, 131, 48, true, false}, Case{2, 5000, 40, true, true}}) {
+    SCOPED_TRACE("B=" + std::to_string(k.B) + " T=" + std::to_string(k.T) + " h0=" + std::to_string(k.with_h0));
+    Rng rng(104 + k.T + k.with_h0);
+    int B = k.B, T = k.T, d = k.d;
+    size_t n = (size_t)B * T * d;
+    V u = random_floats(n, rng), lam = random_floats(d, rng), h0 = random_floats(B * d, rng);
+    if (k.near_one)
+      for (int c = 0; c < d; c += 2) lam[c] = -3.f - 6.f * c / d;  // a from 0.95 to 0.99988
+    lam = host_device_agreeing(lam);
+    tag = "T=" + std::to_string(T) + (k.with_h0 ? " h0 " : " ");
+    V dh = random_floats(n, rng), dlam0 = random_floats(d, rng);
+    V h_ref(n), du_ref = dh, dlam_ref = dlam0;
+    const float* h0p = k.with_h0 ? h0.data() : nullptr;
+    diag_scan_forward(h_ref.data(), u.data(), lam.data(), B, T, d, h0p);
+    diag_scan_backward(du_ref.data(), dlam_ref.data(), u.data(), h_ref.data(), lam.data(), B, T, d);
+
+    Dev<float> u_d(u), lam_d(lam), h0_d(h0), h_d(n), g_d(dh), dlam_d(dlam0), part_d(diag_scan_backward_cuda_partials(B, d));
+    diag_scan_forward_cuda(h_d.poison().p, u_d.p, lam_d.p, B, T, d, k.with_h0 ? h0_d.p : nullptr, stream);
+    diag_scan_backward_cuda(g_d.p, dlam_d.p, u_d.p, h_d.p, lam_d.p, B, T, d, part_d.poison().p, stream);
+    expect_close("h", h_d.get(), h_ref);
+    expect_close("du", g_d.get(), du_ref);
+    expect_close("dlam", dlam_d.get(), dlam_ref);
+  }
+}
+
+TEST_F(CudaLayers, DiagSsm) {
+  Rng rng(105);
+  int B = 3, T = 131, d = 48, N = B * T;
+  size_t n = (size_t)N * d;
+  V x = random_floats(n, rng), Win = random_floats(d * d, rng, 0.2), Wout = random_floats(d * d, rng, 0.2);
+  V lam = host_device_agreeing(random_floats(d, rng)), D = random_floats(d, rng), h0 = random_floats(B * d, rng),
+    dy = random_floats(n, rng);
+  V gWin0 = random_floats(d * d, rng), glam0 = random_floats(d, rng), gWout0 = random_floats(d * d, rng),
+    gD0 = random_floats(d, rng);
+  V y_ref(n), u_ref(n), h_ref(n), dx_ref(n), scratch(n), gWin = gWin0, glam = glam0, gWout = gWout0, gD = gD0;
+  diag_ssm_forward(y_ref.data(), u_ref.data(), h_ref.data(), x.data(),
+                   DiagSsmWeights<float>{Win.data(), lam.data(), Wout.data(), D.data()}, B, T, d, h0.data());
+  diag_ssm_backward(dx_ref.data(), DiagSsmGrads<float>{gWin.data(), glam.data(), gWout.data(), gD.data()}, dy.data(),
+                    x.data(), u_ref.data(), h_ref.data(),
+                    DiagSsmWeights<float>{Win.data(), lam.data(), Wout.data(), D.data()}, B, T, d, scratch.data());
+
+  Dev<float> x_d(x), Win_d(Win), Wout_d(Wout), lam_d(lam), D_d(D), h0_d(h0), dy_d(dy), y_d(n), u_d(n), h_d(n), dx_d(n),
+      scratch_d(n), part_d(diag_ssm_backward_cuda_partials(B, T, d)), gWin_d(gWin0), glam_d(glam0), gWout_d(gWout0),
+      gD_d(gD0);
+  DiagSsmWeights<float> w{Win_d.p, lam_d.p, Wout_d.p, D_d.p};
+  diag_ssm_forward_cuda(y_d.poison().p, u_d.poison().p, h_d.poison().p, x_d.p, w, B, T, d, h0_d.p, handle, stream);
+  diag_ssm_backward_cuda(dx_d.poison().p, DiagSsmGrads<float>{gWin_d.p, glam_d.p, gWout_d.p, gD_d.p}, dy_d.p, x_d.p,
+                         u_d.p, h_d.p, w, B, T, d, scratch_d.poison().p, part_d.poison().p, handle, stream);
+  expect_close("y", y_d.get(), y_ref);
+  expect_close("u", u_d.get(), u_ref);
+  expect_close("h", h_d.get(), h_ref);
+  expect_close("dx", dx_d.get(), dx_ref);
+  expect_close("dW_in", gWin_d.get(), gWin);
+  expect_close("dlam", glam_d.get(), glam);
+  expect_close("dW_out", gWout_d.get(), gWout);
+  expect_close("dD", gD_d.get(), gD);
+}
+
+TEST_F(CudaLayers, SwiGlu) {
+  Rng rng(106);
+  int N = 37, d = 48, H = 100;
+  V x = random_floats(N * d, rng), W12 = random_floats(2 * H * d, rng, 0.2), W3 = random_floats(d * H, rng, 0.1);
+  V dy = random_floats(N * d, rng), dW12_0 = random_floats(2 * H * d, rng), dW3_0 = random_floats(d * H, rng);
+  V y_ref(N * d), g_ref(N * 2 * H), m_ref(N * H), dx_ref(N * d), scratch(N * 3 * H), dW12 = dW12_0, dW3 = dW3_0;
+  swiglu_forward(y_ref.data(), g_ref.data(), m_ref.data(), x.data(), W12.data(), W3.data(), N, d, H);
+  swiglu_backward(dx_ref.data(), dW12.data(), dW3.data(), dy.data(), x.data(), g_ref.data(), m_ref.data(), W12.data(),
+                  W3.data(), N, d, H, scratch.data());
+
+  Dev<float> x_d(x), W12_d(W12), W3_d(W3), dy_d(dy), y_d(N * d), g_d(N * 2 * H), m_d(N * H), dx_d(N * d),
+      scratch_d(N * 3 * H), dW12_d(dW12_0), dW3_d(dW3_0);
+  swiglu_forward_cuda(y_d.poison().p, g_d.poison().p, m_d.poison().p, x_d.p, W12_d.p, W3_d.p, N, d, H, handle, stream);
+  swiglu_backward_cuda(dx_d.poison().p, dW12_d.p, dW3_d.p, dy_d.p, x_d.p, g_d.p, m_d.p, W12_d.p, W3_d.p, N, d, H,
+                       scratch_d.poison().p, handle, stream);
+  expect_close("y", y_d.get(), y_ref);
+  expect_close("g", g_d.get(), g_ref);
+  expect_close("m", m_d.get(), m_ref);
+  expect_close("dx", dx_d.get(), dx_ref);
+  expect_close("dW12", dW12_d.get(), dW12);
+  expect_close("dW3", dW3_d.get(), dW3);
+}
+
+TEST_F(CudaLayers, Embedding) {
+  Rng rng(107);
+  int N = 1000, d = 200;  // two column tiles, the second partial
+  Bytes x(N);
+  for (auto& b : x) b = rng.next_u64() % 4 ? uint8_t(" etaoin"[rng.next_u64() % 7]) : uint8_t(rng.next_u64());
+  x[0] = 0, x[N - 1] = 255;
+  V E = random_floats(256 * d, rng), de = random_floats((size_t)N * d, rng), dE0 = random_floats(256 * d, rng);
+  V e_ref((size_t)N * d), dE_ref = dE0;
+  embedding_forward(e_ref.data(), x.data(), E.data(), N, d);
+  embedding_backward(dE_ref.data(), de.data(), x.data(), N, d);
+
+  Dev<uint8_t> x_d(x);
+  Dev<float> E_d(E), de_d(de), e_d((size_t)N * d), dE_d(dE0);
+  embedding_forward_cuda(e_d.poison().p, x_d.p, E_d.p, N, d, stream);
+  embedding_backward_cuda(dE_d.p, de_d.p, x_d.p, N, d, stream);
+  // Both sum each dE element in position order from its old value: identical bits.
+  EXPECT_TRUE(bit_equal(e_d.get(), e_ref));
+  EXPECT_TRUE(bit_equal(dE_d.get(), dE_ref)) << "relative error " << rel_err(dE_d.get(), dE_ref);
+}
+
+TEST_F(CudaLayers, Patch) {
+  struct Case {
+    int B, T, P, d;
+  };
+  // odd T with a partial last patch; T < P - 1 (no complete patch, every byte reads start); P = 1.
+  for (Case k : {Case{3, 131, 3, 48}, Case{2, 2, 4, 5}, Case{2, 7, 1, 33}}) {
+    SCOPED_TRACE("B=" + std::to_string(k.B) + " T=" + std::to_string(k.T) + " P=" + std::to_string(k.P));
+    tag = "T=" + std::to_string(k.T) + " P=" + std::to_string(k.P) + " ";
+    Rng rng(108 + k.T);
+    int B = k.B, T = k.T, P = k.P, d = k.d, Np = patch_count(T, P);
+    size_t n = (size_t)B * T * d, np = (size_t)B * Np * d;
+    V e = random_floats(n, rng), start = random_floats(d, rng), dout = random_floats(n, rng);
+    V dstart0 = random_floats(d, rng);
+    V p_ref(np), out_ref(n), dp_ref(np), dstart_ref = dstart0, de_ref(n);
+    patch_mean_forward(p_ref.data(), e.data(), B, T, P, d);
+    patch_broadcast_forward(out_ref.data(), p_ref.data(), start.data(), e.data(), B, T, P, d);
+    patch_broadcast_backward(dp_ref.data(), dstart_ref.data(), de_ref.data(), dout.data(), B, T, P, d);
+    V de_after_mean_ref = de_ref;
+    patch_mean_backward(de_after_mean_ref.data(), dp_ref.data(), B, T, P, d);
+
+    Dev<float> e_d(e), start_d(start), dout_d(dout), p_d(np), out_d(n), dp_d(np), dstart_d(dstart0), de_d(n);
+    patch_mean_forward_cuda(p_d.poison().p, e_d.p, B, T, P, d, stream);
+    patch_broadcast_forward_cuda(out_d.poison().p, p_d.p, start_d.p, e_d.p, B, T, P, d, stream);
+    patch_broadcast_backward_cuda(dp_d.poison().p, dstart_d.p, de_d.poison().p, dout_d.p, B, T, P, d, stream);
+    expect_close("p", p_d.get(), p_ref);
+    expect_close("out", out_d.get(), out_ref);
+    expect_close("dp", dp_d.get(), dp_ref);
+    expect_close("dstart", dstart_d.get(), dstart_ref);
+    expect_close("de (broadcast)", de_d.get(), de_ref);
+    patch_mean_backward_cuda(de_d.p, dp_d.p, B, T, P, d, stream);
+    expect_close("de (broadcast + mean)", de_d.get(), de_after_mean_ref);
+  }
+}
+
+TEST_F(CudaLayers, CrossEntropy) {
+  Rng rng(109);
+  int N = 37;
+  float scale = 1.f / N;
+  V logits = random_floats(N * 256, rng, 3.0);
+  Bytes y(N);
+  for (auto& b : y) b = uint8_t(rng.next_u64());
+  y[0] = 0, y[1] = 255;
+  V loss_ref(N), dlogits_ref(N * 256);
+  cross_entropy_forward_backward(loss_ref.data(), dlogits_ref.data(), logits.data(), y.data(), N, scale);
+
+  Dev<uint8_t> y_d(y);
+  Dev<float> logits_d(logits), loss_d(N), dlogits_d(N * 256), loss2_d(N), inplace_d(logits), loss3_d(N);
+  cross_entropy_forward_backward_cuda(loss_d.poison().p, dlogits_d.poison().p, logits_d.p, y_d.p, N, scale, stream);
+  cross_entropy_forward_backward_cuda(loss2_d.poison().p, (float*)nullptr, logits_d.p, y_d.p, N, scale, stream);
+  cross_entropy_forward_backward_cuda(loss3_d.poison().p, inplace_d.p, inplace_d.p, y_d.p, N, scale, stream);
+  expect_close("loss", loss_d.get(), loss_ref);
+  expect_close("dlogits", dlogits_d.get(), dlogits_ref);
+  expect_close("loss (no dlogits)", loss2_d.get(), loss_ref);
+  expect_close("loss (in place)", loss3_d.get(), loss_ref);
+  expect_close("dlogits (in place)", inplace_d.get(), dlogits_ref);
+}
+
+// Two runs of each backward from the same inputs give identical bits (no atomics anywhere).
+TEST_F(CudaLayers, BackwardIsBitReproducible) {
+  Rng rng(110);
+  {  // layernorm: many rows, so dw/db go through the block partials
+    int N = 3001, C = 130;
+    Dev<float> x(random_floats(N * C, rng)), w(random_floats(C, rng)), b(random_floats(C, rng)),
+        dy(random_floats(N * C, rng)), y(N * C), mean(N), rstd(N), part(layernorm_backward_cuda_partials(N, C));
+    layernorm_forward_cuda(y.p, mean.p, rstd.p, x.p, w.p, b.p, N, C, stream);
+    auto run = [&] {
+      Dev<float> dx(N * C), dw(V(C, 0.f)), db(V(C, 0.f));
+      layernorm_backward_cuda(dx.p, dw.p, db.p, dy.p, x.p, mean.p, rstd.p, w.p, N, C, false, part.p, stream);
+      return std::vector<V>{dx.get(), dw.get(), db.get()};
+    };
+    EXPECT_TRUE(bit_equal(run(), run())) << "layernorm";
+  }
+  {  // whole ssm layer: cuBLAS GEMMs, dD partials, the long scan and its batch reduction
+    int B = 4, T = 1500, d = 64, N = B * T;
+    size_t n = (size_t)N * d;
+    Dev<float> x(random_floats(n, rng)), Win(random_floats(d * d, rng, 0.15)), Wout(random_floats(d * d, rng, 0.15)),
+        lam(random_floats(d, rng, 2.0, -2.0)), D(random_floats(d, rng)), dy(random_floats(n, rng)), y(n), u(n), h(n),
+        scr(n), part(diag_ssm_backward_cuda_partials(B, T, d));
+    DiagSsmWeights<float> w{Win.p, lam.p, Wout.p, D.p};
+    diag_ssm_forward_cuda(y.p, u.p, h.p, x.p, w, B, T, d, (const float*)nullptr, handle, stream);
+    auto run = [&] {
+      Dev<float> dx(n), gWin(V(d * d, 0.f)), glam(V(d, 0.f)), gWout(V(d * d, 0.f)), gD(V(d, 0.f));
+      diag_ssm_backward_cuda(dx.p, DiagSsmGrads<float>{gWin.p, glam.p, gWout.p, gD.p}, dy.p, x.p, u.p, h.p, w, B, T,
+                             d, scr.p, part.p, handle, stream);
+      return std::vector<V>{dx.get(), gWin.get(), glam.get(), gWout.get(), gD.get()};
+    };
+    EXPECT_TRUE(bit_equal(run(), run())) << "diag_ssm";
+  }
+  {  // swiglu
+    int N = 300, d = 64, H = 96;
+    Dev<float> x(random_floats(N * d, rng)), W12(random_floats(2 * H * d, rng, 0.2)),
+        W3(random_floats(d * H, rng, 0.1)), dy(random_floats(N * d, rng)), y(N * d), g(N * 2 * H), m(N * H),
+        scr(N * 3 * H);
+    swiglu_forward_cuda(y.p, g.p, m.p, x.p, W12.p, W3.p, N, d, H, handle, stream);
+    auto run = [&] {
+      Dev<float> dx(N * d), dW12(V(2 * H * d, 0.f)), dW3(V(d * H, 0.f));
+      swiglu_backward_cuda(dx.p, dW12.p, dW3.p, dy.p, x.p, g.p, m.p, W12.p, W3.p, N, d, H, scr.p, handle, stream);
+      return std::vector<V>{dx.get(), dW12.get(), dW3.get()};
+    };
+    EXPECT_TRUE(bit_equal(run(), run())) << "swiglu";
+  }
+  {  // embedding and patch broadcast
+    int B = 4, T = 517, P = 4, d = 96, N = B * T;
+    Bytes xb(N);
+    for (auto& v : xb) v = uint8_t(rng.next_u64() % 8);
+    Dev<uint8_t> xs(xb);
+    Dev<float> de(random_floats((size_t)N * d, rng));
+    auto run = [&] {
+      Dev<float> dE(V(256 * d, 0.f)), dp((size_t)B * patch_count(T, P) * d), dstart(V(d, 0.f)), de2((size_t)N * d);
+      embedding_backward_cuda(dE.p, de.p, xs.p, N, d, stream);
+      patch_broadcast_backward_cuda(dp.p, dstart.p, de2.p, de.p, B, T, P, d, stream);
+      return std::vector<V>{dE.get(), dp.get(), dstart.get()};
+    };
+    EXPECT_TRUE(bit_equal(run(), run())) << "embedding / patch";
+  }
+}
+
+#else  // built without CUDA: the same tests, skipped
+
+#define BYTELM_CUDA_SKIPPED(name) \
+  TEST(CudaLayers, name) { GTEST_SKIP() << "built without CUDA (no nvcc at configure time)"; }
+BYTELM_CUDA_SKIPPED(Linear)
+BYTELM_CUDA_SKIPPED(LayerNorm)
+BYTELM_CUDA_SKIPPED(ScanDecayMatchesHost)
+BYTELM_CUDA_SKIPPED(DiagScan)
+BYTELM_CUDA_SKIPPED(DiagSsm)
+BYTELM_CUDA_SKIPPED(SwiGlu)
+BYTELM_CUDA_SKIPPED(Embedding)
+BYTELM_CUDA_SKIPPED(Patch)
+BYTELM_CUDA_SKIPPED(CrossEntropy)
+BYTELM_CUDA_SKIPPED(BackwardIsBitReproducible)
+#undef BYTELM_CUDA_SKIPPED
+
+#endif
