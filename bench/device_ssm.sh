@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # One device call for the ssm family on the GPU: the CUDA tests, then bytelm's training throughput and the
 # PyTorch peer's (../shared/peers/ssm_ref.py, carried in .peers) at the three sizes, seq 2048, side by side.
-# Built on the dev machine and carried: `build` and `.devlib` (OpenBLAS, libgomp, libstdc++ the binaries link), `.peers`.
-#   device run: bash bench/device_ssm.sh     carry: build .devlib .peers
+# Built on the dev machine; the binaries travel in .devbin (cp build/bytelm .devbin/bytelm_tests .devbin/), with
+# .devlib (the OpenBLAS, libgomp and libstdc++ they link) and .peers (a copy of ../shared/peers).
+#   device run: bash bench/device_ssm.sh     carry: .devbin .devlib .peers
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-build/bytelm_tests --gtest_filter='Cuda*' 2>&1 | tee "$out/cuda_tests.log" | grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |FAILED|Failure" 
+.devbin/bytelm_tests --gtest_filter='Cuda*' 2>&1 | tee "$out/cuda_tests.log" | grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |FAILED|Failure" 
 sizes=("256 4 64" "512 6 32" "1024 16 16")
 for s in "${sizes[@]}"; do
   set -- $s
-  build/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 5 --steps 20 2>&1 | tee -a "$out/bench.jsonl"
+  .devbin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 5 --steps 20 2>&1 | tee -a "$out/bench.jsonl"
 done
 for s in "${sizes[@]}"; do
   set -- $s

@@ -26,8 +26,10 @@ bool have_gpu() {
 #endif
 }
 
-#define REQUIRE_GPU() \
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or a build without CUDA)"
+#define REQUIRE_GPU()                                               \
+  if (!have_gpu()) {                                                \
+    GTEST_SKIP() << "no CUDA device (or a build without CUDA)"; \
+  }
 
 std::vector<uint8_t> random_bytes(size_t n, Rng& rng) {
   std::vector<uint8_t> v(n);
@@ -137,7 +139,9 @@ TEST(CudaModel, FiftyTrainingStepsMatchCpu) {
 }
 
 TEST(CudaModel, NoGpuGivesAClearError) {
-  if (have_gpu()) GTEST_SKIP() << "a GPU is present";
+  if (have_gpu()) {
+    GTEST_SKIP() << "a GPU is present";
+  }
 #ifdef BYTELM_WITH_CUDA
   try {
     make_model_on("cuda", {"ssm", 16, 1, 2}, 1);
