@@ -9,6 +9,13 @@ export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PYTHO
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 .devbin/bytelm_tests --gtest_filter='Cuda*' 2>&1 | tee "$out/cuda_tests.log" | grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |FAILED|Failure" 
+# the trainer end to end on the GPU: train, checkpoint, then eval the checkpoint on GPU and CPU
+rm -rf /tmp/gpu_run
+.devbin/bytelm train --device cuda --preset ssm-2m --steps 200 --batch 32 --seq 1024 --eval-every 100 --quiet \
+  --data data/tinyshakespeare.txt --out /tmp/gpu_run 2>&1 | tee "$out/train_gpu.json"
+for dev in cuda cpu; do
+  .devbin/bytelm eval --device $dev --quiet --ckpt /tmp/gpu_run --data data/tinyshakespeare.txt 2>&1 | tee -a "$out/eval.jsonl"
+done
 sizes=("256 4 64" "512 6 32" "1024 16 16")
 for s in "${sizes[@]}"; do
   set -- $s

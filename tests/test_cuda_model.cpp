@@ -53,7 +53,7 @@ TEST(CudaModel, LossAndGradientsMatchCpu) {
   for (int P : {1, 2, 3}) {
     ModelConfig c{"ssm", 48, 2, P};
     auto cpu = make_model_on("cpu", c, 7);
-    auto gpu = make_model_on("cuda", c, 7);
+    auto gpu = make_model_on("cuda-fp32", c, 7);
     Rng rng(3);
     for (float& w : cpu->params()) w += 0.05f * float(rng.normal());  // off the init: LN weights, D etc. generic
     gpu->params() = cpu->params();
@@ -78,7 +78,7 @@ TEST(CudaModel, LossAndGradientsMatchCpu) {
 
 TEST(CudaModel, CausalOnGpu) {
   REQUIRE_GPU();
-  auto m = make_model_on("cuda", {"ssm", 32, 2, 2}, 5);
+  auto m = make_model_on("cuda-fp32", {"ssm", 32, 2, 2}, 5);
   Rng rng(9);
   int T = 33;
   auto x = random_bytes(T, rng), y = random_bytes(T, rng);
@@ -99,7 +99,7 @@ TEST(CudaModel, FiftyTrainingStepsMatchCpu) {
   t.steps = 50;
   t.lr = 3e-3;
   auto cpu = make_model_on("cpu", c, 11);
-  auto gpu = make_model_on("cuda", c, 11);
+  auto gpu = make_model_on("cuda-fp32", c, 11);
   AdamW oc(cpu->params().size()), og(gpu->params().size());
   Rng rng(4);
   std::string text = "the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. ";
@@ -138,6 +138,28 @@ TEST(CudaModel, FiftyTrainingStepsMatchCpu) {
   EXPECT_EQ(ck.model->params(), gpu->params());
   EXPECT_EQ(ck.opt->m, og.m);
   std::filesystem::remove_all(dir);
+}
+
+// The fast path (TF32 matrix products) computes the same function to TF32 accuracy.
+TEST(CudaModel, Tf32CloseToFp32) {
+  REQUIRE_GPU();
+  ModelConfig c{"ssm", 64, 2, 2};
+  auto exact = make_model_on("cuda-fp32", c, 3);
+  auto fast = make_model_on("cuda", c, 3);
+  Rng rng(8);
+  int B = 4, T = 256;
+  auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
+  exact->zero_grads();
+  fast->zero_grads();
+  float le = exact->forward(x.data(), y.data(), B, T, nullptr), lf = fast->forward(x.data(), y.data(), B, T, nullptr);
+  EXPECT_NEAR(lf, le, 1e-3 * le);
+  exact->backward();
+  fast->backward();
+  exact->pull_grads();
+  fast->pull_grads();
+  EXPECT_LT(rel_err(fast->grads().data(), exact->grads().data(), exact->grads().size()), 1e-2);
+  EXPECT_GT(rel_err(fast->grads().data(), exact->grads().data(), exact->grads().size()), 0.0)
+      << "TF32 should differ from fp32 somewhere, or the switch does nothing";
 }
 
 TEST(CudaModel, NoGpuGivesAClearError) {

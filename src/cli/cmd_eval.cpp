@@ -20,7 +20,7 @@ const std::vector<Flag> kScoringFlags = {
     {"ckpt", "PATH", "checkpoint file, or a run directory"},
     {"seq", "N", "bytes of context per window (default: the checkpoint's training seq)"},
     {"batch", "N", "windows per forward pass (default 16)"},
-    {"device", "cpu|cuda", "where to run (default cpu)"},
+    {"device", "cpu|cuda|cuda-fp32", "where to run (default cpu); cuda uses TF32 matrix products"},
     {"threads", "N", "CPU threads (default: all cores)"},
     {"quiet", "", "no progress bar"},
 };

@@ -21,11 +21,12 @@ void add_inplace_cuda(T* y, const T* x, size_t n, cudaStream_t stream) {
 }
 template void add_inplace_cuda<float>(float*, const float*, size_t, cudaStream_t);
 
-CudaOps::CudaOps() {
+CudaOps::CudaOps(bool tf32) {
   if (!cuda_available()) throw Error("no usable CUDA device (this build has CUDA, the machine has no GPU): use --device cpu");
   BYTELM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   BYTELM_CUBLAS_CHECK(cublasCreate(&cublas_));
   BYTELM_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+  BYTELM_CUBLAS_CHECK(cublasSetMathMode(cublas_, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
 CudaOps::~CudaOps() {

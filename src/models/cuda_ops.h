@@ -31,7 +31,9 @@ class CudaOps {
   template <class T>
   static void resize(Buffer<T>& b, size_t n) { b.assign_zero(n); }
 
-  CudaOps();
+  // tf32: matrix products on the tensor cores in TF32 (fp32 storage and accumulation, 10-bit
+  // mantissa inputs): several times faster than true fp32, which the parity tests use.
+  explicit CudaOps(bool tf32);
   ~CudaOps();
   CudaOps(const CudaOps&) = delete;
   CudaOps& operator=(const CudaOps&) = delete;

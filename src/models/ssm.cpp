@@ -37,7 +37,9 @@ struct BlockActs {
 template <class T, class Ops>
 class SsmModel final : public Model<T> {
  public:
-  SsmModel(const ModelConfig& config, uint64_t seed) {
+  // ops_args go to the backend (CudaOps takes its TF32 switch).
+  template <class... OpsArgs>
+  SsmModel(const ModelConfig& config, uint64_t seed, OpsArgs... ops_args) : ops_(ops_args...) {
     this->config_ = config;
     int d = config.d, H = config.hidden();
     emb_ = this->add_param("embed.weight", {256, d});
@@ -314,8 +316,8 @@ std::unique_ptr<Model<T>> make_ssm_model(const ModelConfig& config, uint64_t see
 }
 
 #ifdef BYTELM_WITH_CUDA
-std::unique_ptr<Model<float>> make_ssm_model_cuda(const ModelConfig& config, uint64_t seed) {
-  return std::make_unique<SsmModel<float, CudaOps>>(config, seed);
+std::unique_ptr<Model<float>> make_ssm_model_cuda(const ModelConfig& config, uint64_t seed, bool tf32) {
+  return std::make_unique<SsmModel<float, CudaOps>>(config, seed, tf32);
 }
 #endif
 

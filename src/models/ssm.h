@@ -11,7 +11,7 @@ namespace bytelm {
 template <class T>
 std::unique_ptr<Model<T>> make_ssm_model(const ModelConfig& config, uint64_t seed);
 #ifdef BYTELM_WITH_CUDA
-std::unique_ptr<Model<float>> make_ssm_model_cuda(const ModelConfig& config, uint64_t seed);
+std::unique_ptr<Model<float>> make_ssm_model_cuda(const ModelConfig& config, uint64_t seed, bool tf32);
 #endif
 
 }  // namespace bytelm

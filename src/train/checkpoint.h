@@ -28,7 +28,7 @@ struct LoadedCheckpoint {
 // Errors (one line each): not a bytelm checkpoint, unknown architecture, a
 // tensor missing or of the wrong shape for the config, plus every file defect
 // that safetensors_read detects (truncation, corruption).
-// The model is built on `device` ("cpu" or "cuda").
+// The model is built on `device` ("cpu", "cuda" or "cuda-fp32").
 LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optimizer, const std::string& device = "cpu");
 
 }  // namespace bytelm

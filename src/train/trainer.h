@@ -16,7 +16,7 @@ struct TrainJob {
   bool resume = false;       // continue from out/checkpoint.safetensors (cfg must come from it)
   int stop_after = -1;       // stop dead after this step, as a crash would: no final checkpoint (for tests)
   bool progress = true;      // progress bar on stderr
-  std::string device = "cpu";  // or "cuda"
+  std::string device = "cpu";  // or "cuda" / "cuda-fp32" (see make_model_on)
 };
 
 struct TrainReport {
