@@ -27,6 +27,7 @@ int cmd_bench(int argc, char** argv) {
                {"steps", "N", "timed steps (default 20)"},
                {"data", "PATH", "train on these bytes instead of random ones"},
                {"device", "cpu|cuda|cuda-fp32", "where to run (default cpu); cuda uses TF32 matrix products"},
+               {"profile", "", "then time each op of as many steps again (GPU), table on stderr"},
                {"threads", "N", "CPU threads (default: all cores)"}}};
   Args args = Args::parse(cmd, argc, argv);
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
@@ -43,6 +44,7 @@ int cmd_bench(int argc, char** argv) {
   o.warmup = args.get_int("warmup", 5);
   o.steps = args.get_int("steps", 20);
   o.data = args.get("data");
+  o.profile = args.has("profile");
   std::printf("%s\n", run_bench(o).c_str());
   return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/op_profile.h"
 #include "core/parallel.h"
 #ifdef BYTELM_WITH_CUDA
 #include "core/device_buffer.h"
@@ -42,6 +43,7 @@ void AdamW::pull_moments() {
 
 double AdamW::step(Model<float>& model, const TrainConfig& t, int step, double lr) {
   const std::vector<ParamInfo>& info = model.param_info();
+  OpScope scope("adamw");
   if (model.on_gpu()) {
 #ifdef BYTELM_WITH_CUDA
     auto stream = (cudaStream_t)model.compute_stream();

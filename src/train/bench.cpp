@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "core/op_profile.h"
 #include "core/rng.h"
 #include "train/adamw.h"
 #include "train/corpus.h"
@@ -76,6 +77,18 @@ std::string run_bench(const BenchOptions& o) {
   if (model->on_gpu()) BYTELM_CUDA_CHECK(cudaDeviceSynchronize());
 #endif
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+#ifdef BYTELM_WITH_CUDA
+  if (o.profile && model->on_gpu()) {
+    auto stream = (cudaStream_t)model->compute_stream();
+    OpProfile& p = OpProfile::get();
+    p.sync = [stream] { BYTELM_CUDA_CHECK(cudaStreamSynchronize(stream)); };
+    p.enabled = true;
+    for (int s = o.warmup + o.steps; s < o.warmup + 2 * o.steps; s++) one_step(s);
+    p.enabled = false;
+    std::fprintf(stderr, "op profile over %d steps (each op timed alone; shares, not speed):\n%s", o.steps,
+                 p.report().c_str());
+  }
+#endif
   double bytes = (double)o.steps * t.batch * t.seq;
   double bytes_per_s = bytes / secs, tflops = bytes_per_s * train_flops_per_byte(o.cfg.model) / 1e12;
   double peak_gib = 0;

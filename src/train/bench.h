@@ -12,6 +12,7 @@ struct BenchOptions {
   std::string data;  // empty: uniform random bytes (as the PyTorch peers use by default)
   int warmup = 5;    // untimed steps first
   int steps = 20;    // timed steps
+  bool profile = false;  // then as many steps again, op by op (GPU), reported on stderr
 };
 
 // One JSON object: impl, device, device_name, commit, model, params, batch, seq, steps, step_ms,
