@@ -33,14 +33,7 @@ int cmd_bench(int argc, char** argv) {
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
   BenchOptions o;
   o.device = apply_runtime_flags(args);
-  if (args.has("preset") && args.has("config")) throw Error("give --preset or --config, not both");
-  o.cfg = preset(args.get("preset", "ssm-2m"));
-  if (args.has("config")) {
-    o.cfg = RunConfig{};
-    apply_config_json(o.cfg, json_parse_file(args.get("config")), args.get("config"));
-  }
-  for (const char* key : {"d", "layers", "patch", "batch", "seq", "lr"})
-    if (args.has(key)) set_config_key(o.cfg, key, args.get(key), std::string("--") + key);
+  o.cfg = config_from_flags(args, {"d", "layers", "patch", "batch", "seq", "lr"});
   o.warmup = args.get_int("warmup", 5);
   o.steps = args.get_int("steps", 20);
   o.data = args.get("data");

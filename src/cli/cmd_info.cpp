@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/json.h"
+#include "train/bench.h"
 #include "train/config.h"
 
 namespace bytelm {
@@ -23,19 +24,11 @@ int cmd_info(int argc, char** argv) {
                {"seq", "N", "bytes per window for the memory estimate"}}};
   Args args = Args::parse(cmd, argc, argv);
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
-  if (args.has("preset") && args.has("config")) throw Error("give --preset or --config, not both");
-  RunConfig cfg = preset(args.get("preset", "ssm-2m"));
-  if (args.has("config")) {
-    cfg = RunConfig{};
-    apply_config_json(cfg, json_parse_file(args.get("config")), args.get("config"));
-  }
-  for (const char* key : {"d", "layers", "patch", "batch", "seq"})
-    if (args.has(key)) set_config_key(cfg, key, args.get(key), std::string("--") + key);
+  RunConfig cfg = config_from_flags(args, {"d", "layers", "patch", "batch", "seq"});
   validate(cfg);
   const ModelConfig& m = cfg.model;
   double d = m.d, H = m.hidden(), P = m.patch;
-  double block_macs = 2 * d * d + 3 * d * H;  // W_in, W_out, SwiGLU (per patch)
-  double flops = 2 * (m.layers * block_macs / P + 256 * d);
+  double flops = train_flops_per_byte(m) / 3;  // the forward's share
   int64_t params = param_count(m);
   double tokens = (double)cfg.train.batch * cfg.train.seq;
   double act_per_byte = (6 * d + 256 + 4) + m.layers * (5 * d + 3 * H + 4 + d) / P;  // floats kept per byte

@@ -37,12 +37,6 @@ const std::vector<std::pair<std::string, std::string>> kKeyHelp = {
     {"log_every", "steps between lines in metrics.jsonl"},
 };
 
-std::string flag_of(std::string key) {
-  for (char& c : key)
-    if (c == '_') c = '-';
-  return key;
-}
-
 Command train_command() {
   Command c{"train", "Train a model on raw bytes and write checkpoints and a metrics log into --out.",
             "(--preset NAME | --config FILE) --data PATH --out DIR [options]\n       bytelm train --resume DIR [--steps N]",
@@ -100,14 +94,7 @@ int cmd_train(int argc, char** argv) {
     if (job.cfg.train.steps <= ck.step)
       throw Error("the run in " + job.out + " already finished " + std::to_string(ck.step) + " steps; pass --steps N with N > " + std::to_string(ck.step) + " to train further");
   } else {
-    job.cfg = preset(args.get("preset", "ssm-2m"));
-    if (args.has("preset") && args.has("config")) throw Error("give --preset or --config, not both");
-    if (args.has("config")) {
-      job.cfg = RunConfig{};
-      apply_config_json(job.cfg, json_parse_file(args.get("config")), args.get("config"));
-    }
-    for (const auto& [key, help] : kKeyHelp)
-      if (args.has(flag_of(key))) set_config_key(job.cfg, key, args.get(flag_of(key)), "--" + flag_of(key));
+    job.cfg = config_from_flags(args, config_keys());
     job.data = args.require("data");
     job.val = args.get("val");
     job.out = args.require("out");

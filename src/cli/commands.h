@@ -1,6 +1,9 @@
 // The bytelm commands: thin shells that parse flags and call the library.
 #pragma once
 #include <string>
+#include <vector>
+
+#include "train/config.h"
 
 namespace bytelm {
 
@@ -13,5 +16,10 @@ int cmd_bench(int argc, char** argv);
 
 // Applies --threads and returns --device, checked to be cpu or cuda (shared by every command that runs a model).
 std::string apply_runtime_flags(const class Args& args);
+
+// A config key's flag: the key with '-' for '_' ("eval_every" -> "eval-every").
+std::string flag_of(std::string key);
+// --preset NAME (default ssm-2m) or --config FILE, not both; then each of `keys` from its flag.
+RunConfig config_from_flags(const class Args& args, const std::vector<std::string>& keys);
 
 }  // namespace bytelm
