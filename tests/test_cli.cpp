@@ -188,6 +188,23 @@ TEST_F(Cli, ResumeExtendsARun) {
   expect_clean_error(run("train --resume " + (dir / "run").string() + " --quiet"), "already finished 4 steps");
 }
 
+TEST_F(Cli, InterruptSavesACheckpointToResumeFrom) {
+  std::string text;
+  for (int i = 0; i < 100; i++) text += "an interrupted run keeps its work. ";
+  std::string data = file("text.txt", text), out = (dir / "run").string();
+  std::string cmd = std::string(BYTELM_BINARY) + " train --d 16 --layers 1 --batch 2 --seq 32 --steps 1000000 --eval-every 1000000 --quiet --data " +
+                    data + " --out " + out + " >/dev/null 2>" + (dir / "err").string() + " & pid=$!; " +
+                    "for i in $(seq 100); do [ -f " + out + "/run.json ] && break; sleep 0.1; done; sleep 1; kill -INT $pid; wait $pid";
+  int status = std::system(("bash -c '" + cmd + "'").c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130) << slurp((dir / "err").string());
+  EXPECT_NE(slurp((dir / "err").string()).find("--resume"), std::string::npos);
+  ASSERT_TRUE(fs::exists(out + "/checkpoint.safetensors"));
+  // the checkpoint holds the step reached; resuming runs on from it
+  Result r = run("train --resume " + out + " --steps 1 --quiet");
+  expect_clean_error(r, "already finished");
+}
+
 TEST_F(Cli, RefusesToOverwriteARun) {
   std::string ck = checkpoint();
   std::string before = slurp(ck);

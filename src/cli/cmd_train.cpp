@@ -101,6 +101,11 @@ int cmd_train(int argc, char** argv) {
   }
   if (job.data.empty()) throw Error("--data is required");
   TrainReport r = train(job);
+  if (r.interrupted) {
+    std::fprintf(stderr, "interrupted after step %d; checkpoint saved. Continue with: bytelm train --resume %s\n", r.step,
+                 job.out.c_str());
+    return 130;
+  }
   std::printf("{\"step\":%d,\"val_bpb\":%s,\"bytes_per_s\":%s,\"out\":%s}\n", r.step, json_number(r.val_bpb).c_str(),
               json_number(std::round(r.bytes_per_s)).c_str(), json_quote(job.out).c_str());
   return 0;

@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -49,6 +50,25 @@ std::string progress_detail(double loss, const TrainReport& r) {
                 format_rate(r.bytes_per_s).c_str());
   return detail;
 }
+
+volatile std::sig_atomic_t interrupt_requested = 0;
+void on_interrupt(int) { interrupt_requested = 1; }
+
+// SIGINT/SIGTERM set a flag that the loop reads after each step (instead of dying mid-step);
+// the previous handlers come back when training returns.
+struct InterruptGuard {
+  using Handler = void (*)(int);
+  Handler old_int, old_term;
+  InterruptGuard() {
+    interrupt_requested = 0;
+    old_int = std::signal(SIGINT, on_interrupt);
+    old_term = std::signal(SIGTERM, on_interrupt);
+  }
+  ~InterruptGuard() {
+    std::signal(SIGINT, old_int);
+    std::signal(SIGTERM, old_term);
+  }
+};
 
 }  // namespace
 
@@ -99,6 +119,7 @@ TrainReport train(const TrainJob& job) {
   std::ofstream metrics(metrics_path, std::ios::app);
   if (!metrics) throw Error("cannot write " + metrics_path);
 
+  InterruptGuard guard;
   TrainReport report;
   int end = job.stop_after >= 0 ? std::min(t.steps, job.stop_after) : t.steps;
   std::vector<uint8_t> window((size_t)t.batch * (t.seq + 1)), x((size_t)t.batch * t.seq), y((size_t)t.batch * t.seq);
@@ -137,6 +158,12 @@ TrainReport train(const TrainJob& job) {
       save_checkpoint(ckpt, *model, *opt, cfg, done);
     }
     bar.update(done, progress_detail(loss, report));
+    if (interrupt_requested) {  // Ctrl-C: keep the work done so far
+      if (done % t.eval_every != 0 && done != t.steps) save_checkpoint(ckpt, *model, *opt, cfg, done);
+      report.interrupted = true;
+      step = done;
+      break;
+    }
   }
   report.step = step;
   if (end > first_step) bar.finish(step, progress_detail(last_loss, report));

@@ -24,10 +24,12 @@ struct TrainReport {
   double val_bpb = 0;         // at the last evaluation
   int step = 0;               // steps completed in total
   double bytes_per_s = 0;     // training throughput of this call
+  bool interrupted = false;   // stopped by SIGINT/SIGTERM, after checkpointing the last step
 };
 
 // Validates everything (data readable and long enough, config sane) before
-// creating or writing anything in `out`.
+// creating or writing anything in `out`. SIGINT/SIGTERM end the run after the
+// current step with a checkpoint, so `--resume` continues from there.
 TrainReport train(const TrainJob& job);
 
 }  // namespace bytelm
