@@ -167,10 +167,10 @@ TEST_F(CudaLayers, Linear) {
 
   // _d: device buffers
   Dev<float> x_d(x), W_d(W), dy_d(dy), y_d(N * out), dW_d(dW0), dx_d(N * in), dW2_d(dW0), dx2_d(dx0), dW3_d(dW0);
-  linear_forward_cuda(y_d.poison().p, x_d.p, W_d.p, N, in, out, handle, stream);
-  linear_backward_cuda(dx_d.poison().p, dW_d.p, dy_d.p, x_d.p, W_d.p, N, in, out, false, handle, stream);
-  linear_backward_cuda(dx2_d.p, dW2_d.p, dy_d.p, x_d.p, W_d.p, N, in, out, true, handle, stream);
-  linear_backward_cuda((float*)nullptr, dW3_d.p, dy_d.p, x_d.p, W_d.p, N, in, out, false, handle, stream);
+  linear_forward_cuda(y_d.poison().p, x_d.p, W_d.p, N, in, out, Gemm{handle}, stream);
+  linear_backward_cuda(dx_d.poison().p, dW_d.p, dy_d.p, x_d.p, W_d.p, N, in, out, false, Gemm{handle}, stream);
+  linear_backward_cuda(dx2_d.p, dW2_d.p, dy_d.p, x_d.p, W_d.p, N, in, out, true, Gemm{handle}, stream);
+  linear_backward_cuda((float*)nullptr, dW3_d.p, dy_d.p, x_d.p, W_d.p, N, in, out, false, Gemm{handle}, stream);
   expect_close("y", y_d.get(), y_ref);
   expect_close("dx", dx_d.get(), dx_ref);
   expect_close("dW", dW_d.get(), dW_ref);
@@ -290,9 +290,9 @@ TEST_F(CudaLayers, DiagSsm) {
       scratch_d(n), part_d(diag_ssm_backward_cuda_partials(B, T, d)), gWin_d(gWin0), glam_d(glam0), gWout_d(gWout0),
       gD_d(gD0);
   DiagSsmWeights<float> w{Win_d.p, lam_d.p, Wout_d.p, D_d.p};
-  diag_ssm_forward_cuda(y_d.poison().p, u_d.poison().p, h_d.poison().p, x_d.p, w, B, T, d, h0_d.p, handle, stream);
+  diag_ssm_forward_cuda(y_d.poison().p, u_d.poison().p, h_d.poison().p, x_d.p, w, B, T, d, h0_d.p, Gemm{handle}, stream);
   diag_ssm_backward_cuda(dx_d.poison().p, DiagSsmGrads<float>{gWin_d.p, glam_d.p, gWout_d.p, gD_d.p}, dy_d.p, x_d.p,
-                         u_d.p, h_d.p, w, B, T, d, scratch_d.poison().p, part_d.poison().p, handle, stream);
+                         u_d.p, h_d.p, w, B, T, d, scratch_d.poison().p, part_d.poison().p, Gemm{handle}, stream);
   expect_close("y", y_d.get(), y_ref);
   expect_close("u", u_d.get(), u_ref);
   expect_close("h", h_d.get(), h_ref);
@@ -315,9 +315,9 @@ TEST_F(CudaLayers, SwiGlu) {
 
   Dev<float> x_d(x), W12_d(W12), W3_d(W3), dy_d(dy), y_d(N * d), g_d(N * 2 * H), m_d(N * H), dx_d(N * d),
       scratch_d(N * 3 * H), dW12_d(dW12_0), dW3_d(dW3_0);
-  swiglu_forward_cuda(y_d.poison().p, g_d.poison().p, m_d.poison().p, x_d.p, W12_d.p, W3_d.p, N, d, H, handle, stream);
+  swiglu_forward_cuda(y_d.poison().p, g_d.poison().p, m_d.poison().p, x_d.p, W12_d.p, W3_d.p, N, d, H, Gemm{handle}, stream);
   swiglu_backward_cuda(dx_d.poison().p, dW12_d.p, dW3_d.p, dy_d.p, x_d.p, g_d.p, m_d.p, W12_d.p, W3_d.p, N, d, H,
-                       scratch_d.poison().p, handle, stream);
+                       scratch_d.poison().p, Gemm{handle}, stream);
   expect_close("y", y_d.get(), y_ref);
   expect_close("g", g_d.get(), g_ref);
   expect_close("m", m_d.get(), m_ref);
@@ -425,11 +425,11 @@ TEST_F(CudaLayers, BackwardIsBitReproducible) {
         lam(random_floats(d, rng, 2.0, -2.0)), D(random_floats(d, rng)), dy(random_floats(n, rng)), y(n), u(n), h(n),
         scr(n), part(diag_ssm_backward_cuda_partials(B, T, d));
     DiagSsmWeights<float> w{Win.p, lam.p, Wout.p, D.p};
-    diag_ssm_forward_cuda(y.p, u.p, h.p, x.p, w, B, T, d, (const float*)nullptr, handle, stream);
+    diag_ssm_forward_cuda(y.p, u.p, h.p, x.p, w, B, T, d, (const float*)nullptr, Gemm{handle}, stream);
     auto run = [&] {
       Dev<float> dx(n), gWin(V(d * d, 0.f)), glam(V(d, 0.f)), gWout(V(d * d, 0.f)), gD(V(d, 0.f));
       diag_ssm_backward_cuda(dx.p, DiagSsmGrads<float>{gWin.p, glam.p, gWout.p, gD.p}, dy.p, x.p, u.p, h.p, w, B, T,
-                             d, scr.p, part.p, handle, stream);
+                             d, scr.p, part.p, Gemm{handle}, stream);
       return std::vector<V>{dx.get(), gWin.get(), glam.get(), gWout.get(), gD.get()};
     };
     EXPECT_TRUE(bit_equal(run(), run())) << "diag_ssm";
@@ -439,10 +439,10 @@ TEST_F(CudaLayers, BackwardIsBitReproducible) {
     Dev<float> x(random_floats(N * d, rng)), W12(random_floats(2 * H * d, rng, 0.2)),
         W3(random_floats(d * H, rng, 0.1)), dy(random_floats(N * d, rng)), y(N * d), g(N * 2 * H), m(N * H),
         scr(N * 3 * H);
-    swiglu_forward_cuda(y.p, g.p, m.p, x.p, W12.p, W3.p, N, d, H, handle, stream);
+    swiglu_forward_cuda(y.p, g.p, m.p, x.p, W12.p, W3.p, N, d, H, Gemm{handle}, stream);
     auto run = [&] {
       Dev<float> dx(N * d), dW12(V(2 * H * d, 0.f)), dW3(V(d * H, 0.f));
-      swiglu_backward_cuda(dx.p, dW12.p, dW3.p, dy.p, x.p, g.p, m.p, W12.p, W3.p, N, d, H, scr.p, handle, stream);
+      swiglu_backward_cuda(dx.p, dW12.p, dW3.p, dy.p, x.p, g.p, m.p, W12.p, W3.p, N, d, H, scr.p, Gemm{handle}, stream);
       return std::vector<V>{dx.get(), dW12.get(), dW3.get()};
     };
     EXPECT_TRUE(bit_equal(run(), run())) << "swiglu";

@@ -26,8 +26,8 @@ bool have_gpu() {
 #endif
 }
 
-#define REQUIRE_GPU()                                               \
-  if (!have_gpu()) {                                                \
+#define REQUIRE_GPU()                                           \
+  if (!have_gpu()) {                                            \
     GTEST_SKIP() << "no CUDA device (or a build without CUDA)"; \
   }
 
@@ -140,26 +140,29 @@ TEST(CudaModel, FiftyTrainingStepsMatchCpu) {
   std::filesystem::remove_all(dir);
 }
 
-// The fast path (TF32 matrix products) computes the same function to TF32 accuracy.
-TEST(CudaModel, Tf32CloseToFp32) {
+// The fast paths (TF32 or bf16 inputs to the matrix products) compute the same function to their accuracy.
+TEST(CudaModel, FastPathsCloseToFp32) {
   REQUIRE_GPU();
-  ModelConfig c{"ssm", 64, 2, 2};
-  auto exact = make_model_on("cuda-fp32", c, 3);
-  auto fast = make_model_on("cuda", c, 3);
-  Rng rng(8);
-  int B = 4, T = 256;
-  auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-  exact->zero_grads();
-  fast->zero_grads();
-  float le = exact->forward(x.data(), y.data(), B, T, nullptr), lf = fast->forward(x.data(), y.data(), B, T, nullptr);
-  EXPECT_NEAR(lf, le, 1e-3 * le);
-  exact->backward();
-  fast->backward();
-  exact->pull_grads();
-  fast->pull_grads();
-  EXPECT_LT(rel_err(fast->grads().data(), exact->grads().data(), exact->grads().size()), 1e-2);
-  EXPECT_GT(rel_err(fast->grads().data(), exact->grads().data(), exact->grads().size()), 0.0)
-      << "TF32 should differ from fp32 somewhere, or the switch does nothing";
+  for (const char* device : {"cuda-tf32", "cuda"}) {
+    ModelConfig c{"ssm", 64, 2, 2};
+    auto exact = make_model_on("cuda-fp32", c, 3);
+    auto fast = make_model_on(device, c, 3);
+    Rng rng(8);
+    int B = 4, T = 256;
+    auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
+    exact->zero_grads();
+    fast->zero_grads();
+    float le = exact->forward(x.data(), y.data(), B, T, nullptr), lf = fast->forward(x.data(), y.data(), B, T, nullptr);
+    double tol = std::string(device) == "cuda" ? 1e-2 : 1e-3;  // bf16 inputs keep 8 mantissa bits, TF32 10
+    EXPECT_NEAR(lf, le, tol * le) << device;
+    exact->backward();
+    fast->backward();
+    exact->pull_grads();
+    fast->pull_grads();
+    EXPECT_LT(rel_err(fast->grads().data(), exact->grads().data(), exact->grads().size()), 10 * tol) << device;
+    EXPECT_GT(rel_err(fast->grads().data(), exact->grads().data(), exact->grads().size()), 0.0)
+        << device << " should differ from fp32 somewhere, or the switch does nothing";
+  }
 }
 
 TEST(CudaModel, NoGpuGivesAClearError) {

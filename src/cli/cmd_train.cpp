@@ -52,7 +52,7 @@ Command train_command() {
              {"val", "PATH", "validation file (default: the tail of --data)"},
              {"out", "DIR", "run directory"},
              {"resume", "DIR", "continue the run in DIR exactly where its checkpoint left off"},
-             {"device", "cpu|cuda|cuda-fp32", "where to train (default cpu); cuda uses TF32 matrix products"},
+             {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to train (default cpu); cuda: bf16 matrix-product inputs"},
              {"threads", "N", "CPU threads (default: all cores)"},
              {"quiet", "", "no progress bar"}}};
   for (const auto& [key, help] : kKeyHelp) c.flags.push_back({flag_of(key), key == "model" ? "NAME" : "X", help});

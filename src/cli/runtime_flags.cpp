@@ -9,8 +9,8 @@ namespace bytelm {
 
 std::string apply_runtime_flags(const Args& args) {
   std::string device = args.get("device", "cpu");
-  if (device != "cpu" && device != "cuda" && device != "cuda-fp32")
-    throw Error("--device must be cpu, cuda or cuda-fp32, got '" + device + "'");
+  if (device != "cpu" && device != "cuda" && device != "cuda-tf32" && device != "cuda-fp32")
+    throw Error("--device must be cpu, cuda, cuda-tf32 or cuda-fp32, got '" + device + "'");
   int threads = args.get_int("threads", 0);
   if (threads < 0) throw Error("--threads must be >= 1");
 #ifdef _OPENMP

@@ -199,12 +199,12 @@ void diag_scan_backward_cuda(T* dh_to_du, T* dlam, const T* u, const T* h, const
 
 template <class T>
 void diag_ssm_forward_cuda(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
-                           cublasHandle_t handle, cudaStream_t stream) {
+                           Gemm gemm, cudaStream_t stream) {
   int N = B * T_;
   if (N == 0 || d == 0) return;
-  linear_forward_cuda(u, x, w.W_in, N, d, d, handle, stream);
+  linear_forward_cuda(u, x, w.W_in, N, d, d, gemm, stream);
   diag_scan_forward_cuda(h, u, w.lam, B, T_, d, h0, stream);
-  linear_forward_cuda(y, h, w.W_out, N, d, d, handle, stream);
+  linear_forward_cuda(y, h, w.W_out, N, d, d, gemm, stream);
   size_t n = (size_t)N * d;
   skip_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(y, x, w.D, n, d);
   BYTELM_CUDA_CHECK(cudaGetLastError());
@@ -218,17 +218,17 @@ size_t diag_ssm_backward_cuda_partials(int B, int T_, int d) {
 template <class T>
 void diag_ssm_backward_cuda(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const T* u, const T* h,
                             DiagSsmWeights<T> w, int B, int T_, int d, T* scratch, float* partials,
-                            cublasHandle_t handle, cudaStream_t stream) {
+                            Gemm gemm, cudaStream_t stream) {
   int N = B * T_;
   if (N == 0 || d == 0) return;
   T* dh = scratch;
-  linear_backward_cuda(dh, g.W_out, dy, h, w.W_out, N, d, d, false, handle, stream);
+  linear_backward_cuda(dh, g.W_out, dy, h, w.W_out, N, d, d, false, gemm, stream);
   int G = skip_blocks(N);
   skip_backward_kernel<<<dim3((d + 31) / 32, G), kSkipRowLanes * 32, 0, stream>>>(dx, partials, dy, x, w.D, N, d);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   add_partial_sums(g.D, partials, G, d, d, stream);
   diag_scan_backward_cuda(dh, g.lam, u, h, w.lam, B, T_, d, partials, stream);
-  linear_backward_cuda(dx, g.W_in, dh, x, w.W_in, N, d, d, true, handle, stream);
+  linear_backward_cuda(dx, g.W_in, dh, x, w.W_in, N, d, d, true, gemm, stream);
 }
 
 template void diag_scan_forward_cuda<float>(float*, const float*, const float*, int, int, int, const float*,
@@ -236,9 +236,9 @@ template void diag_scan_forward_cuda<float>(float*, const float*, const float*, 
 template void diag_scan_backward_cuda<float>(float*, float*, const float*, const float*, const float*, int, int, int,
                                              float*, cudaStream_t);
 template void diag_ssm_forward_cuda<float>(float*, float*, float*, const float*, DiagSsmWeights<float>, int, int, int,
-                                           const float*, cublasHandle_t, cudaStream_t);
+                                           const float*, Gemm, cudaStream_t);
 template void diag_ssm_backward_cuda<float>(float*, DiagSsmGrads<float>, const float*, const float*, const float*,
                                             const float*, DiagSsmWeights<float>, int, int, int, float*, float*,
-                                            cublasHandle_t, cudaStream_t);
+                                            Gemm, cudaStream_t);
 
 }  // namespace bytelm

@@ -10,6 +10,7 @@
 #include <cstddef>
 
 #include "layers/diag_ssm.h"
+#include "layers/linear_cuda.h"
 
 namespace bytelm {
 
@@ -29,7 +30,7 @@ void diag_scan_backward_cuda(T* dh_to_du, T* dlam, const T* u, const T* h, const
 // Whole layer. u and h ([B*T, d]) are kept for the backward.
 template <class T>
 void diag_ssm_forward_cuda(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
-                           cublasHandle_t handle, cudaStream_t stream);
+                           Gemm gemm, cudaStream_t stream);
 
 // Floats of scratch (`partials`) that diag_ssm_backward_cuda needs.
 size_t diag_ssm_backward_cuda_partials(int B, int T_, int d);
@@ -38,6 +39,6 @@ size_t diag_ssm_backward_cuda_partials(int B, int T_, int d);
 template <class T>
 void diag_ssm_backward_cuda(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const T* u, const T* h,
                             DiagSsmWeights<T> w, int B, int T_, int d, T* scratch, float* partials,
-                            cublasHandle_t handle, cudaStream_t stream);
+                            Gemm gemm, cudaStream_t stream);
 
 }  // namespace bytelm

@@ -18,38 +18,38 @@ constexpr cudaDataType_t cuda_type<float>() {
 
 // Column-major C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C, fp32 compute and scalars.
 template <class T>
-void gemm_cm(cublasHandle_t handle, cudaStream_t stream, cublasOperation_t op_a, cublasOperation_t op_b, int m, int n,
+void gemm_cm(Gemm gemm, cudaStream_t stream, cublasOperation_t op_a, cublasOperation_t op_b, int m, int n,
              int k, const T* A, int lda, const T* B, int ldb, float beta, T* C, int ldc) {
   const float alpha = 1.f;
-  BYTELM_CUBLAS_CHECK(cublasSetStream(handle, stream));
-  BYTELM_CUBLAS_CHECK(cublasGemmEx(handle, op_a, op_b, m, n, k, &alpha, A, cuda_type<T>(), lda, B, cuda_type<T>(), ldb,
-                                   &beta, C, cuda_type<T>(), ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  BYTELM_CUBLAS_CHECK(cublasSetStream(gemm.handle, stream));
+  BYTELM_CUBLAS_CHECK(cublasGemmEx(gemm.handle, op_a, op_b, m, n, k, &alpha, A, cuda_type<T>(), lda, B, cuda_type<T>(), ldb,
+                                   &beta, C, cuda_type<T>(), ldc, gemm.compute, CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace
 
 template <class T>
-void linear_forward_cuda(T* y, const T* x, const T* W, int N, int in, int out, cublasHandle_t handle,
+void linear_forward_cuda(T* y, const T* x, const T* W, int N, int in, int out, Gemm gemm,
                          cudaStream_t stream) {
   if (N == 0 || out == 0) return;
   // y^T[out,N] = W[out,in] x^T[in,N]; W is stored as column-major W^T[in,out], hence op T.
-  gemm_cm(handle, stream, CUBLAS_OP_T, CUBLAS_OP_N, out, N, in, W, in, x, in, 0.f, y, out);
+  gemm_cm(gemm, stream, CUBLAS_OP_T, CUBLAS_OP_N, out, N, in, W, in, x, in, 0.f, y, out);
 }
 
 template <class T>
 void linear_backward_cuda(T* dx, T* dW, const T* dy, const T* x, const T* W, int N, int in, int out,
-                          bool accumulate_dx, cublasHandle_t handle, cudaStream_t stream) {
+                          bool accumulate_dx, Gemm gemm, cudaStream_t stream) {
   if (N == 0 || in == 0 || out == 0) return;
   // dW^T[in,out] += x^T[in,N] dy[N,out]; dy is stored as column-major dy^T[out,N], hence op T.
-  gemm_cm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_T, in, out, N, x, in, dy, out, 1.f, dW, in);
+  gemm_cm(gemm, stream, CUBLAS_OP_N, CUBLAS_OP_T, in, out, N, x, in, dy, out, 1.f, dW, in);
   // dx^T[in,N] (+)= W^T[in,out] dy^T[out,N]
   if (dx && N > 0)
-    gemm_cm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_N, in, N, out, W, in, dy, out, accumulate_dx ? 1.f : 0.f, dx, in);
+    gemm_cm(gemm, stream, CUBLAS_OP_N, CUBLAS_OP_N, in, N, out, W, in, dy, out, accumulate_dx ? 1.f : 0.f, dx, in);
 }
 
-template void linear_forward_cuda<float>(float*, const float*, const float*, int, int, int, cublasHandle_t,
+template void linear_forward_cuda<float>(float*, const float*, const float*, int, int, int, Gemm,
                                          cudaStream_t);
 template void linear_backward_cuda<float>(float*, float*, const float*, const float*, const float*, int, int, int, bool,
-                                          cublasHandle_t, cudaStream_t);
+                                          Gemm, cudaStream_t);
 
 }  // namespace bytelm

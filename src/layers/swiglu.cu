@@ -33,36 +33,36 @@ __global__ void swiglu_gate_backward_kernel(T* dg, const T* dm, const T* g, size
 
 template <class T>
 void swiglu_forward_cuda(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H,
-                         cublasHandle_t handle, cudaStream_t stream) {
+                         Gemm gemm, cudaStream_t stream) {
   if (N == 0) return;
-  linear_forward_cuda(g, x, W12, N, d, 2 * H, handle, stream);
+  linear_forward_cuda(g, x, W12, N, d, 2 * H, gemm, stream);
   size_t n = (size_t)N * H;
   if (n > 0) {
     swiglu_gate_kernel<<<blocks_for(n), kThreads, 0, stream>>>(m, g, n, H);
     BYTELM_CUDA_CHECK(cudaGetLastError());
   }
-  linear_forward_cuda(y, m, W3, N, H, d, handle, stream);
+  linear_forward_cuda(y, m, W3, N, H, d, gemm, stream);
 }
 
 template <class T>
 void swiglu_backward_cuda(T* dx, T* dW12, T* dW3, const T* dy, const T* x, const T* g, const T* m, const T* W12,
-                          const T* W3, int N, int d, int H, T* scratch, cublasHandle_t handle, cudaStream_t stream) {
+                          const T* W3, int N, int d, int H, T* scratch, Gemm gemm, cudaStream_t stream) {
   if (N == 0) return;
   T* dm = scratch;                  // [N, H]
   T* dg = scratch + (size_t)N * H;  // [N, 2H]
-  linear_backward_cuda(dm, dW3, dy, m, W3, N, H, d, false, handle, stream);
+  linear_backward_cuda(dm, dW3, dy, m, W3, N, H, d, false, gemm, stream);
   size_t n = (size_t)N * H;
   if (n > 0) {
     swiglu_gate_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(dg, dm, g, n, H);
     BYTELM_CUDA_CHECK(cudaGetLastError());
   }
-  linear_backward_cuda(dx, dW12, dg, x, W12, N, d, 2 * H, false, handle, stream);
+  linear_backward_cuda(dx, dW12, dg, x, W12, N, d, 2 * H, false, gemm, stream);
 }
 
 template void swiglu_forward_cuda<float>(float*, float*, float*, const float*, const float*, const float*, int, int,
-                                         int, cublasHandle_t, cudaStream_t);
+                                         int, Gemm, cudaStream_t);
 template void swiglu_backward_cuda<float>(float*, float*, float*, const float*, const float*, const float*,
                                           const float*, const float*, const float*, int, int, int, float*,
-                                          cublasHandle_t, cudaStream_t);
+                                          Gemm, cudaStream_t);
 
 }  // namespace bytelm

@@ -21,16 +21,18 @@ void add_inplace_cuda(T* y, const T* x, size_t n, cudaStream_t stream) {
 }
 template void add_inplace_cuda<float>(float*, const float*, size_t, cudaStream_t);
 
-CudaOps::CudaOps(bool tf32) {
+CudaOps::CudaOps(GemmPrecision precision) {
   if (!cuda_available()) throw Error("no usable CUDA device (this build has CUDA, the machine has no GPU): use --device cpu");
   BYTELM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  BYTELM_CUBLAS_CHECK(cublasCreate(&cublas_));
-  BYTELM_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
-  BYTELM_CUBLAS_CHECK(cublasSetMathMode(cublas_, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  BYTELM_CUBLAS_CHECK(cublasCreate(&gemm_.handle));
+  BYTELM_CUBLAS_CHECK(cublasSetStream(gemm_.handle, stream_));
+  bool tf32 = precision == GemmPrecision::tf32;
+  BYTELM_CUBLAS_CHECK(cublasSetMathMode(gemm_.handle, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  gemm_.compute = precision == GemmPrecision::bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
 }
 
 CudaOps::~CudaOps() {
-  if (cublas_) cublasDestroy(cublas_);
+  if (gemm_.handle) cublasDestroy(gemm_.handle);
   if (stream_) cudaStreamDestroy(stream_);
 }
 

@@ -20,6 +20,10 @@
 
 namespace bytelm {
 
+// How the matrix products run (storage and accumulation stay fp32): true fp32 (the parity tests),
+// TF32 inputs or bf16 inputs on the tensor cores (the fast paths).
+enum class GemmPrecision { fp32, tf32, bf16 };
+
 // y += x over n elements (models/cuda_ops.cu).
 template <class T>
 void add_inplace_cuda(T* y, const T* x, size_t n, cudaStream_t stream);
@@ -34,9 +38,7 @@ class CudaOps {
     b.assign_zero(n);
   }
 
-  // tf32: matrix products on the tensor cores in TF32 (fp32 storage and accumulation, 10-bit
-  // mantissa inputs): several times faster than true fp32, which the parity tests use.
-  explicit CudaOps(bool tf32);
+  explicit CudaOps(GemmPrecision precision);
   ~CudaOps();
   CudaOps(const CudaOps&) = delete;
   CudaOps& operator=(const CudaOps&) = delete;
@@ -128,35 +130,35 @@ class CudaOps {
   template <class T>
   void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0) {
     OpScope scope_("diag_ssm_forward");
-    diag_ssm_forward_cuda(y, u, h, x, w, B, T_, d, h0, cublas_, stream_);
+    diag_ssm_forward_cuda(y, u, h, x, w, B, T_, d, h0, gemm_, stream_);
   }
   template <class T>
   void diag_ssm_backward(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const T* u, const T* h, DiagSsmWeights<T> w,
                          int B, int T_, int d, T* scratch) {
     OpScope scope_("diag_ssm_backward");
     diag_ssm_backward_cuda(dx, g, dy, x, u, h, w, B, T_, d, scratch,
-                           partials(diag_ssm_backward_cuda_partials(B, T_, d)), cublas_, stream_);
+                           partials(diag_ssm_backward_cuda_partials(B, T_, d)), gemm_, stream_);
   }
   template <class T>
   void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H) {
     OpScope scope_("swiglu_forward");
-    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, cublas_, stream_);
+    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, gemm_, stream_);
   }
   template <class T>
   void swiglu_backward(T* dx, T* dW12, T* dW3, const T* dy, const T* x, const T* g, const T* m, const T* W12,
                        const T* W3, int N, int d, int H, T* scratch) {
     OpScope scope_("swiglu_backward");
-    swiglu_backward_cuda(dx, dW12, dW3, dy, x, g, m, W12, W3, N, d, H, scratch, cublas_, stream_);
+    swiglu_backward_cuda(dx, dW12, dW3, dy, x, g, m, W12, W3, N, d, H, scratch, gemm_, stream_);
   }
   template <class T>
   void linear_forward(T* y, const T* x, const T* W, int N, int in, int out) {
     OpScope scope_("linear_forward");
-    linear_forward_cuda(y, x, W, N, in, out, cublas_, stream_);
+    linear_forward_cuda(y, x, W, N, in, out, gemm_, stream_);
   }
   template <class T>
   void linear_backward(T* dx, T* dW, const T* dy, const T* x, const T* W, int N, int in, int out, bool accumulate_dx) {
     OpScope scope_("linear_backward");
-    linear_backward_cuda(dx, dW, dy, x, W, N, in, out, accumulate_dx, cublas_, stream_);
+    linear_backward_cuda(dx, dW, dy, x, W, N, in, out, accumulate_dx, gemm_, stream_);
   }
   template <class T>
   void cross_entropy(T* loss, T* dlogits, const T* logits, const uint8_t* y, int N, T scale) {
@@ -171,7 +173,7 @@ class CudaOps {
     return partials_.data();
   }
   cudaStream_t stream_ = nullptr;
-  cublasHandle_t cublas_ = nullptr;
+  Gemm gemm_;
   DeviceBuffer<float> partials_;
 };
 

@@ -20,11 +20,11 @@ std::unique_ptr<Model<T>> make_model(const ModelConfig& config, uint64_t seed) {
 
 std::unique_ptr<Model<float>> make_model_on(const std::string& device, const ModelConfig& config, uint64_t seed) {
   if (device == "cpu") return make_model<float>(config, seed);
-  if (device != "cuda" && device != "cuda-fp32")
-    throw Error("--device must be cpu, cuda or cuda-fp32, got '" + device + "'");
+  if (device != "cuda" && device != "cuda-tf32" && device != "cuda-fp32")
+    throw Error("--device must be cpu, cuda, cuda-tf32 or cuda-fp32, got '" + device + "'");
 #ifdef BYTELM_WITH_CUDA
   check_config(config);
-  return make_ssm_model_cuda(config, seed, device == "cuda");
+  return make_ssm_model_cuda(config, seed, device == "cuda" ? "bf16" : device.substr(5));
 #else
   throw Error("--device cuda: this build has no CUDA support (nvcc was not found when it was configured)");
 #endif

@@ -87,8 +87,9 @@ class Model {
 // Builds a freshly initialised model of config.arch (Error for an unknown arch or bad sizes).
 template <class T>
 std::unique_ptr<Model<T>> make_model(const ModelConfig& config, uint64_t seed);
-// The same on a device: "cpu", "cuda" (fp32 storage, TF32 matrix products) or "cuda-fp32" (true fp32
-// throughout, for parity with the CPU). Error where this build or machine has no CUDA.
+// The same on a device: "cpu"; "cuda" (fp32 storage and accumulation, bf16 inputs to the matrix products);
+// "cuda-tf32" (TF32 inputs); "cuda-fp32" (true fp32 throughout, for parity with the CPU). Error where this
+// build or machine has no CUDA.
 std::unique_ptr<Model<float>> make_model_on(const std::string& device, const ModelConfig& config, uint64_t seed);
 
 int64_t param_count(const ModelConfig& config);

@@ -37,7 +37,7 @@ struct BlockActs {
 template <class T, class Ops>
 class SsmModel final : public Model<T> {
  public:
-  // ops_args go to the backend (CudaOps takes its TF32 switch).
+  // ops_args go to the backend (CudaOps takes its GemmPrecision).
   template <class... OpsArgs>
   SsmModel(const ModelConfig& config, uint64_t seed, OpsArgs... ops_args) : ops_(ops_args...) {
     this->config_ = config;
@@ -316,8 +316,9 @@ std::unique_ptr<Model<T>> make_ssm_model(const ModelConfig& config, uint64_t see
 }
 
 #ifdef BYTELM_WITH_CUDA
-std::unique_ptr<Model<float>> make_ssm_model_cuda(const ModelConfig& config, uint64_t seed, bool tf32) {
-  return std::make_unique<SsmModel<float, CudaOps>>(config, seed, tf32);
+std::unique_ptr<Model<float>> make_ssm_model_cuda(const ModelConfig& config, uint64_t seed, const std::string& gemm) {
+  GemmPrecision p = gemm == "fp32" ? GemmPrecision::fp32 : gemm == "tf32" ? GemmPrecision::tf32 : GemmPrecision::bf16;
+  return std::make_unique<SsmModel<float, CudaOps>>(config, seed, p);
 }
 #endif
 
