@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "causality.h"
 #include "core/rng.h"
 #include "models/model.h"
 #include "train/adamw.h"
@@ -80,16 +81,7 @@ TEST(CudaModel, CausalOnGpu) {
   REQUIRE_GPU();
   auto m = make_model_on("cuda-fp32", {"ssm", 32, 2, 2}, 5);
   Rng rng(9);
-  int T = 33;
-  auto x = random_bytes(T, rng), y = random_bytes(T, rng);
-  std::vector<float> base(T), moved(T);
-  m->forward(x.data(), y.data(), 1, T, base.data());
-  for (int t = 0; t < T - 1; t++) {
-    auto x2 = x;
-    for (int s = t + 1; s < T; s++) x2[s] = uint8_t(x2[s] + 1 + rng.next_u64() % 255);
-    m->forward(x2.data(), y.data(), 1, T, moved.data());
-    for (int s = 0; s <= t; s++) ASSERT_EQ(base[s], moved[s]) << "output " << s << " moved with bytes after " << t;
-  }
+  bytelm::testing::expect_causal(*m, 33, rng, "cuda P=2");
 }
 
 TEST(CudaModel, FiftyTrainingStepsMatchCpu) {

@@ -79,10 +79,7 @@ class SsmModel final : public Model<T> {
   void pull_grads() override {
     if constexpr (!Ops::on_host) ops_.download(this->grads_, g_);
   }
-  void zero_grads() override {
-    if constexpr (Ops::on_host) std::fill(this->grads_.begin(), this->grads_.end(), T(0));
-    else ops_.zero(g_.data(), g_.size());
-  }
+  void zero_grads() override { ops_.zero(G(), this->grads_.size()); }
   T* compute_params() override { return const_cast<T*>(W()); }
   T* compute_grads() override { return G(); }
   bool on_gpu() const override { return !Ops::on_host; }
