@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/parallel.h"
 #include "core/rng.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
@@ -99,6 +100,9 @@ TEST(Training, CheckpointRoundTrip) {
 }
 
 TEST(Training, ResumeGivesTheSameLossCurve) {
+  // Two threads, whatever the suite's default: the parallel reductions must be reproducible too.
+  int threads_before = thread_count();
+  omp_set_num_threads(2);
   TrainJob job;
   job.cfg.model = {"ssm", 32, 2, 2};
   job.cfg.train.steps = 24;
@@ -136,4 +140,5 @@ TEST(Training, ResumeGivesTheSameLossCurve) {
   EXPECT_EQ(lines(job.out), lines(first.out));
   fs::remove_all(job.out);
   fs::remove_all(first.out);
+  omp_set_num_threads(threads_before);
 }
