@@ -19,7 +19,7 @@ done
 sizes=("256 4 64" "512 6 32" "1024 16 16")
 for s in "${sizes[@]}"; do
   set -- $s
-  for dev in cuda cuda-tf32; do
+  for dev in ${DEVICES:-cuda}; do
   .devbin/bytelm bench --device $dev --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 5 --steps 20 2>&1 | tee -a "$out/bench.jsonl"
   done
 done

@@ -313,14 +313,27 @@ TEST_F(CudaLayers, SwiGlu) {
   swiglu_backward(dx_ref.data(), dW12.data(), dW3.data(), dy.data(), x.data(), g_ref.data(), m_ref.data(), W12.data(),
                   W3.data(), N, d, H, scratch.data());
 
-  Dev<float> x_d(x), W12_d(W12), W3_d(W3), dy_d(dy), y_d(N * d), g_d(N * 2 * H), m_d(N * H), dx_d(N * d),
-      scratch_d(N * 3 * H), dW12_d(dW12_0), dW3_d(dW3_0);
-  swiglu_forward_cuda(y_d.poison().p, g_d.poison().p, m_d.poison().p, x_d.p, W12_d.p, W3_d.p, N, d, H, Gemm{handle}, stream);
+  // the GPU keeps the hidden activations at a padded row stride S (see swiglu_cuda.h)
+  int S = swiglu_stride_cuda(H);
+  ASSERT_GT(S, H) << "pick an H that needs padding";
+  Dev<float> x_d(x), W12_d(W12), W3_d(W3), dy_d(dy), y_d(N * d), g_d(N * 2 * S), m_d(N * S), dx_d(N * d),
+      scratch_d(N * 3 * S), work_d(swiglu_workspace_cuda(d, H)), dW12_d(dW12_0), dW3_d(dW3_0);
+  swiglu_forward_cuda(y_d.poison().p, g_d.poison().p, m_d.poison().p, x_d.p, W12_d.p, W3_d.p, N, d, H,
+                      work_d.poison().p, Gemm{handle}, stream);
   swiglu_backward_cuda(dx_d.poison().p, dW12_d.p, dW3_d.p, dy_d.p, x_d.p, g_d.p, m_d.p, W12_d.p, W3_d.p, N, d, H,
-                       scratch_d.poison().p, Gemm{handle}, stream);
+                       scratch_d.poison().p, work_d.poison().p, Gemm{handle}, stream);
   expect_close("y", y_d.get(), y_ref);
-  expect_close("g", g_d.get(), g_ref);
-  expect_close("m", m_d.get(), m_ref);
+  V g_dev = g_d.get(), m_dev = m_d.get(), g_rows(N * 2 * H), m_rows(N * H);
+  for (int i = 0; i < N; i++)
+    for (int k = 0; k < H; k++) {
+      g_rows[i * 2 * H + k] = g_dev[i * 2 * S + k];
+      g_rows[i * 2 * H + H + k] = g_dev[i * 2 * S + S + k];
+      m_rows[i * H + k] = m_dev[i * S + k];
+    }
+  for (int i = 0; i < N; i++)
+    for (int k = H; k < S; k++) ASSERT_EQ(m_dev[i * S + k], 0.f) << "m's padding must be zero (it meets W3's zero padding)";
+  expect_close("g", g_rows, g_ref);
+  expect_close("m", m_rows, m_ref);
   expect_close("dx", dx_d.get(), dx_ref);
   expect_close("dW12", dW12_d.get(), dW12);
   expect_close("dW3", dW3_d.get(), dW3);
@@ -435,14 +448,15 @@ TEST_F(CudaLayers, BackwardIsBitReproducible) {
     EXPECT_TRUE(bit_equal(run(), run())) << "diag_ssm";
   }
   {  // swiglu
-    int N = 300, d = 64, H = 96;
+    int N = 300, d = 64, H = 85, S = swiglu_stride_cuda(H);
     Dev<float> x(random_floats(N * d, rng)), W12(random_floats(2 * H * d, rng, 0.2)),
-        W3(random_floats(d * H, rng, 0.1)), dy(random_floats(N * d, rng)), y(N * d), g(N * 2 * H), m(N * H),
-        scr(N * 3 * H);
-    swiglu_forward_cuda(y.p, g.p, m.p, x.p, W12.p, W3.p, N, d, H, Gemm{handle}, stream);
+        W3(random_floats(d * H, rng, 0.1)), dy(random_floats(N * d, rng)), y(N * d), g(N * 2 * S), m(N * S),
+        scr(N * 3 * S), work(swiglu_workspace_cuda(d, H));
+    swiglu_forward_cuda(y.p, g.p, m.p, x.p, W12.p, W3.p, N, d, H, work.p, Gemm{handle}, stream);
     auto run = [&] {
       Dev<float> dx(N * d), dW12(V(2 * H * d, 0.f)), dW3(V(d * H, 0.f));
-      swiglu_backward_cuda(dx.p, dW12.p, dW3.p, dy.p, x.p, g.p, m.p, W12.p, W3.p, N, d, H, scr.p, Gemm{handle}, stream);
+      swiglu_backward_cuda(dx.p, dW12.p, dW3.p, dy.p, x.p, g.p, m.p, W12.p, W3.p, N, d, H, scr.p, work.p, Gemm{handle},
+                           stream);
       return std::vector<V>{dx.get(), dW12.get(), dW3.get()};
     };
     EXPECT_TRUE(bit_equal(run(), run())) << "swiglu";

@@ -29,6 +29,15 @@ void gemm_cm(Gemm gemm, cudaStream_t stream, cublasOperation_t op_a, cublasOpera
 }  // namespace
 
 template <class T>
+void gemm_rows_cuda(bool trans_a, bool trans_b, int M, int N, int K, const T* A, int lda, const T* B, int ldb,
+                    float beta, T* C, int ldc, Gemm gemm, cudaStream_t stream) {
+  if (M == 0 || N == 0) return;
+  // C^T[N,M] = op(B)^T op(A)^T in column-major, where a row-major operand is its own transpose.
+  gemm_cm(gemm, stream, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, B, ldb, A,
+          lda, beta, C, ldc);
+}
+
+template <class T>
 void linear_forward_cuda(T* y, const T* x, const T* W, int N, int in, int out, Gemm gemm,
                          cudaStream_t stream) {
   if (N == 0 || out == 0) return;
@@ -47,6 +56,8 @@ void linear_backward_cuda(T* dx, T* dW, const T* dy, const T* x, const T* W, int
     gemm_cm(gemm, stream, CUBLAS_OP_N, CUBLAS_OP_N, in, N, out, W, in, dy, out, accumulate_dx ? 1.f : 0.f, dx, in);
 }
 
+template void gemm_rows_cuda<float>(bool, bool, int, int, int, const float*, int, const float*, int, float, float*,
+                                    int, Gemm, cudaStream_t);
 template void linear_forward_cuda<float>(float*, const float*, const float*, int, int, int, Gemm,
                                          cudaStream_t);
 template void linear_backward_cuda<float>(float*, float*, const float*, const float*, const float*, int, int, int, bool,

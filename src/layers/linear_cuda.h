@@ -16,6 +16,12 @@ struct Gemm {
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
 };
 
+// Row-major C[M,N] (leading dimension ldc) = op(A) op(B) + beta C, op = transpose when trans_*;
+// leading dimensions in elements. For layers whose operands are strided views.
+template <class T>
+void gemm_rows_cuda(bool trans_a, bool trans_b, int M, int N, int K, const T* A, int lda, const T* B, int ldb,
+                    float beta, T* C, int ldc, Gemm gemm, cudaStream_t stream);
+
 // y[N,out] = x[N,in] W[out,in]^T
 template <class T>
 void linear_forward_cuda(T* y, const T* x, const T* W, int N, int in, int out, Gemm gemm,

@@ -22,6 +22,8 @@ struct CpuOps {
   using Buffer = std::vector<T>;
   template <class T>
   static void resize(Buffer<T>& b, size_t n) { b.assign(n, T(0)); }
+  // Row stride of the SwiGLU hidden activations (g has 2 of these per row, m one).
+  static int hidden_stride(int H) { return H; }
 
   const uint8_t* put_bytes(Buffer<uint8_t>& dst, const uint8_t* src, size_t n) {
     dst.assign(src, src + n);

@@ -37,6 +37,7 @@ class CudaOps {
   static void resize(Buffer<T>& b, size_t n) {
     b.assign_zero(n);
   }
+  static int hidden_stride(int H) { return swiglu_stride_cuda(H); }  // padded: see swiglu_cuda.h
 
   explicit CudaOps(GemmPrecision precision);
   ~CudaOps();
@@ -142,13 +143,14 @@ class CudaOps {
   template <class T>
   void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H) {
     OpScope scope_("swiglu_forward");
-    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, gemm_, stream_);
+    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, (T*)workspace(swiglu_workspace_cuda(d, H)), gemm_, stream_);
   }
   template <class T>
   void swiglu_backward(T* dx, T* dW12, T* dW3, const T* dy, const T* x, const T* g, const T* m, const T* W12,
                        const T* W3, int N, int d, int H, T* scratch) {
     OpScope scope_("swiglu_backward");
-    swiglu_backward_cuda(dx, dW12, dW3, dy, x, g, m, W12, W3, N, d, H, scratch, gemm_, stream_);
+    swiglu_backward_cuda(dx, dW12, dW3, dy, x, g, m, W12, W3, N, d, H, scratch,
+                         (T*)workspace(swiglu_workspace_cuda(d, H)), gemm_, stream_);
   }
   template <class T>
   void linear_forward(T* y, const T* x, const T* W, int N, int in, int out) {
@@ -172,9 +174,13 @@ class CudaOps {
     if (partials_.size() < n) partials_.assign_zero(n);
     return partials_.data();
   }
+  float* workspace(size_t n) {
+    if (workspace_.size() < n) workspace_.assign_zero(n);
+    return workspace_.data();
+  }
   cudaStream_t stream_ = nullptr;
   Gemm gemm_;
-  DeviceBuffer<float> partials_;
+  DeviceBuffer<float> partials_, workspace_;
 };
 
 }  // namespace bytelm

@@ -14,18 +14,19 @@ namespace bytelm {
 namespace {
 
 // Per-block activations over M = B * Tp patch rows (pointers into one buffer).
+// S is the row stride of the SwiGLU hidden activations (the backend's hidden_stride(H)).
 template <class T>
 struct BlockActs {
   T *ln1, *ln1_mean, *ln1_rstd, *u, *h, *q, *ln2, *ln2_mean, *ln2_rstd, *g, *m;
-  static size_t size(size_t M, int d, int H) { return M * (5 * (size_t)d + 3 * (size_t)H + 4); }
-  static BlockActs carve(T* base, size_t M, int d, int H) {
+  static size_t size(size_t M, int d, int S) { return M * (5 * (size_t)d + 3 * (size_t)S + 4); }
+  static BlockActs carve(T* base, size_t M, int d, int S) {
     BlockActs a;
     T* at = base;
     auto take = [&](size_t n) { T* p = at; at += n; return p; };
     a.ln1 = take(M * d); a.ln1_mean = take(M); a.ln1_rstd = take(M);
     a.u = take(M * d); a.h = take(M * d); a.q = take(M * d);
     a.ln2 = take(M * d); a.ln2_mean = take(M); a.ln2_rstd = take(M);
-    a.g = take(M * 2 * H); a.m = take(M * H);
+    a.g = take(M * 2 * S); a.m = take(M * S);
     return a;
   }
 };
@@ -183,7 +184,7 @@ class SsmModel final : public Model<T> {
     batch_ = B;
     seq_ = seq;
     const ModelConfig& c = this->config_;
-    size_t N = (size_t)B * seq, M = (size_t)B * patch_count(seq, c.patch), d = c.d, H = c.hidden();
+    size_t N = (size_t)B * seq, M = (size_t)B * patch_count(seq, c.patch), d = c.d, S = Ops::hidden_stride(c.hidden());
     if (N <= capacity_N_ && M <= capacity_M_) return;
     capacity_N_ = N;
     capacity_M_ = M;
@@ -192,17 +193,18 @@ class SsmModel final : public Model<T> {
     Ops::resize(logits_, N * 256);
     Ops::resize(loss_, N);
     Ops::resize(stream_, (c.layers + 1) * M * d);
-    Ops::resize(acts_, c.layers * BlockActs<T>::size(M, c.d, H));
+    Ops::resize(acts_, c.layers * BlockActs<T>::size(M, c.d, S));
     Ops::resize(dp_, M * d);
     Ops::resize(dtmp_, M * d);
-    Ops::resize(scratch_, M * std::max(3 * H, d));
+    Ops::resize(scratch_, M * std::max(3 * S, d));
   }
 
   // Residual stream entering block l (l = layers: the output of the last block).
   T* stream_at(int l) { return stream_.data() + (size_t)l * capacity_M_ * this->config_.d; }
   BlockActs<T> acts(int l) {
-    size_t sz = BlockActs<T>::size(capacity_M_, this->config_.d, this->config_.hidden());
-    return BlockActs<T>::carve(acts_.data() + l * sz, capacity_M_, this->config_.d, this->config_.hidden());
+    int d = this->config_.d, S = Ops::hidden_stride(this->config_.hidden());
+    size_t sz = BlockActs<T>::size(capacity_M_, d, S);
+    return BlockActs<T>::carve(acts_.data() + l * sz, capacity_M_, d, S);
   }
 
   DiagSsmWeights<T> ssm_weights(const Layer& L) const {
@@ -268,7 +270,7 @@ class SsmModel final : public Model<T> {
       up.assign(d, 0);
       z.assign(d, 0);
       zstat.assign(2, 0);
-      acts.assign(BlockActs<T>::size(1, d, c.hidden()), 0);
+      acts.assign(BlockActs<T>::size(1, d, Ops::hidden_stride(c.hidden())), 0);
     }
     void step(uint8_t byte, T* logits) override {
       const ModelConfig& c = m.config_;
@@ -276,7 +278,7 @@ class SsmModel final : public Model<T> {
       m.ops_.embedding_forward(e, &byte, m.params_.data() + m.emb_, 1, d);
       if (++count == P) {
         m.ops_.patch_mean_forward(patch_in.data(), open_bytes.data(), 1, P, P, d);
-        BlockActs<T> a = BlockActs<T>::carve(acts.data(), 1, d, c.hidden());
+        BlockActs<T> a = BlockActs<T>::carve(acts.data(), 1, d, Ops::hidden_stride(c.hidden()));
         for (int l = 0; l < c.layers; l++) {
           T* hl = h.data() + (size_t)l * d;
           m.block_forward(l, patch_in.data(), patch_out.data(), a, 1, 1, hl);
