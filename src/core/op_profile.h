@@ -4,6 +4,7 @@
 // not the total. Disabled, a scope costs one branch.
 #pragma once
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <string>
