@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <set>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/json.h"
 
@@ -51,18 +52,6 @@ const Tensor& Safetensors::get(const std::string& name) const {
   for (const Tensor& t : tensors)
     if (t.name == name) return t;
   throw Error("checkpoint " + path + " has no tensor '" + name + "'");
-}
-
-static bool write_all(int fd, const void* data, size_t n) {
-  const auto* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t written = ::write(fd, p, n);
-    if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) return false;
-    p += written;
-    n -= static_cast<size_t>(written);
-  }
-  return true;
 }
 
 static std::string shape_string(const std::vector<int64_t>& shape) {
@@ -104,31 +93,9 @@ void safetensors_write(const std::string& path, const std::vector<TensorRef>& te
   header.append((8 - header.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
   uint64_t header_size = header.size();
 
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error("cannot write checkpoint " + path + ": " + std::strerror(errno));
-  auto fail = [&](const char* step) {
-    std::string reason = std::strerror(errno);
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw Error("cannot write checkpoint " + path + " (" + step + " " + tmp + "): " + reason);
-  };
-  if (!write_all(fd, &header_size, 8) || !write_all(fd, header.data(), header.size())) fail("writing");
-  for (size_t i = 0; i < tensors.size(); i++)
-    if (!write_all(fd, tensors[i].data, byte_sizes[i])) fail("writing");
-  if (::fsync(fd) != 0) fail("syncing");
-  int close_result = ::close(fd);
-  fd = -1;
-  if (close_result != 0) fail("closing");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("renaming");
-
-  // Make the rename itself durable; filesystems that cannot fsync a directory still got an atomic rename.
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
+  std::vector<std::pair<const void*, size_t>> pieces = {{&header_size, 8}, {header.data(), header.size()}};
+  for (size_t i = 0; i < tensors.size(); i++) pieces.push_back({tensors[i].data, byte_sizes[i]});
+  write_file_atomic(path, pieces, "checkpoint");
 }
 
 namespace {

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <optional>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/progress.h"
@@ -37,9 +38,7 @@ void trim_metrics(const std::string& path, int step) {
     }
     kept += line + "\n";
   }
-  std::string tmp = path + ".tmp";
-  std::ofstream(tmp, std::ios::trunc) << kept;
-  fs::rename(tmp, path);
+  write_file_atomic(path, kept, "metrics log");
 }
 
 std::string progress_detail(double loss, const TrainReport& r) {
@@ -112,8 +111,10 @@ TrainReport train(const TrainJob& job) {
     fs::create_directories(job.out, ec);
     if (ec) throw Error("cannot create run directory " + job.out + ": " + ec.message());
     std::string run_json = (fs::path(job.out) / "run.json").string();
-    std::ofstream(run_json + ".tmp") << "{\"data\":" << json_quote(fs::absolute(job.data).string()) << ",\"val\":" << json_quote(job.val.empty() ? "" : fs::absolute(job.val).string()) << "}\n";
-    fs::rename(run_json + ".tmp", run_json);
+    write_file_atomic(run_json,
+                      "{\"data\":" + json_quote(fs::absolute(job.data).string()) + ",\"val\":" +
+                          json_quote(job.val.empty() ? "" : fs::absolute(job.val).string()) + "}\n",
+                      "run file");
     std::ofstream(metrics_path, std::ios::trunc);
   }
   std::ofstream metrics(metrics_path, std::ios::app);
