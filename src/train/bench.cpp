@@ -47,10 +47,7 @@ std::string run_bench(const BenchOptions& o) {
     } else {
       for (auto& b : windows) b = uint8_t(rng.next_u64());
     }
-    for (int b = 0; b < t.batch; b++) {
-      std::copy_n(windows.begin() + b * window, t.seq, x.begin() + (size_t)b * t.seq);
-      std::copy_n(windows.begin() + b * window + 1, t.seq, y.begin() + (size_t)b * t.seq);
-    }
+    split_windows(windows.data(), t.batch, t.seq, x.data(), y.data());
     model->zero_grads();
     loss = model->forward(x.data(), y.data(), t.batch, t.seq, nullptr);
     model->backward();

@@ -143,4 +143,12 @@ void sample_windows(const CorpusRange& range, uint64_t seed, uint64_t step, int 
   }
 }
 
+void split_windows(const uint8_t* windows, int batch, int seq, uint8_t* x, uint8_t* y) {
+  for (int b = 0; b < batch; b++) {
+    const uint8_t* w = windows + (size_t)b * (seq + 1);
+    std::copy(w, w + seq, x + (size_t)b * seq);
+    std::copy(w + 1, w + 1 + seq, y + (size_t)b * seq);
+  }
+}
+
 }  // namespace bytelm

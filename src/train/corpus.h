@@ -56,4 +56,7 @@ std::pair<CorpusRange, CorpusRange> split_tail(const Corpus& corpus, double val_
 // sees exactly the batches it would have seen. Error if range.size() < window.
 void sample_windows(const CorpusRange& range, uint64_t seed, uint64_t step, int batch, int window, uint8_t* out);
 
+// Splits batch windows of seq + 1 bytes into model inputs x and next-byte targets y ([batch, seq] each).
+void split_windows(const uint8_t* windows, int batch, int seq, uint8_t* x, uint8_t* y);
+
 }  // namespace bytelm

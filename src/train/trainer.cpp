@@ -134,11 +134,7 @@ TrainReport train(const TrainJob& job) {
   };
   for (; step < end; step++) {
     sample_windows(train_range, t.seed, (uint64_t)step, t.batch, t.seq + 1, window.data());
-    for (int b = 0; b < t.batch; b++) {
-      const uint8_t* w = window.data() + (size_t)b * (t.seq + 1);
-      std::copy(w, w + t.seq, x.begin() + (size_t)b * t.seq);
-      std::copy(w + 1, w + 1 + t.seq, y.begin() + (size_t)b * t.seq);
-    }
+    split_windows(window.data(), t.batch, t.seq, x.data(), y.data());
     model->zero_grads();
     float loss = model->forward(x.data(), y.data(), t.batch, t.seq, nullptr);
     if (!std::isfinite(loss)) throw Error("training diverged at step " + std::to_string(step + 1) + " (loss is " + std::to_string(loss) + "); try a lower --lr");
