@@ -35,9 +35,11 @@ class Cli : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir); }
 
-  Result run(const std::string& args) {
+  // `timeout_s` > 0 kills the command after that long (exit 124), so a run that should stop by itself fails, not hangs.
+  Result run(const std::string& args, int timeout_s = 0) {
     std::string out = (dir / "stdout").string(), err = (dir / "stderr").string();
-    std::string cmd = "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE " + std::string(BYTELM_BINARY) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+    std::string limit = timeout_s > 0 ? "timeout " + std::to_string(timeout_s) + " " : "";
+    std::string cmd = "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE " + limit + std::string(BYTELM_BINARY) + " " + args + " >" + out + " 2>" + err + " </dev/null";
     int status = std::system(cmd.c_str());
     Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
     fs::remove(out);
@@ -203,6 +205,36 @@ TEST_F(Cli, InterruptSavesACheckpointToResumeFrom) {
   // the checkpoint holds the step reached; resuming runs on from it
   Result r = run("train --resume " + out + " --steps 1 --quiet");
   expect_clean_error(r, "already finished");
+}
+
+TEST_F(Cli, MaxSecondsStopsEarlyWithAnEvaluatedCheckpoint) {
+  std::string text;
+  for (int i = 0; i < 100; i++) text += "a run with a time limit ends on time. ";
+  std::string data = file("text.txt", text), out = (dir / "run").string();
+  // A million steps would take many minutes: only --max-seconds can end this run in time (else timeout's 124).
+  // --eval-every past the end means the only validation is the one the time limit makes.
+  Result r = run("train --d 16 --layers 1 --batch 2 --seq 32 --steps 1000000 --eval-every 1000000 --eval-bytes 64 --quiet "
+                 "--max-seconds 0.5 --data " + data + " --out " + out, 30);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("time limit"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--resume " + out), std::string::npos) << r.err;
+  // the summary names the stopping step and its val_bpb ...
+  size_t at = r.out.find("{\"step\":"), bpb_at = r.out.find(",\"val_bpb\":");
+  ASSERT_EQ(at, 0u) << r.out;
+  ASSERT_NE(bpb_at, std::string::npos) << r.out;
+  int step = std::stoi(r.out.substr(8));
+  std::string val_bpb = r.out.substr(bpb_at + 11, r.out.find(',', bpb_at + 1) - (bpb_at + 11));
+  EXPECT_GT(step, 0);
+  EXPECT_LT(step, 1000000);
+  EXPECT_GT(std::stod(val_bpb), 0.0) << r.out;
+  // ... which metrics.jsonl logged at that step ...
+  std::string metrics = slurp(out + "/metrics.jsonl");
+  std::string line = "{\"step\":" + std::to_string(step) + ",\"val_bpb\":" + val_bpb + "}\n";
+  EXPECT_NE(metrics.find(line), std::string::npos) << "no " << line << "in:\n" << metrics.substr(metrics.size() - std::min<size_t>(metrics.size(), 400));
+  // ... and the checkpoint holds that step: resuming to it is already done
+  expect_clean_error(run("train --resume " + out + " --steps " + std::to_string(step) + " --quiet"),
+                     "already finished " + std::to_string(step) + " steps");
+  expect_clean_error(run("train --resume " + out + " --max-seconds -1 --quiet"), "--max-seconds must be >= 0");
 }
 
 TEST_F(Cli, RefusesToOverwriteARun) {

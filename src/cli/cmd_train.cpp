@@ -39,20 +39,26 @@ const std::vector<std::pair<std::string, std::string>> kKeyHelp = {
 
 Command train_command() {
   Command c{"train", "Train a model on raw bytes and write checkpoints and a metrics log into --out.",
-            "(--preset NAME | --config FILE) --data PATH --out DIR [options]\n       bytelm train --resume DIR [--steps N]",
+            "(--preset NAME | --config FILE) --data PATH --out DIR [options]\n       bytelm train --resume DIR [--steps N] [--max-seconds S]",
             "The config starts from --preset (default ssm-2m), then --config's keys, then the flags below.\n"
             "--data is a file or a directory of files, read as raw bytes. Without --val, the last\n"
             "--val-fraction of --data is held out. DIR receives checkpoint.safetensors (written\n"
             "atomically every --eval-every steps and at the end), metrics.jsonl and run.json.\n"
             "Presets: ssm-demo (d128 L4, trains on 2 CPU cores in minutes), ssm-2m, ssm-10m, ssm-100m.\n"
-            "Prints one JSON line when done: {\"step\", \"val_bpb\", \"bytes_per_s\", \"out\"}.",
+            "--max-seconds S ends the run at whichever comes first, --steps or S seconds of training\n"
+            "(counted from the first step, evaluations and checkpoints included): the last step is\n"
+            "evaluated and checkpointed, and --resume DIR goes on from it. The learning-rate schedule\n"
+            "still spans --steps, so a run cut short by time stops before its cosine decay is done.\n"
+            "Prints one JSON line when done: {\"step\", \"val_bpb\", \"bytes_per_s\", \"seconds\", \"out\"}\n"
+            "(val_bpb: the last evaluation, of the final step unless stopped by Ctrl-C).",
             {{"preset", "NAME", "start from a named config"},
              {"config", "FILE", "JSON object of config keys (see the key flags below)"},
              {"data", "PATH", "training bytes: a file or a directory"},
              {"val", "PATH", "validation file (default: the tail of --data)"},
              {"out", "DIR", "run directory"},
              {"resume", "DIR", "continue the run in DIR exactly where its checkpoint left off"},
-             {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to train (default cpu); cuda: bf16 matrix-product inputs"},
+             {"max-seconds", "S", "stop once S seconds of training have passed (0 = no limit); see above"},
+             {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to train (default cpu); cuda: bf16 activations and products, fp32 weights"},
              {"threads", "N", "CPU threads (default: all cores)"},
              {"quiet", "", "no progress bar"}}};
   for (const auto& [key, help] : kKeyHelp) c.flags.push_back({flag_of(key), key == "model" ? "NAME" : "X", help});
@@ -71,6 +77,9 @@ int cmd_train(int argc, char** argv) {
   TrainJob job;
   job.device = apply_runtime_flags(args);
   job.progress = !args.has("quiet");
+  // a job option like --device, not a config key: it is not stored in the checkpoint, so a resume may pick another
+  job.max_seconds = args.get_double("max-seconds", 0);
+  if (job.max_seconds < 0) throw Error("--max-seconds must be >= 0 (0 = no limit)");
   if (args.has("resume")) {
     if (args.has("preset") || args.has("config")) throw Error("--resume takes its config from the checkpoint; drop --preset/--config");
     job.out = args.get("resume");
@@ -106,8 +115,12 @@ int cmd_train(int argc, char** argv) {
                  job.out.c_str());
     return 130;
   }
-  std::printf("{\"step\":%d,\"val_bpb\":%s,\"bytes_per_s\":%s,\"out\":%s}\n", r.step, json_number(r.val_bpb).c_str(),
-              json_number(std::round(r.bytes_per_s)).c_str(), json_quote(job.out).c_str());
+  if (r.time_limit)  // a planned end, so exit 0; the summary below carries the val_bpb of this last step
+    std::fprintf(stderr, "stopped at the time limit (--max-seconds %g) after step %d of %d; checkpoint saved. Continue with: bytelm train --resume %s\n",
+                 job.max_seconds, r.step, job.cfg.train.steps, job.out.c_str());
+  std::printf("{\"step\":%d,\"val_bpb\":%s,\"bytes_per_s\":%s,\"seconds\":%s,\"out\":%s}\n", r.step,
+              json_number(r.val_bpb).c_str(), json_number(std::round(r.bytes_per_s)).c_str(),
+              json_number(std::round(r.seconds * 100) / 100).c_str(), json_quote(job.out).c_str());
   return 0;
 }
 

@@ -75,6 +75,7 @@ TrainReport train(const TrainJob& job) {
   const RunConfig& cfg = job.cfg;
   const TrainConfig& t = cfg.train;
   validate(cfg);
+  if (!(job.max_seconds >= 0) || !std::isfinite(job.max_seconds)) throw Error("max_seconds must be >= 0 (0 = no limit)");
   Corpus data = Corpus::open(job.data);
   std::optional<Corpus> val_file;
   CorpusRange train_range{&data, 0, data.size()}, val_range{};
@@ -150,14 +151,28 @@ TrainReport train(const TrainJob& job) {
       metrics << "{\"step\":" << done << ",\"loss\":" << json_number(loss) << ",\"bpb\":" << json_number(loss / std::log(2.0))
               << ",\"lr\":" << json_number(lr) << ",\"grad_norm\":" << json_number(gnorm)
               << ",\"bytes_per_s\":" << json_number(std::round(report.bytes_per_s)) << "}\n" << std::flush;
-    if (done % t.eval_every == 0 || done == t.steps) {
+    bool saved = done % t.eval_every == 0 || done == t.steps;  // evaluated and checkpointed at this step
+    if (saved) {
       evaluate(done);
       save_checkpoint(ckpt, *model, *opt, cfg, done);
     }
     bar.update(done, progress_detail(loss, report));
+    // Training time includes the periodic evaluations and checkpoints, but not the stopping ones below.
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (interrupt_requested) {  // Ctrl-C: keep the work done so far
-      if (done % t.eval_every != 0 && done != t.steps) save_checkpoint(ckpt, *model, *opt, cfg, done);
+      if (!saved) save_checkpoint(ckpt, *model, *opt, cfg, done);
       report.interrupted = true;
+      step = done;
+      break;
+    }
+    // Unlike Ctrl-C (where the user wants out now) the time limit evaluates, so the run ends with a val_bpb of
+    // its last step.
+    if (job.max_seconds > 0 && report.seconds >= job.max_seconds && done < end) {
+      if (!saved) {
+        evaluate(done);
+        save_checkpoint(ckpt, *model, *opt, cfg, done);
+      }
+      report.time_limit = true;
       step = done;
       break;
     }
