@@ -51,7 +51,11 @@ TEST(LayerGrad, DiagSsm) {
   V lam = random_vector(d, rng), D = random_vector(d, rng), R = random_vector(B * T * d, rng);
   V y(B * T * d), u(B * T * d), h(B * T * d), scratch(B * T * d);
   auto w = [&] { return DiagSsmWeights<double>{Win.data(), lam.data(), Wout.data(), D.data()}; };
-  auto loss = [&] { diag_ssm_forward(y.data(), u.data(), h.data(), x.data(), w(), B, T, d, (const double*)nullptr); return dot(y, R); };
+  auto loss = [&] {
+    diag_ssm_forward(y.data(), u.data(), h.data(), x.data(), w(), B, T, d, (const double*)nullptr,
+                     (const double*)nullptr);
+    return dot(y, R);
+  };
   loss();
   V dx(B * T * d), dWin(d * d, 0.0), dlam(d, 0.0), dWout(d * d, 0.0), dD(d, 0.0);
   diag_ssm_backward(dx.data(), DiagSsmGrads<double>{dWin.data(), dlam.data(), dWout.data(), dD.data()}, R.data(),

@@ -26,7 +26,7 @@ int cmd_bench(int argc, char** argv) {
                {"warmup", "N", "untimed steps first (default 5)"},
                {"steps", "N", "timed steps (default 20)"},
                {"data", "PATH", "train on these bytes instead of random ones"},
-               {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to run (default cpu); cuda: bf16 matrix-product inputs"},
+               {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to run (default cpu); cuda: bf16 activations and products, fp32 weights"},
                {"profile", "", "then time each op of as many steps again (GPU), table on stderr"},
                {"threads", "N", "CPU threads (default: all cores)"}}};
   Args args = Args::parse(cmd, argc, argv);

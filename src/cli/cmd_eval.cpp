@@ -20,7 +20,7 @@ const std::vector<Flag> kScoringFlags = {
     {"ckpt", "PATH", "checkpoint file, or a run directory"},
     {"seq", "N", "bytes of context per window (default: the checkpoint's training seq)"},
     {"batch", "N", "windows per forward pass (default 16)"},
-    {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to run (default cpu); cuda: bf16 matrix-product inputs"},
+    {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to run (default cpu); cuda: bf16 activations and products, fp32 weights"},
     {"threads", "N", "CPU threads (default: all cores)"},
     {"quiet", "", "no progress bar"},
 };

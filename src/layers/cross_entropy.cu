@@ -1,3 +1,4 @@
+#include "core/bf16.h"
 #include "layers/cross_entropy_cuda.h"
 #include "layers/cuda_common.cuh"
 
@@ -12,7 +13,7 @@ constexpr int kRowsPerBlock = kThreads / 32;
 // Each lane holds 8 logits (lane + 32 k) in registers; the whole row, and
 // logits[y], are read before any write, so dlogits may alias logits.
 template <class T>
-__global__ void cross_entropy_kernel(T* loss, T* dlogits, const T* logits, const uint8_t* y, int N, float scale) {
+__global__ void cross_entropy_kernel(float* loss, T* dlogits, const T* logits, const uint8_t* y, int N, float scale) {
   int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= N) return;
   const T* li = logits + (size_t)row * 256;
@@ -27,7 +28,7 @@ __global__ void cross_entropy_kernel(T* loss, T* dlogits, const T* logits, const
   for (int k = 0; k < 8; k++) sum += expf(l[k] - mx);
   float lse = mx + logf(warp_sum(sum));
   __syncwarp();  // every lane has read its row before any lane writes it
-  if (lane == 0) loss[row] = (T)(lse - l_target);
+  if (lane == 0) loss[row] = lse - l_target;
   if (!dlogits) return;
   T* di = dlogits + (size_t)row * 256;
 #pragma unroll
@@ -39,16 +40,18 @@ __global__ void cross_entropy_kernel(T* loss, T* dlogits, const T* logits, const
 
 }  // namespace
 
-template <class T>
-void cross_entropy_forward_backward_cuda(T* loss, T* dlogits, const T* logits, const uint8_t* y, int N, T scale,
-                                         cudaStream_t stream) {
+template <class A>
+void cross_entropy_forward_backward_cuda(float* loss, A* dlogits, const A* logits, const uint8_t* y, int N,
+                                         float scale, cudaStream_t stream) {
   if (N == 0) return;
   cross_entropy_kernel<<<(N + kRowsPerBlock - 1) / kRowsPerBlock, kThreads, 0, stream>>>(loss, dlogits, logits, y, N,
-                                                                                          (float)scale);
+                                                                                          scale);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
 template void cross_entropy_forward_backward_cuda<float>(float*, float*, const float*, const uint8_t*, int, float,
                                                          cudaStream_t);
+template void cross_entropy_forward_backward_cuda<bf16>(float*, bf16*, const bf16*, const uint8_t*, int, float,
+                                                        cudaStream_t);
 
 }  // namespace bytelm

@@ -6,7 +6,9 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 
+#include "core/bf16.h"
 #include "core/cuda_check.h"
 
 namespace bytelm::cuda {
@@ -25,20 +27,75 @@ __device__ inline float warp_max(float v) {
   return v;
 }
 
-// out[c] += sum over g of part[g * stride + c], g in increasing order; c < n.
+// 16 bytes of T (4 floats or 8 bf16) moved by one load or store instruction: wide accesses keep the
+// memory system busy with a quarter (an eighth) of the instructions, and read a row before any of it is
+// written (a bf16 read-modify-write element by element stalls on the line it just stored to).
 template <class T>
-__global__ void add_partial_sums_kernel(T* out, const float* part, int G, int n, int stride) {
-  int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= n) return;
+struct Pack {
+  static constexpr int n = 16 / sizeof(T);
+  uint4 raw;
+  __device__ float get(int j) const { return (float)reinterpret_cast<const T*>(&raw)[j]; }
+  __device__ void set(int j, float v) { reinterpret_cast<T*>(&raw)[j] = (T)v; }
+};
+
+// True when rows of C elements starting at p can be moved in packs (C a multiple of the pack, p aligned).
+template <class T>
+inline bool packable(const T* p, int C) {
+  return C % Pack<T>::n == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// Elements [c0, c0 + n) of a row of C; past C reads 0 and writes nothing. `vec`: the row is packable.
+template <class T>
+__device__ inline Pack<T> load_pack(const T* row, int c0, int C, bool vec) {
+  Pack<T> p;
+  if (vec && c0 < C) {
+    p.raw = *reinterpret_cast<const uint4*>(row + c0);
+  } else {
+#pragma unroll
+    for (int j = 0; j < Pack<T>::n; j++) p.set(j, c0 + j < C ? (float)row[c0 + j] : 0.f);
+  }
+  return p;
+}
+
+template <class T>
+__device__ inline void store_pack(T* row, int c0, int C, bool vec, const Pack<T>& p) {
+  if (vec && c0 < C) {
+    *reinterpret_cast<uint4*>(row + c0) = p.raw;
+  } else {
+#pragma unroll
+    for (int j = 0; j < Pack<T>::n; j++)
+      if (c0 + j < C) row[c0 + j] = reinterpret_cast<const T*>(&p.raw)[j];
+  }
+}
+
+// out[c] += sum over g < G of part[g * stride + c], c < n, in a fixed order: thread (column c, lane y) sums
+// g = y, y + kSumLanes, ... in increasing g, then lane 0 adds the kSumLanes sums in lane order. The lanes
+// and the unrolled loop keep many loads in flight (one thread a column would wait on each load in turn).
+constexpr int kSumCols = 32, kSumLanes = 8;
+
+template <class T>
+__global__ void __launch_bounds__(kSumCols * kSumLanes)
+    add_partial_sums_kernel(T* out, const float* part, int G, int n, int stride) {
+  __shared__ float sums[kSumLanes][kSumCols];
+  int x = threadIdx.x % kSumCols, y = threadIdx.x / kSumCols, c = blockIdx.x * kSumCols + x;
   float s = 0.f;
-  for (int g = 0; g < G; g++) s += part[(size_t)g * stride + c];
-  out[c] = (T)((float)out[c] + s);
+  if (c < n) {
+#pragma unroll 8
+    for (int g = y; g < G; g += kSumLanes) s += part[(size_t)g * stride + c];
+  }
+  sums[y][x] = s;
+  __syncthreads();
+  if (y == 0 && c < n) {
+    float t = 0.f;
+    for (int j = 0; j < kSumLanes; j++) t += sums[j][x];
+    out[c] = (T)((float)out[c] + t);
+  }
 }
 
 template <class T>
 void add_partial_sums(T* out, const float* part, int G, int n, int stride, cudaStream_t stream) {
   if (n <= 0) return;
-  add_partial_sums_kernel<<<blocks_for(n), kThreads, 0, stream>>>(out, part, G, n, stride);
+  add_partial_sums_kernel<<<(n + kSumCols - 1) / kSumCols, kSumCols * kSumLanes, 0, stream>>>(out, part, G, n, stride);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 

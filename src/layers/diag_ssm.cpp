@@ -77,14 +77,15 @@ void diag_scan_backward(T* dh_to_du, T* dlam, const T* u, const T* h, const T* l
 }
 
 template <class T>
-void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0) {
+void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
+                      const T* residual) {
   size_t N = (size_t)B * T_;
   linear_forward(u, x, w.W_in, (int)N, d, d);
   diag_scan_forward(h, u, w.lam, B, T_, d, h0);
   linear_forward(y, h, w.W_out, (int)N, d, d);
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < N; i++)
-    for (int c = 0; c < d; c++) y[i * d + c] += w.D[c] * x[i * d + c];
+    for (int c = 0; c < d; c++) y[i * d + c] += w.D[c] * x[i * d + c] + (residual ? residual[i * d + c] : T(0));
 }
 
 template <class T>
@@ -108,7 +109,8 @@ void diag_ssm_backward(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const 
   template void diag_ssm_init_decay<T>(T*, int, int);                                                         \
   template void diag_scan_forward<T>(T*, const T*, const T*, int, int, int, const T*);                        \
   template void diag_scan_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);                   \
-  template void diag_ssm_forward<T>(T*, T*, T*, const T*, DiagSsmWeights<T>, int, int, int, const T*);        \
+  template void diag_ssm_forward<T>(T*, T*, T*, const T*, DiagSsmWeights<T>, int, int, int, const T*,        \
+                                    const T*);                                                                \
   template void diag_ssm_backward<T>(T*, DiagSsmGrads<T>, const T*, const T*, const T*, const T*,             \
                                      DiagSsmWeights<T>, int, int, int, T*);
 BYTELM_INSTANTIATE(float)

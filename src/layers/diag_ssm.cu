@@ -14,6 +14,7 @@
 // from the float a the recurrence uses (no cumulative sums, nothing overflows).
 // The backward is the same with time reversed, plus da = sum g_t (h_{t-1} - u_t),
 // summed per thread, then over the warps in order, then over b in order.
+#include "core/bf16.h"
 #include "layers/cuda_common.cuh"
 #include "layers/diag_ssm_cuda.h"
 #include "layers/linear_cuda.h"
@@ -42,14 +43,14 @@ __device__ inline float decay_of(float lam) {
 }
 
 template <class T>
-__global__ void __launch_bounds__(kBlock) diag_scan_forward_kernel(T* h, const T* u, const T* lam, int T_, int d,
-                                                                   const T* h0) {
+__global__ void __launch_bounds__(kBlock) diag_scan_forward_kernel(T* h, const T* u, const float* lam, int T_, int d,
+                                                                   const float* h0) {
   __shared__ float ends[kWarps][32];
   int lane = threadIdx.x % 32, w = threadIdx.x / 32, b = blockIdx.y, c = blockIdx.x * 32 + lane;
   bool active = c < d;
-  float a = active ? decay_of((float)lam[c]) : 0.f, one_minus_a = 1.f - a;
+  float a = active ? decay_of(lam[c]) : 0.f, one_minus_a = 1.f - a;
   float aL = (float)pow((double)a, (double)kChunk);
-  float S = active && h0 ? (float)h0[(size_t)b * d + c] : 0.f;  // state before the span
+  float S = active && h0 ? h0[(size_t)b * d + c] : 0.f;  // state before the span
   const T* ub = u + (size_t)b * T_ * d + c;
   T* hb = h + (size_t)b * T_ * d + c;
   for (int span0 = 0; span0 < T_; span0 += kSpan) {
@@ -80,11 +81,11 @@ __global__ void __launch_bounds__(kBlock) diag_scan_forward_kernel(T* h, const T
 // g at a chunk's start = local + a^L (g at the next chunk's start).
 template <class T>
 __global__ void __launch_bounds__(kBlock) diag_scan_backward_kernel(T* dh_to_du, float* da_part, const T* u, const T* h,
-                                                                    const T* lam, int T_, int d) {
+                                                                    const float* lam, int T_, int d) {
   __shared__ float ends[kWarps][32];
   int lane = threadIdx.x % 32, w = threadIdx.x / 32, b = blockIdx.y, c = blockIdx.x * 32 + lane;
   bool active = c < d;
-  float a = active ? decay_of((float)lam[c]) : 0.f, one_minus_a = 1.f - a;
+  float a = active ? decay_of(lam[c]) : 0.f, one_minus_a = 1.f - a;
   float aL = (float)pow((double)a, (double)kChunk);
   float G = 0.f, da = 0.f;  // G: g at the start of the span after this one
   size_t base = (size_t)b * T_ * d + c;
@@ -127,20 +128,29 @@ __global__ void __launch_bounds__(kBlock) diag_scan_backward_kernel(T* dh_to_du,
 }
 
 // dlam[c] += (sum over b of da[b, c], in b order) * da/dlam, da/dlam = -a sigmoid(lam).
-template <class T>
-__global__ void diag_scan_dlam_kernel(T* dlam, const float* da_part, const T* lam, int B, int d) {
+__global__ void diag_scan_dlam_kernel(float* dlam, const float* da_part, const float* lam, int B, int d) {
   int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= d) return;
   float s = 0.f;
+#pragma unroll 8
   for (int b = 0; b < B; b++) s += da_part[(size_t)b * d + c];
-  float l = (float)lam[c], sig = 1.f / (1.f + (float)exp(-(double)l));
-  dlam[c] = (T)((float)dlam[c] + s * (-decay_of(l) * sig));
+  float l = lam[c], sig = 1.f / (1.f + (float)exp(-(double)l));
+  dlam[c] += s * (-decay_of(l) * sig);
 }
 
+// y += D x (+ residual): one block row per sequence row, a pack of channels per thread.
 template <class T>
-__global__ void skip_forward_kernel(T* y, const T* x, const T* D, size_t n, int d) {
-  size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (k < n) y[k] = (T)((float)y[k] + (float)D[k % d] * (float)x[k]);
+__global__ void skip_forward_kernel(T* y, const T* x, const float* D, const T* residual, int d, bool vec) {
+  constexpr int n = Pack<T>::n;
+  int c0 = (blockIdx.y * blockDim.x + threadIdx.x) * n;
+  if (c0 >= d) return;
+  size_t row = (size_t)blockIdx.x * d;
+  Pack<T> yp = load_pack(y + row, c0, d, vec), xp = load_pack(x + row, c0, d, vec), rp;
+  if (residual) rp = load_pack(residual + row, c0, d, vec);
+#pragma unroll
+  for (int j = 0; j < n; j++)
+    if (c0 + j < d) yp.set(j, yp.get(j) + D[c0 + j] * xp.get(j) + (residual ? rp.get(j) : 0.f));
+  store_pack(y + row, c0, d, vec, yp);
 }
 
 // dx = D dy, and per-block partial sums of dy*x for dD: a block owns 32 columns
@@ -154,12 +164,12 @@ int skip_blocks(int N) {
 }
 
 template <class T>
-__global__ void skip_backward_kernel(T* dx, float* part, const T* dy, const T* x, const T* D, int N, int d) {
+__global__ void skip_backward_kernel(T* dx, float* part, const T* dy, const T* x, const float* D, int N, int d) {
   __shared__ float sums[kSkipRowLanes][32];
   int lane = threadIdx.x % 32, r = threadIdx.x / 32, c = blockIdx.x * 32 + lane;
   float s = 0.f;
   if (c < d) {
-    float Dc = (float)D[c];
+    float Dc = D[c];
     for (int i = blockIdx.y * kSkipRowLanes + r; i < N; i += gridDim.y * kSkipRowLanes) {
       size_t k = (size_t)i * d + c;
       float g = (float)dy[k];
@@ -178,8 +188,9 @@ __global__ void skip_backward_kernel(T* dx, float* part, const T* dy, const T* x
 
 }  // namespace
 
-template <class T>
-void diag_scan_forward_cuda(T* h, const T* u, const T* lam, int B, int T_, int d, const T* h0, cudaStream_t stream) {
+template <class A>
+void diag_scan_forward_cuda(A* h, const A* u, const float* lam, int B, int T_, int d, const float* h0,
+                            cudaStream_t stream) {
   if (B == 0 || T_ == 0 || d == 0) return;
   diag_scan_forward_kernel<<<dim3((d + 31) / 32, B), kBlock, 0, stream>>>(h, u, lam, T_, d, h0);
   BYTELM_CUDA_CHECK(cudaGetLastError());
@@ -187,8 +198,8 @@ void diag_scan_forward_cuda(T* h, const T* u, const T* lam, int B, int T_, int d
 
 size_t diag_scan_backward_cuda_partials(int B, int d) { return (size_t)B * d; }
 
-template <class T>
-void diag_scan_backward_cuda(T* dh_to_du, T* dlam, const T* u, const T* h, const T* lam, int B, int T_, int d,
+template <class A>
+void diag_scan_backward_cuda(A* dh_to_du, float* dlam, const A* u, const A* h, const float* lam, int B, int T_, int d,
                              float* partials, cudaStream_t stream) {
   if (B == 0 || T_ == 0 || d == 0) return;
   diag_scan_backward_kernel<<<dim3((d + 31) / 32, B), kBlock, 0, stream>>>(dh_to_du, partials, u, h, lam, T_, d);
@@ -197,16 +208,17 @@ void diag_scan_backward_cuda(T* dh_to_du, T* dlam, const T* u, const T* h, const
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
-template <class T>
-void diag_ssm_forward_cuda(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
-                           Gemm gemm, cudaStream_t stream) {
+template <class A>
+void diag_ssm_forward_cuda(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d,
+                           const float* h0, const A* residual, Gemm gemm, cudaStream_t stream) {
   int N = B * T_;
   if (N == 0 || d == 0) return;
   linear_forward_cuda(u, x, w.W_in, N, d, d, gemm, stream);
   diag_scan_forward_cuda(h, u, w.lam, B, T_, d, h0, stream);
   linear_forward_cuda(y, h, w.W_out, N, d, d, gemm, stream);
-  size_t n = (size_t)N * d;
-  skip_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(y, x, w.D, n, d);
+  bool vec = packable(y, d) && packable(x, d) && (!residual || packable(residual, d));
+  skip_forward_kernel<<<dim3(N, blocks_for((d + Pack<A>::n - 1) / Pack<A>::n)), kThreads, 0, stream>>>(
+      y, x, w.D, residual, d, vec);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -215,13 +227,13 @@ size_t diag_ssm_backward_cuda_partials(int B, int T_, int d) {
   return skip > scan ? skip : scan;  // used one after the other
 }
 
-template <class T>
-void diag_ssm_backward_cuda(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const T* u, const T* h,
-                            DiagSsmWeights<T> w, int B, int T_, int d, T* scratch, float* partials,
-                            Gemm gemm, cudaStream_t stream) {
+template <class A>
+void diag_ssm_backward_cuda(A* dx, DiagSsmGrads<float> g, const A* dy, const A* x, const A* u, const A* h,
+                            DiagSsmWeights<float, A> w, int B, int T_, int d, A* scratch, float* partials, Gemm gemm,
+                            cudaStream_t stream) {
   int N = B * T_;
   if (N == 0 || d == 0) return;
-  T* dh = scratch;
+  A* dh = scratch;
   linear_backward_cuda(dh, g.W_out, dy, h, w.W_out, N, d, d, false, gemm, stream);
   int G = skip_blocks(N);
   skip_backward_kernel<<<dim3((d + 31) / 32, G), kSkipRowLanes * 32, 0, stream>>>(dx, partials, dy, x, w.D, N, d);
@@ -231,14 +243,16 @@ void diag_ssm_backward_cuda(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, c
   linear_backward_cuda(dx, g.W_in, dh, x, w.W_in, N, d, d, true, gemm, stream);
 }
 
-template void diag_scan_forward_cuda<float>(float*, const float*, const float*, int, int, int, const float*,
-                                            cudaStream_t);
-template void diag_scan_backward_cuda<float>(float*, float*, const float*, const float*, const float*, int, int, int,
-                                             float*, cudaStream_t);
-template void diag_ssm_forward_cuda<float>(float*, float*, float*, const float*, DiagSsmWeights<float>, int, int, int,
-                                           const float*, Gemm, cudaStream_t);
-template void diag_ssm_backward_cuda<float>(float*, DiagSsmGrads<float>, const float*, const float*, const float*,
-                                            const float*, DiagSsmWeights<float>, int, int, int, float*, float*,
-                                            Gemm, cudaStream_t);
+#define BYTELM_INSTANTIATE(A)                                                                                    \
+  template void diag_scan_forward_cuda<A>(A*, const A*, const float*, int, int, int, const float*, cudaStream_t); \
+  template void diag_scan_backward_cuda<A>(A*, float*, const A*, const A*, const float*, int, int, int, float*,  \
+                                           cudaStream_t);                                                        \
+  template void diag_ssm_forward_cuda<A>(A*, A*, A*, const A*, DiagSsmWeights<float, A>, int, int, int,          \
+                                         const float*, const A*, Gemm, cudaStream_t);                            \
+  template void diag_ssm_backward_cuda<A>(A*, DiagSsmGrads<float>, const A*, const A*, const A*, const A*,       \
+                                          DiagSsmWeights<float, A>, int, int, int, A*, float*, Gemm, cudaStream_t);
+BYTELM_INSTANTIATE(float)
+BYTELM_INSTANTIATE(bf16)
+#undef BYTELM_INSTANTIATE
 
 }  // namespace bytelm

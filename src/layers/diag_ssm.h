@@ -7,11 +7,12 @@
 
 namespace bytelm {
 
-template <class T>
+// M is the type the matrix products read the two matrices in (the GPU's bf16 path keeps bf16 copies of them).
+template <class T, class M = T>
 struct DiagSsmWeights {
-  const T* W_in;   // [d, d]
+  const M* W_in;   // [d, d]
   const T* lam;    // [d], decay parameter
-  const T* W_out;  // [d, d]
+  const M* W_out;  // [d, d]
   const T* D;      // [d], skip
 };
 
@@ -36,9 +37,11 @@ void diag_scan_forward(T* h, const T* u, const T* lam, int B, int T_, int d, con
 template <class T>
 void diag_scan_backward(T* dh_to_du, T* dlam, const T* u, const T* h, const T* lam, int B, int T_, int d);
 
-// Whole layer. u and h ([B*T, d]) are kept for the backward.
+// Whole layer, plus `residual` ([B*T, d] or null) when given: a block's skip connection, added in the same
+// pass. u and h ([B*T, d]) are kept for the backward (the residual's gradient is the output's).
 template <class T>
-void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0);
+void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
+                      const T* residual);
 
 // dx = d/dx (overwrites), grads accumulate. scratch: [B*T*d].
 template <class T>

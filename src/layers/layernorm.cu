@@ -1,5 +1,11 @@
+#include "core/bf16.h"
 #include "layers/cuda_common.cuh"
 #include "layers/layernorm_cuda.h"
+
+#include <string>
+#include <type_traits>
+
+#include "core/error.h"
 
 namespace bytelm {
 
@@ -7,103 +13,182 @@ using namespace cuda;
 
 namespace {
 
-constexpr int kRowsPerBlock = kThreads / 32;  // forward: one warp per row
-constexpr int kBwdWarps = 4;                  // backward: warps per block, each with its own dw/db sums
-constexpr int kBwdMaxBlocks = 512;            // fixed by N alone, so the summation order is too
+constexpr int kRowsPerBlock = kThreads / 32;  // forward and dx: one warp per row
+constexpr int kSumRows = 64;                  // dw/db: about this many rows a block, up to
+constexpr int kSumMaxBlocks = 1024;           // this many blocks; fixed by N alone, so is the summation order
 
-int backward_blocks(int N) { return N < kBwdWarps * kBwdMaxBlocks ? (N + kBwdWarps - 1) / kBwdWarps : kBwdMaxBlocks; }
+int sum_blocks(int N) {
+  int g = (N + kSumRows - 1) / kSumRows;
+  return g < kSumMaxBlocks ? g : kSumMaxBlocks;
+}
 
-template <class T>
-__global__ void layernorm_forward_kernel(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, int N, int C) {
+// Forward and dx: one warp per row, the row held in registers as K packs a lane (lane l holds
+// packs l, l + 32, ...), so each row is read once and written once, all reads before any write.
+template <class T, int K>
+__global__ void layernorm_forward_kernel(T* y, float* mean, float* rstd, const T* x, const float* w, const float* b,
+                                         int N, int C, bool vec) {
+  constexpr int n = Pack<T>::n;
   int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= N) return;
   const T* xi = x + (size_t)row * C;
+  Pack<T> xp[K];
   float s = 0.f;
-  for (int c = lane; c < C; c += 32) s += (float)xi[c];
-  float m = warp_sum(s) / C;
-  float v = 0.f;  // two passes (the row is in L1 by now): no cancellation from E[x^2] - m^2
-  for (int c = lane; c < C; c += 32) {
-    float xc = (float)xi[c] - m;
-    v += xc * xc;
+#pragma unroll
+  for (int k = 0; k < K; k++) {
+    xp[k] = load_pack(xi, (lane + 32 * k) * n, C, vec);
+#pragma unroll
+    for (int j = 0; j < n; j++) s += xp[k].get(j);  // columns past C read as 0
   }
+  float m = warp_sum(s) / C;
+  float v = 0.f;  // two passes over the registers: no cancellation from E[x^2] - m^2
+#pragma unroll
+  for (int k = 0; k < K; k++)
+#pragma unroll
+    for (int j = 0; j < n; j++) {
+      int c = (lane + 32 * k) * n + j;
+      float xc = c < C ? xp[k].get(j) - m : 0.f;
+      v += xc * xc;
+    }
   float r = 1.f / sqrtf(warp_sum(v) / C + 1e-5f);
   T* yi = y + (size_t)row * C;
-  for (int c = lane; c < C; c += 32) yi[c] = (T)(((float)xi[c] - m) * r * (float)w[c] + (float)b[c]);
-  if (lane == 0) mean[row] = (T)m, rstd[row] = (T)r;
+#pragma unroll
+  for (int k = 0; k < K; k++) {
+    int c0 = (lane + 32 * k) * n;
+    Pack<T> yp;
+#pragma unroll
+    for (int j = 0; j < n; j++) yp.set(j, c0 + j < C ? (xp[k].get(j) - m) * r * w[c0 + j] + b[c0 + j] : 0.f);
+    store_pack(yi, c0, C, vec, yp);
+  }
+  if (lane == 0) mean[row] = m, rstd[row] = r;
 }
 
-// Warps stride over rows. Each warp sums dy*xhat and dy for its rows in its own
-// shared-memory row [2C] (lane-owned columns: no races), the block adds its
-// warps' sums in warp order and writes one partial row per block.
-template <class T>
-__global__ void __launch_bounds__(kBwdWarps * 32)
-    layernorm_backward_kernel(T* dx, float* part, const T* dy, const T* x, const T* mean, const T* rstd, const T* w,
-                              int N, int C, bool accumulate_dx) {
-  extern __shared__ float sums[];  // [kBwdWarps][2C]
-  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float* mine = sums + (size_t)warp * 2 * C;
-  for (int c = lane; c < C; c += 32) mine[c] = mine[C + c] = 0.f;  // only this lane touches these
-  for (int i = blockIdx.x * kBwdWarps + warp; i < N; i += gridDim.x * kBwdWarps) {
-    const T* xi = x + (size_t)i * C;
-    const T* dyi = dy + (size_t)i * C;
-    float m = (float)mean[i], r = (float)rstd[i];
-    float sum_g = 0.f, sum_gx = 0.f;
-    for (int c = lane; c < C; c += 32) {
-      float xhat = ((float)xi[c] - m) * r, dyc = (float)dyi[c], g = dyc * (float)w[c];
+// dx (+)= rstd (g - mean(g) - xhat mean(g xhat)), g = dy w.
+template <class T, int K>
+__global__ void layernorm_backward_dx_kernel(T* dx, const T* dy, const T* x, const float* mean, const float* rstd,
+                                             const float* w, int N, int C, bool accumulate_dx, bool vec) {
+  constexpr int n = Pack<T>::n;
+  int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (row >= N) return;
+  size_t base = (size_t)row * C;
+  float m = mean[row], r = rstd[row];
+  Pack<T> xp[K], dyp[K], dxp[K];
+  float sum_g = 0.f, sum_gx = 0.f;
+#pragma unroll
+  for (int k = 0; k < K; k++) {
+    int c0 = (lane + 32 * k) * n;
+    xp[k] = load_pack(x + base, c0, C, vec);
+    dyp[k] = load_pack(dy + base, c0, C, vec);
+    if (accumulate_dx) dxp[k] = load_pack(dx + base, c0, C, vec);
+#pragma unroll
+    for (int j = 0; j < n; j++) {
+      if (c0 + j >= C) continue;
+      float g = dyp[k].get(j) * w[c0 + j];
       sum_g += g;
-      sum_gx += g * xhat;
-      mine[c] += dyc * xhat;
-      mine[C + c] += dyc;
-    }
-    sum_g = warp_sum(sum_g) / C;
-    sum_gx = warp_sum(sum_gx) / C;
-    T* dxi = dx + (size_t)i * C;
-    for (int c = lane; c < C; c += 32) {
-      float xhat = ((float)xi[c] - m) * r;
-      float v = r * ((float)dyi[c] * (float)w[c] - sum_g - xhat * sum_gx);
-      dxi[c] = (T)(accumulate_dx ? (float)dxi[c] + v : v);
+      sum_gx += g * (xp[k].get(j) - m) * r;
     }
   }
-  __syncthreads();
-  for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) {
-    float s = 0.f;
-    for (int j = 0; j < kBwdWarps; j++) s += sums[(size_t)j * 2 * C + c];
-    part[(size_t)blockIdx.x * 2 * C + c] = s;
+  sum_g = warp_sum(sum_g) / C;
+  sum_gx = warp_sum(sum_gx) / C;
+#pragma unroll
+  for (int k = 0; k < K; k++) {
+    int c0 = (lane + 32 * k) * n;
+    Pack<T> out;
+#pragma unroll
+    for (int j = 0; j < n; j++) {
+      float v = 0.f;
+      if (c0 + j < C) {
+        float xhat = (xp[k].get(j) - m) * r;
+        v = r * (dyp[k].get(j) * w[c0 + j] - sum_g - xhat * sum_gx);
+        if (accumulate_dx) v += dxp[k].get(j);
+      }
+      out.set(j, v);
+    }
+    store_pack(dx + base, c0, C, vec, out);
   }
+}
+
+// The packs a lane holds for rows of C: the smallest K in {1, 2, 4, 8, 16} that covers the row.
+template <class T>
+int packs_per_lane(int C) {
+  int need = (C + 32 * Pack<T>::n - 1) / (32 * Pack<T>::n);
+  int K = 1;
+  while (K < need) K *= 2;
+  if (K > 16) throw Error("layernorm on the GPU supports rows of at most " + std::to_string(16 * 32 * Pack<T>::n) +
+                          " elements, got " + std::to_string(C));
+  return K;
+}
+
+// Calls f(std::integral_constant<int, K>{}) for the K that rows of C need.
+template <class T, class F>
+void with_packs_per_lane(int C, F f) {
+  switch (packs_per_lane<T>(C)) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 8: return f(std::integral_constant<int, 8>{});
+    default: return f(std::integral_constant<int, 16>{});
+  }
+}
+
+// Column sums of dy * xhat and dy over the rows i = blockIdx.x (mod gridDim.x): a thread per column,
+// so each row is read coalesced; one partial row [2C] per block, added in block order afterwards.
+template <class T>
+__global__ void layernorm_backward_dwdb_kernel(float* part, const T* dy, const T* x, const float* mean,
+                                               const float* rstd, int N, int C) {
+  int c = blockIdx.y * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  float s_gx = 0.f, s_g = 0.f;
+  for (int i = blockIdx.x; i < N; i += gridDim.x) {
+    size_t k = (size_t)i * C + c;
+    float dyc = (float)dy[k];
+    s_gx += dyc * ((float)x[k] - mean[i]) * rstd[i];
+    s_g += dyc;
+  }
+  part[(size_t)blockIdx.x * 2 * C + c] = s_gx;
+  part[(size_t)blockIdx.x * 2 * C + C + c] = s_g;
 }
 
 }  // namespace
 
-template <class T>
-void layernorm_forward_cuda(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, int N, int C,
+template <class A>
+void layernorm_forward_cuda(A* y, float* mean, float* rstd, const A* x, const float* w, const float* b, int N, int C,
                             cudaStream_t stream) {
   if (N == 0) return;
-  layernorm_forward_kernel<<<(N + kRowsPerBlock - 1) / kRowsPerBlock, kThreads, 0, stream>>>(y, mean, rstd, x, w, b,
-                                                                                             N, C);
+  bool vec = packable(y, C) && packable(x, C);
+  with_packs_per_lane<A>(C, [&](auto K) {
+    layernorm_forward_kernel<A, K.value><<<(N + kRowsPerBlock - 1) / kRowsPerBlock, kThreads, 0, stream>>>(
+        y, mean, rstd, x, w, b, N, C, vec);
+  });
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
-size_t layernorm_backward_cuda_partials(int N, int C) { return (size_t)backward_blocks(N) * 2 * C; }
+size_t layernorm_backward_cuda_partials(int N, int C) { return (size_t)sum_blocks(N) * 2 * C; }
 
-template <class T>
-void layernorm_backward_cuda(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd, const T* w,
-                             int N, int C, bool accumulate_dx, float* partials, cudaStream_t stream) {
+template <class A>
+void layernorm_backward_cuda(A* dx, float* dw, float* db, const A* dy, const A* x, const float* mean,
+                             const float* rstd, const float* w, int N, int C, bool accumulate_dx, float* partials,
+                             cudaStream_t stream) {
   if (N == 0 || C == 0) return;
-  int G = backward_blocks(N);
-  size_t smem = sizeof(float) * kBwdWarps * 2 * C;
-  if (smem > 48 * 1024)  // above the default limit a kernel must opt in
-    BYTELM_CUDA_CHECK(
-        cudaFuncSetAttribute(layernorm_backward_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  layernorm_backward_kernel<<<G, kBwdWarps * 32, smem, stream>>>(dx, partials, dy, x, mean, rstd, w, N, C,
-                                                                  accumulate_dx);
+  bool vec = packable(dx, C) && packable(dy, C) && packable(x, C);
+  with_packs_per_lane<A>(C, [&](auto K) {
+    layernorm_backward_dx_kernel<A, K.value><<<(N + kRowsPerBlock - 1) / kRowsPerBlock, kThreads, 0, stream>>>(
+        dx, dy, x, mean, rstd, w, N, C, accumulate_dx, vec);
+  });
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+  int G = sum_blocks(N);
+  layernorm_backward_dwdb_kernel<<<dim3(G, blocks_for(C)), kThreads, 0, stream>>>(partials, dy, x, mean, rstd, N, C);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   add_partial_sums(dw, partials, G, C, 2 * C, stream);
   add_partial_sums(db, partials + C, G, C, 2 * C, stream);
 }
 
-template void layernorm_forward_cuda<float>(float*, float*, float*, const float*, const float*, const float*, int, int,
-                                            cudaStream_t);
-template void layernorm_backward_cuda<float>(float*, float*, float*, const float*, const float*, const float*,
-                                             const float*, const float*, int, int, bool, float*, cudaStream_t);
+#define BYTELM_INSTANTIATE(A)                                                                                    \
+  template void layernorm_forward_cuda<A>(A*, float*, float*, const A*, const float*, const float*, int, int,    \
+                                          cudaStream_t);                                                         \
+  template void layernorm_backward_cuda<A>(A*, float*, float*, const A*, const A*, const float*, const float*,  \
+                                           const float*, int, int, bool, float*, cudaStream_t);
+BYTELM_INSTANTIATE(float)
+BYTELM_INSTANTIATE(bf16)
+#undef BYTELM_INSTANTIATE
 
 }  // namespace bytelm

@@ -1,6 +1,7 @@
 // CUDA LayerNorm (see layernorm.h): one warp per row. dw and db are reduced
 // without atomics (per-block partial sums, then a fixed-order sum), so the
-// backward is bit-reproducible.
+// backward is bit-reproducible. x, y, dy, dx are of the storage type A
+// (float or bf16); the weights, their gradients and the row statistics are fp32.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -8,16 +9,17 @@
 
 namespace bytelm {
 
-template <class T>
-void layernorm_forward_cuda(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, int N, int C,
+template <class A>
+void layernorm_forward_cuda(A* y, float* mean, float* rstd, const A* x, const float* w, const float* b, int N, int C,
                             cudaStream_t stream);
 
 // Floats of scratch (`partials`) that layernorm_backward_cuda needs.
 size_t layernorm_backward_cuda_partials(int N, int C);
 
 // dx (+)= d/dx, dw += sum dy*xhat, db += sum dy.
-template <class T>
-void layernorm_backward_cuda(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd, const T* w,
-                             int N, int C, bool accumulate_dx, float* partials, cudaStream_t stream);
+template <class A>
+void layernorm_backward_cuda(A* dx, float* dw, float* db, const A* dy, const A* x, const float* mean,
+                             const float* rstd, const float* w, int N, int C, bool accumulate_dx, float* partials,
+                             cudaStream_t stream);
 
 }  // namespace bytelm

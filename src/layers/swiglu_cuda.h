@@ -6,7 +6,8 @@
 // S = swiglu_stride_cuda(H), and W12 and W3 are copied into zero-padded
 // workspace copies ([2S, d], [d, S]) for their products, so that every product
 // dimension is a multiple of 16; the parameters and their gradients keep the
-// CPU layout.
+// CPU layout. Activations and the weights the products read are of the storage
+// type A (float or bf16); the weight gradients are fp32.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -18,17 +19,21 @@
 namespace bytelm {
 
 inline int swiglu_stride_cuda(int H) { return (H + 15) / 16 * 16; }
-// Floats of workspace both passes need: padded W12 and W3 (3 d S), and for the backward the padded dW3 (d S).
-inline size_t swiglu_workspace_cuda(int d, int H) { return 4 * (size_t)d * swiglu_stride_cuda(H); }
+// Bytes of workspace both passes need: padded copies of W12 and W3 (3 d S elements of A), then for the
+// backward the padded weight gradients (2 d S floats, dW3p and later dW12p in the same place).
+inline size_t swiglu_workspace_bytes_cuda(int d, int H, size_t sizeof_a) {
+  return 3 * (size_t)d * swiglu_stride_cuda(H) * sizeof_a + 2 * (size_t)d * swiglu_stride_cuda(H) * sizeof(float);
+}
 
 // g [N, 2S] holds a in columns [0, H) and b in [S, S + H); m [N, S] is zero past H. Both are kept for the backward.
-template <class T>
-void swiglu_forward_cuda(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H, T* workspace,
+template <class A>
+void swiglu_forward_cuda(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H, void* workspace,
                          Gemm gemm, cudaStream_t stream);
 
 // dx = d/dx (overwrites), dW12 and dW3 accumulate. scratch: [N*3S].
-template <class T>
-void swiglu_backward_cuda(T* dx, T* dW12, T* dW3, const T* dy, const T* x, const T* g, const T* m, const T* W12,
-                          const T* W3, int N, int d, int H, T* scratch, T* workspace, Gemm gemm, cudaStream_t stream);
+template <class A>
+void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m,
+                          const A* W12, const A* W3, int N, int d, int H, A* scratch, void* workspace, Gemm gemm,
+                          cudaStream_t stream);
 
 }  // namespace bytelm

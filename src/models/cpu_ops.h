@@ -21,6 +21,8 @@ struct CpuOps {
   template <class T>
   using Buffer = std::vector<T>;
   template <class T>
+  using Act = T;  // activations are stored as the model's own type
+  template <class T>
   static void resize(Buffer<T>& b, size_t n) { b.assign(n, T(0)); }
   // Row stride of the SwiGLU hidden activations (g has 2 of these per row, m one).
   static int hidden_stride(int H) { return H; }
@@ -72,8 +74,9 @@ struct CpuOps {
     bytelm::layernorm_backward(dx, dw, db, dy, x, mean, rstd, w, N, C, accumulate_dx);
   }
   template <class T>
-  void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0) {
-    bytelm::diag_ssm_forward(y, u, h, x, w, B, T_, d, h0);
+  void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
+                        const T* residual) {
+    bytelm::diag_ssm_forward(y, u, h, x, w, B, T_, d, h0, residual);
   }
   template <class T>
   void diag_ssm_backward(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const T* u, const T* h,

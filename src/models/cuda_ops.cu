@@ -1,3 +1,4 @@
+#include "core/bf16.h"
 #include "layers/cuda_common.cuh"
 #include "models/cuda_ops.h"
 
@@ -11,17 +12,63 @@ __global__ void add_inplace_kernel(T* y, const T* x, size_t n) {
   if (i < n) y[i] = (T)((float)y[i] + (float)x[i]);
 }
 
+template <class T>
+__global__ void convert_kernel(T* dst, const float* src, size_t n) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) dst[i] = (T)src[i];
+}
+
+constexpr int kSumBlocks = 256;  // fixed: the summation order depends on n alone
+
+__global__ void sum_partials_kernel(float* partials, const float* x, size_t n) {
+  __shared__ float warp_sums[cuda::kThreads / 32];
+  float s = 0.f;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) s += x[i];
+  s = cuda::warp_sum(s);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = s;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0.f;
+    for (int w = 0; w < cuda::kThreads / 32; w++) t += warp_sums[w];
+    partials[blockIdx.x] = t;
+  }
+}
+
+__global__ void sum_blocks_kernel(float* out, const float* partials) {
+  float s = cuda::warp_sum(partials[threadIdx.x] + partials[threadIdx.x + 32] + partials[threadIdx.x + 64] +
+                           partials[threadIdx.x + 96] + partials[threadIdx.x + 128] + partials[threadIdx.x + 160] +
+                           partials[threadIdx.x + 192] + partials[threadIdx.x + 224]);
+  if (threadIdx.x == 0) *out = s;
+}
+static_assert(kSumBlocks == 8 * 32, "sum_blocks_kernel adds 8 partials a lane");
+
 }  // namespace
 
-template <class T>
-void add_inplace_cuda(T* y, const T* x, size_t n, cudaStream_t stream) {
+size_t sum_cuda_partials() { return kSumBlocks; }
+
+void sum_cuda(float* out, const float* x, size_t n, float* partials, cudaStream_t stream) {
+  sum_partials_kernel<<<kSumBlocks, cuda::kThreads, 0, stream>>>(partials, x, n);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+  sum_blocks_kernel<<<1, 32, 0, stream>>>(out, partials);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class A>
+void add_inplace_cuda(A* y, const A* x, size_t n, cudaStream_t stream) {
   if (n == 0) return;
   add_inplace_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, stream>>>(y, x, n);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
-template void add_inplace_cuda<float>(float*, const float*, size_t, cudaStream_t);
 
-CudaOps::CudaOps(GemmPrecision precision) {
+template <class A>
+void convert_cuda(A* dst, const float* src, size_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  convert_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, stream>>>(dst, src, n);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class A>
+CudaOps<A>::CudaOps(GemmPrecision precision) {
   if (!cuda_available()) throw Error("no usable CUDA device (this build has CUDA, the machine has no GPU): use --device cpu");
   BYTELM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   BYTELM_CUBLAS_CHECK(cublasCreate(&gemm_.handle));
@@ -31,9 +78,17 @@ CudaOps::CudaOps(GemmPrecision precision) {
   gemm_.compute = precision == GemmPrecision::bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
 }
 
-CudaOps::~CudaOps() {
+template <class A>
+CudaOps<A>::~CudaOps() {
   if (gemm_.handle) cublasDestroy(gemm_.handle);
   if (stream_) cudaStreamDestroy(stream_);
 }
+
+template void add_inplace_cuda<float>(float*, const float*, size_t, cudaStream_t);
+template void add_inplace_cuda<bf16>(bf16*, const bf16*, size_t, cudaStream_t);
+template void convert_cuda<float>(float*, const float*, size_t, cudaStream_t);
+template void convert_cuda<bf16>(bf16*, const float*, size_t, cudaStream_t);
+template class CudaOps<float>;
+template class CudaOps<bf16>;
 
 }  // namespace bytelm

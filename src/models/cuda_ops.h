@@ -20,19 +20,31 @@
 
 namespace bytelm {
 
-// How the matrix products run (storage and accumulation stay fp32): true fp32 (the parity tests),
-// TF32 inputs or bf16 inputs on the tensor cores (the fast paths).
+// How the matrix products run when activations are stored in fp32 (storage and accumulation fp32): true
+// fp32 (the parity tests), TF32 inputs or bf16-rounded inputs on the tensor cores. With bf16 storage every
+// product is bf16 x bf16 with fp32 accumulation.
 enum class GemmPrecision { fp32, tf32, bf16 };
 
 // y += x over n elements (models/cuda_ops.cu).
-template <class T>
-void add_inplace_cuda(T* y, const T* x, size_t n, cudaStream_t stream);
+template <class A>
+void add_inplace_cuda(A* y, const A* x, size_t n, cudaStream_t stream);
+// *out = sum of x[0..n) in a fixed order (per-block partial sums, then those in block order).
+size_t sum_cuda_partials();
+void sum_cuda(float* out, const float* x, size_t n, float* partials, cudaStream_t stream);
+// dst = src rounded to A, n elements (the bf16 copies of the fp32 parameters).
+template <class A>
+void convert_cuda(A* dst, const float* src, size_t n, cudaStream_t stream);
 
+// A: the storage type of activations and of the weight copies the products read (float or bf16).
+// Parameters, gradients, LayerNorm statistics and losses are fp32 (the model's T = float).
+template <class A>
 class CudaOps {
  public:
   static constexpr bool on_host = false;
   template <class T>
   using Buffer = DeviceBuffer<T>;
+  template <class T>
+  using Act = A;
   template <class T>
   static void resize(Buffer<T>& b, size_t n) {
     b.assign_zero(n);
@@ -57,14 +69,17 @@ class CudaOps {
     BYTELM_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), src.size() * sizeof(T), cudaMemcpyDeviceToHost, stream_));
     BYTELM_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
+  void convert(Buffer<A>& dst, const Buffer<float>& src) {
+    if (dst.size() != src.size()) dst.assign_zero(src.size());
+    convert_cuda(dst.data(), src.data(), src.size(), stream_);
+  }
   const uint8_t* put_bytes(Buffer<uint8_t>& dst, const uint8_t* src, size_t n) {
     OpScope scope_("put_bytes");
     if (dst.size() < n) dst.assign_zero(n);
     BYTELM_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src, n, cudaMemcpyHostToDevice, stream_));
     return dst.data();
   }
-  template <class T>
-  void add(T* y, const T* x, size_t n) {
+  void add(A* y, const A* x, size_t n) {
     OpScope scope_("add");
     add_inplace_cuda(y, x, n, stream_);
   }
@@ -73,97 +88,87 @@ class CudaOps {
     OpScope scope_("zero");
     BYTELM_CUDA_CHECK(cudaMemsetAsync(p, 0, n * sizeof(T), stream_));
   }
-  // Waits for the stream: the mean (summed on the host in the CPU's order) and, if asked, every row's loss.
+  // Waits for the stream: the mean, summed on the device in a fixed order (one float comes back), and, if
+  // asked, every row's loss.
   template <class T>
   T mean_loss(const T* loss, int N, T* row_loss) {
     OpScope scope_("mean_loss");
-    std::vector<T> host(N);
-    BYTELM_CUDA_CHECK(cudaMemcpyAsync(host.data(), loss, N * sizeof(T), cudaMemcpyDeviceToHost, stream_));
+    float* sum = partials(sum_cuda_partials() + 1);
+    sum_cuda(sum, loss, N, sum + 1, stream_);
+    float total = 0;
+    BYTELM_CUDA_CHECK(cudaMemcpyAsync(&total, sum, sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    if (row_loss) BYTELM_CUDA_CHECK(cudaMemcpyAsync(row_loss, loss, N * sizeof(T), cudaMemcpyDeviceToHost, stream_));
     BYTELM_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    T total = 0;
-    for (int i = 0; i < N; i++) total += host[i];
-    if (row_loss) std::copy(host.begin(), host.end(), row_loss);
     return total / N;
   }
 
-  template <class T>
-  void embedding_forward(T* e, const uint8_t* x, const T* E, int N, int d) {
+  void embedding_forward(A* e, const uint8_t* x, const float* E, int N, int d) {
     OpScope scope_("embedding_forward");
     embedding_forward_cuda(e, x, E, N, d, stream_);
   }
-  template <class T>
-  void embedding_backward(T* dE, const T* de, const uint8_t* x, int N, int d) {
+  void embedding_backward(float* dE, const A* de, const uint8_t* x, int N, int d) {
     OpScope scope_("embedding_backward");
-    embedding_backward_cuda(dE, de, x, N, d, stream_);
+    embedding_backward_cuda(dE, de, x, N, d, workspace(embedding_backward_cuda_scratch_bytes(N, sizeof(A))), gemm_,
+                            stream_);
   }
-  template <class T>
-  void patch_mean_forward(T* p, const T* e, int B, int T_, int P, int d) {
+  void patch_mean_forward(A* p, const A* e, int B, int T_, int P, int d) {
     OpScope scope_("patch_mean_forward");
     patch_mean_forward_cuda(p, e, B, T_, P, d, stream_);
   }
-  template <class T>
-  void patch_mean_backward(T* de, const T* dp, int B, int T_, int P, int d) {
+  void patch_mean_backward(A* de, const A* dp, int B, int T_, int P, int d) {
     OpScope scope_("patch_mean_backward");
     patch_mean_backward_cuda(de, dp, B, T_, P, d, stream_);
   }
-  template <class T>
-  void patch_broadcast_forward(T* out, const T* p, const T* start, const T* e, int B, int T_, int P, int d) {
+  void patch_broadcast_forward(A* out, const A* p, const float* start, const A* e, int B, int T_, int P, int d) {
     OpScope scope_("patch_broadcast_forward");
     patch_broadcast_forward_cuda(out, p, start, e, B, T_, P, d, stream_);
   }
-  template <class T>
-  void patch_broadcast_backward(T* dp, T* dstart, T* de, const T* dout, int B, int T_, int P, int d) {
+  void patch_broadcast_backward(A* dp, float* dstart, A* de, const A* dout, int B, int T_, int P, int d) {
     OpScope scope_("patch_broadcast_backward");
     patch_broadcast_backward_cuda(dp, dstart, de, dout, B, T_, P, d, stream_);
   }
-  template <class T>
-  void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, int N, int C) {
+  void layernorm_forward(A* y, float* mean, float* rstd, const A* x, const float* w, const float* b, int N, int C) {
     OpScope scope_("layernorm_forward");
     layernorm_forward_cuda(y, mean, rstd, x, w, b, N, C, stream_);
   }
-  template <class T>
-  void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd, const T* w, int N,
-                          int C, bool accumulate_dx) {
+  void layernorm_backward(A* dx, float* dw, float* db, const A* dy, const A* x, const float* mean, const float* rstd,
+                          const float* w, int N, int C, bool accumulate_dx) {
     OpScope scope_("layernorm_backward");
     layernorm_backward_cuda(dx, dw, db, dy, x, mean, rstd, w, N, C, accumulate_dx,
                             partials(layernorm_backward_cuda_partials(N, C)), stream_);
   }
-  template <class T>
-  void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0) {
+  void diag_ssm_forward(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d,
+                        const float* h0, const A* residual) {
     OpScope scope_("diag_ssm_forward");
-    diag_ssm_forward_cuda(y, u, h, x, w, B, T_, d, h0, gemm_, stream_);
+    diag_ssm_forward_cuda(y, u, h, x, w, B, T_, d, h0, residual, gemm_, stream_);
   }
-  template <class T>
-  void diag_ssm_backward(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const T* u, const T* h, DiagSsmWeights<T> w,
-                         int B, int T_, int d, T* scratch) {
+  void diag_ssm_backward(A* dx, DiagSsmGrads<float> g, const A* dy, const A* x, const A* u, const A* h,
+                         DiagSsmWeights<float, A> w, int B, int T_, int d, A* scratch) {
     OpScope scope_("diag_ssm_backward");
     diag_ssm_backward_cuda(dx, g, dy, x, u, h, w, B, T_, d, scratch,
                            partials(diag_ssm_backward_cuda_partials(B, T_, d)), gemm_, stream_);
   }
-  template <class T>
-  void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H) {
+  void swiglu_forward(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H) {
     OpScope scope_("swiglu_forward");
-    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, (T*)workspace(swiglu_workspace_cuda(d, H)), gemm_, stream_);
+    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, workspace(swiglu_workspace_bytes_cuda(d, H, sizeof(A))), gemm_,
+                        stream_);
   }
-  template <class T>
-  void swiglu_backward(T* dx, T* dW12, T* dW3, const T* dy, const T* x, const T* g, const T* m, const T* W12,
-                       const T* W3, int N, int d, int H, T* scratch) {
+  void swiglu_backward(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m, const A* W12,
+                       const A* W3, int N, int d, int H, A* scratch) {
     OpScope scope_("swiglu_backward");
     swiglu_backward_cuda(dx, dW12, dW3, dy, x, g, m, W12, W3, N, d, H, scratch,
-                         (T*)workspace(swiglu_workspace_cuda(d, H)), gemm_, stream_);
+                         workspace(swiglu_workspace_bytes_cuda(d, H, sizeof(A))), gemm_, stream_);
   }
-  template <class T>
-  void linear_forward(T* y, const T* x, const T* W, int N, int in, int out) {
+  void linear_forward(A* y, const A* x, const A* W, int N, int in, int out) {
     OpScope scope_("linear_forward");
     linear_forward_cuda(y, x, W, N, in, out, gemm_, stream_);
   }
-  template <class T>
-  void linear_backward(T* dx, T* dW, const T* dy, const T* x, const T* W, int N, int in, int out, bool accumulate_dx) {
+  void linear_backward(A* dx, float* dW, const A* dy, const A* x, const A* W, int N, int in, int out,
+                       bool accumulate_dx) {
     OpScope scope_("linear_backward");
     linear_backward_cuda(dx, dW, dy, x, W, N, in, out, accumulate_dx, gemm_, stream_);
   }
-  template <class T>
-  void cross_entropy(T* loss, T* dlogits, const T* logits, const uint8_t* y, int N, T scale) {
+  void cross_entropy(float* loss, A* dlogits, const A* logits, const uint8_t* y, int N, float scale) {
     OpScope scope_("cross_entropy");
     cross_entropy_forward_backward_cuda(loss, dlogits, logits, y, N, scale, stream_);
   }
@@ -174,7 +179,8 @@ class CudaOps {
     if (partials_.size() < n) partials_.assign_zero(n);
     return partials_.data();
   }
-  float* workspace(size_t n) {
+  void* workspace(size_t bytes) {
+    size_t n = (bytes + sizeof(float) - 1) / sizeof(float);
     if (workspace_.size() < n) workspace_.assign_zero(n);
     return workspace_.data();
   }

@@ -62,6 +62,9 @@ class Model {
   virtual void zero_grads() { std::fill(grads_.begin(), grads_.end(), T(0)); }
   virtual T* compute_params() { return params_.data(); }
   virtual T* compute_grads() { return grads_.data(); }
+  // A GPU model whose matrix products read bf16 weights: its device bf16 copy of compute_params(), which
+  // whatever updates those parameters on the device rewrites in the same pass (AdamW does); else null.
+  virtual void* compute_params_bf16() { return nullptr; }
   virtual void* compute_stream() { return nullptr; }  // the cudaStream_t its kernels run on (GPU models)
 
  protected:
@@ -87,9 +90,9 @@ class Model {
 // Builds a freshly initialised model of config.arch (Error for an unknown arch or bad sizes).
 template <class T>
 std::unique_ptr<Model<T>> make_model(const ModelConfig& config, uint64_t seed);
-// The same on a device: "cpu"; "cuda" (fp32 storage and accumulation, bf16 inputs to the matrix products);
-// "cuda-tf32" (TF32 inputs); "cuda-fp32" (true fp32 throughout, for parity with the CPU). Error where this
-// build or machine has no CUDA.
+// The same on a device: "cpu"; "cuda" (bf16 activations and matrix products with fp32 accumulation; fp32
+// parameters, gradients and optimizer state); "cuda-tf32" (fp32 storage, TF32 products); "cuda-fp32" (true
+// fp32 throughout, for parity with the CPU). Error where this build or machine has no CUDA.
 std::unique_ptr<Model<float>> make_model_on(const std::string& device, const ModelConfig& config, uint64_t seed);
 
 int64_t param_count(const ModelConfig& config);

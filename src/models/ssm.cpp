@@ -2,10 +2,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "core/rng.h"
 #include "models/cpu_ops.h"
 #ifdef BYTELM_WITH_CUDA
+#include "core/bf16.h"
 #include "models/cuda_ops.h"
 #endif
 
@@ -13,20 +15,26 @@ namespace bytelm {
 
 namespace {
 
-// Per-block activations over M = B * Tp patch rows (pointers into one buffer).
+// Per-block activations over M = B * Tp patch rows (pointers into two buffers): the
+// rows in the backend's activation type A, the LayerNorm statistics in the model's T.
 // S is the row stride of the SwiGLU hidden activations (the backend's hidden_stride(H)).
-template <class T>
+// Each array starts 16-byte aligned (whole multiples of 16 bytes before it), which the
+// GPU kernels' wide loads need.
+template <class T, class A>
 struct BlockActs {
-  T *ln1, *ln1_mean, *ln1_rstd, *u, *h, *q, *ln2, *ln2_mean, *ln2_rstd, *g, *m;
-  static size_t size(size_t M, int d, int S) { return M * (5 * (size_t)d + 3 * (size_t)S + 4); }
-  static BlockActs carve(T* base, size_t M, int d, int S) {
+  A *ln1, *u, *h, *q, *ln2, *g, *m;
+  T *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
+  static size_t aligned(size_t n) { return (n * sizeof(A) + 15) / 16 * 16 / sizeof(A); }
+  static size_t rows_size(size_t M, int d, int S) {
+    return 5 * aligned(M * d) + aligned(M * 2 * S) + aligned(M * S);
+  }
+  static size_t stats_size(size_t M) { return 4 * M; }
+  static BlockActs carve(A* rows, T* stats, size_t M, int d, int S) {
     BlockActs a;
-    T* at = base;
-    auto take = [&](size_t n) { T* p = at; at += n; return p; };
-    a.ln1 = take(M * d); a.ln1_mean = take(M); a.ln1_rstd = take(M);
-    a.u = take(M * d); a.h = take(M * d); a.q = take(M * d);
-    a.ln2 = take(M * d); a.ln2_mean = take(M); a.ln2_rstd = take(M);
+    auto take = [&](size_t n) { A* p = rows; rows += aligned(n); return p; };
+    a.ln1 = take(M * d); a.u = take(M * d); a.h = take(M * d); a.q = take(M * d); a.ln2 = take(M * d);
     a.g = take(M * 2 * S); a.m = take(M * S);
+    a.ln1_mean = stats; a.ln1_rstd = stats + M; a.ln2_mean = stats + 2 * M; a.ln2_rstd = stats + 3 * M;
     return a;
   }
 };
@@ -34,9 +42,15 @@ struct BlockActs {
 // One composition for every backend: Ops (cpu_ops.h, cuda_ops.h) supplies the
 // buffers and the layer calls. The host vectors params_/grads_ of Model are the
 // parameters on CPU; on a GPU the kernels use device copies (w_, g_) that
-// push_params/pull_params keep in step with them.
+// push_params/pull_params keep in step with them. Activations are stored as
+// A = Ops::Act<T> (T on the CPU, bf16 on the GPU's fast path), and the matrix
+// products read their weights as A: a copy (wa_) refreshed whenever the
+// parameters change, where A is not T.
 template <class T, class Ops>
 class SsmModel final : public Model<T> {
+  using A = typename Ops::template Act<T>;
+  static constexpr bool kWeightCopy = !Ops::on_host && !std::is_same_v<A, T>;
+
  public:
   // ops_args go to the backend (CudaOps takes its GemmPrecision).
   template <class... OpsArgs>
@@ -73,6 +87,7 @@ class SsmModel final : public Model<T> {
 
   void push_params() override {
     if constexpr (!Ops::on_host) ops_.upload(w_, this->params_);
+    if constexpr (kWeightCopy) ops_.convert(wa_, w_);
   }
   void pull_params() override {
     if constexpr (!Ops::on_host) ops_.download(this->params_, w_);
@@ -83,6 +98,10 @@ class SsmModel final : public Model<T> {
   void zero_grads() override { ops_.zero(G(), this->grads_.size()); }
   T* compute_params() override { return const_cast<T*>(W()); }
   T* compute_grads() override { return G(); }
+  void* compute_params_bf16() override {
+    if constexpr (kWeightCopy) return wa_.data();
+    else return nullptr;
+  }
   bool on_gpu() const override { return !Ops::on_host; }
   void* compute_stream() override {
     if constexpr (Ops::on_host) return nullptr;
@@ -102,7 +121,7 @@ class SsmModel final : public Model<T> {
       for (int l = 0; l < c.layers; l++) block_forward(l, stream_at(l), stream_at(l + 1), acts(l), B, T_ / P, nullptr);
     ops_.patch_broadcast_forward(up_.data(), stream_at(c.layers), W + start_, e_.data(), B, T_, P, d);
     output_forward(logits_.data(), z_.data(), zstat_.data(), up_.data(), N);
-    ops_.cross_entropy(loss_.data(), (T*)nullptr, logits_.data(), yd, N, T(0));
+    ops_.cross_entropy(loss_.data(), (A*)nullptr, logits_.data(), yd, N, T(0));
     return ops_.mean_loss(loss_.data(), N, row_loss);
   }
 
@@ -111,13 +130,13 @@ class SsmModel final : public Model<T> {
     int d = c.d, P = c.patch, B = batch_, N = B * seq_, M = B * patch_count(seq_, P);
     const T* W = this->W();
     T* G = this->G();
-    T* dlogits = logits_.data();  // the logits are not needed again: reuse in place
+    A* dlogits = logits_.data();  // the logits are not needed again: reuse in place
     ops_.cross_entropy(loss_.data(), dlogits, logits_.data(), y_.data(), N, T(1) / N);
-    T* dz = bufA_.data();
-    ops_.linear_backward(dz, G + head_, dlogits, z_.data(), W + head_, N, d, 256, false);
+    A* dz = bufA_.data();
+    ops_.linear_backward(dz, G + head_, dlogits, z_.data(), WA() + head_, N, d, 256, false);
     ops_.layernorm_backward(bufB_.data(), G + lnf_w_, G + lnf_b_, dz, up_.data(), zstat_.data(), zstat_.data() + N,
                             W + lnf_w_, N, d, false);
-    T* de = bufA_.data();
+    A* de = bufA_.data();
     ops_.patch_broadcast_backward(dp_.data(), G + start_, de, bufB_.data(), B, seq_, P, d);
     if (M > 0)
       for (int l = c.layers - 1; l >= 0; l--) block_backward(l, stream_at(l), acts(l), B, seq_ / P);
@@ -175,6 +194,11 @@ class SsmModel final : public Model<T> {
     if constexpr (Ops::on_host) return this->params_.data();
     else return w_.data();
   }
+  // The parameters as the matrix products read them.
+  const A* WA() const {
+    if constexpr (kWeightCopy) return wa_.data();
+    else return W();
+  }
   T* G() {
     if constexpr (Ops::on_host) return this->grads_.data();
     else return g_.data();
@@ -193,48 +217,51 @@ class SsmModel final : public Model<T> {
     Ops::resize(logits_, N * 256);
     Ops::resize(loss_, N);
     Ops::resize(stream_, (c.layers + 1) * M * d);
-    Ops::resize(acts_, c.layers * BlockActs<T>::size(M, c.d, S));
+    Ops::resize(acts_, c.layers * Acts::rows_size(M, c.d, S));
+    Ops::resize(stats_, c.layers * Acts::stats_size(M));
     Ops::resize(dp_, M * d);
     Ops::resize(dtmp_, M * d);
     Ops::resize(scratch_, M * std::max(3 * S, d));
   }
 
   // Residual stream entering block l (l = layers: the output of the last block).
-  T* stream_at(int l) { return stream_.data() + (size_t)l * capacity_M_ * this->config_.d; }
-  BlockActs<T> acts(int l) {
+  using Acts = BlockActs<T, A>;
+  A* stream_at(int l) { return stream_.data() + (size_t)l * capacity_M_ * this->config_.d; }
+  Acts acts(int l) {
     int d = this->config_.d, S = Ops::hidden_stride(this->config_.hidden());
-    size_t sz = BlockActs<T>::size(capacity_M_, d, S);
-    return BlockActs<T>::carve(acts_.data() + l * sz, capacity_M_, d, S);
+    return Acts::carve(acts_.data() + l * Acts::rows_size(capacity_M_, d, S),
+                       stats_.data() + l * Acts::stats_size(capacity_M_), capacity_M_, d, S);
   }
 
-  DiagSsmWeights<T> ssm_weights(const Layer& L) const {
+  DiagSsmWeights<T, A> ssm_weights(const Layer& L) const {
     const T* W = this->W();
-    return {W + L.w_in, W + L.lam, W + L.w_out, W + L.D};
+    const A* WA = this->WA();
+    return {WA + L.w_in, W + L.lam, WA + L.w_out, W + L.D};
   }
 
   // out = q + SwiGLU(LN2(q)), q = in + DiagSSM(LN1(in)), over B sequences of Tp patches.
   // h0 ([B, d] or null) is the SSM state before the first patch.
-  void block_forward(int l, const T* in, T* out, BlockActs<T> a, int B, int Tp, const T* h0) const {
+  void block_forward(int l, const A* in, A* out, Acts a, int B, int Tp, const T* h0) const {
     const Layer& L = layers_[l];
     const T* W = this->W();
     int d = this->config_.d, H = this->config_.hidden(), M = B * Tp;
     ops_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, in, W + L.ln1_w, W + L.ln1_b, M, d);
-    ops_.diag_ssm_forward(a.q, a.u, a.h, a.ln1, ssm_weights(L), B, Tp, d, h0);
-    ops_.add(a.q, in, (size_t)M * d);
+    ops_.diag_ssm_forward(a.q, a.u, a.h, a.ln1, ssm_weights(L), B, Tp, d, h0, in);
     ops_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.q, W + L.ln2_w, W + L.ln2_b, M, d);
-    ops_.swiglu_forward(out, a.g, a.m, a.ln2, W + L.w12, W + L.w3, M, d, H);
+    ops_.swiglu_forward(out, a.g, a.m, a.ln2, WA() + L.w12, WA() + L.w3, M, d, H);
     ops_.add(out, a.q, (size_t)M * d);
   }
 
   // dp_ holds d(loss)/d(out) on entry and d(loss)/d(in) on return.
-  void block_backward(int l, const T* in, BlockActs<T> a, int B, int Tp) {
+  void block_backward(int l, const A* in, Acts a, int B, int Tp) {
     const Layer& L = layers_[l];
     const T* W = this->W();
     T* G = this->G();
     int d = this->config_.d, H = this->config_.hidden(), M = B * Tp;
-    T* dp = dp_.data();
-    T* dtmp = dtmp_.data();
-    ops_.swiglu_backward(dtmp, G + L.w12, G + L.w3, dp, a.ln2, a.g, a.m, W + L.w12, W + L.w3, M, d, H, scratch_.data());
+    A* dp = dp_.data();
+    A* dtmp = dtmp_.data();
+    ops_.swiglu_backward(dtmp, G + L.w12, G + L.w3, dp, a.ln2, a.g, a.m, WA() + L.w12, WA() + L.w3, M, d, H,
+                         scratch_.data());
     ops_.layernorm_backward(dp, G + L.ln2_w, G + L.ln2_b, dtmp, a.q, a.ln2_mean, a.ln2_rstd, W + L.ln2_w, M, d, true);
     DiagSsmGrads<T> g{G + L.w_in, G + L.lam, G + L.w_out, G + L.D};
     ops_.diag_ssm_backward(dtmp, g, dp, a.ln1, a.u, a.h, ssm_weights(L), B, Tp, d, scratch_.data());
@@ -242,11 +269,11 @@ class SsmModel final : public Model<T> {
   }
 
   // logits [N, 256] = Head(LN(up)); z [N, d] and zstat (mean [N], rstd [N]) kept for the backward.
-  void output_forward(T* logits, T* z, T* zstat, const T* up, int N) const {
+  void output_forward(A* logits, A* z, T* zstat, const A* up, int N) const {
     const T* W = this->W();
     int d = this->config_.d;
     ops_.layernorm_forward(z, zstat, zstat + N, up, W + lnf_w_, W + lnf_b_, N, d);
-    ops_.linear_forward(logits, z, W + head_, N, d, 256);
+    ops_.linear_forward(logits, z, WA() + head_, N, d, 256);
   }
 
   // Streaming: the same layer code at B = 1, one patch at a time, with the
@@ -257,7 +284,7 @@ class SsmModel final : public Model<T> {
     const SsmModel& m;
     std::shared_ptr<const SsmModel> keep;
     int d, P, count = 0;
-    std::vector<T> h, open_bytes, latest, patch_in, patch_out, up, z, zstat, acts;
+    std::vector<T> h, open_bytes, latest, patch_in, patch_out, up, z, zstat, acts, stats;
     Stream(const SsmModel& model, std::shared_ptr<const SsmModel> owner) : m(model), keep(std::move(owner)) {
       const ModelConfig& c = m.config_;
       d = c.d;
@@ -270,7 +297,8 @@ class SsmModel final : public Model<T> {
       up.assign(d, 0);
       z.assign(d, 0);
       zstat.assign(2, 0);
-      acts.assign(BlockActs<T>::size(1, d, Ops::hidden_stride(c.hidden())), 0);
+      acts.assign(Acts::rows_size(1, d, Ops::hidden_stride(c.hidden())), 0);
+      stats.assign(Acts::stats_size(1), 0);
     }
     void step(uint8_t byte, T* logits) override {
       const ModelConfig& c = m.config_;
@@ -278,7 +306,7 @@ class SsmModel final : public Model<T> {
       m.ops_.embedding_forward(e, &byte, m.params_.data() + m.emb_, 1, d);
       if (++count == P) {
         m.ops_.patch_mean_forward(patch_in.data(), open_bytes.data(), 1, P, P, d);
-        BlockActs<T> a = BlockActs<T>::carve(acts.data(), 1, d, Ops::hidden_stride(c.hidden()));
+        Acts a = Acts::carve(acts.data(), stats.data(), 1, d, Ops::hidden_stride(c.hidden()));
         for (int l = 0; l < c.layers; l++) {
           T* hl = h.data() + (size_t)l * d;
           m.block_forward(l, patch_in.data(), patch_out.data(), a, 1, 1, hl);
@@ -303,8 +331,9 @@ class SsmModel final : public Model<T> {
   size_t capacity_N_ = 0, capacity_M_ = 0;
   typename Ops::template Buffer<uint8_t> x_, y_;
   typename Ops::template Buffer<T> w_, g_;  // device copies of the parameters and gradients (GPU backends)
-  typename Ops::template Buffer<T> e_, up_, z_, zstat_, logits_, loss_, bufA_, bufB_, stream_, acts_, dp_, dtmp_,
-      scratch_;
+  typename Ops::template Buffer<A> wa_;     // the parameters as the products read them (kWeightCopy)
+  typename Ops::template Buffer<A> e_, up_, z_, logits_, bufA_, bufB_, stream_, acts_, dp_, dtmp_, scratch_;
+  typename Ops::template Buffer<T> zstat_, loss_, stats_;
 };
 
 }  // namespace
@@ -316,8 +345,9 @@ std::unique_ptr<Model<T>> make_ssm_model(const ModelConfig& config, uint64_t see
 
 #ifdef BYTELM_WITH_CUDA
 std::unique_ptr<Model<float>> make_ssm_model_cuda(const ModelConfig& config, uint64_t seed, const std::string& gemm) {
-  GemmPrecision p = gemm == "fp32" ? GemmPrecision::fp32 : gemm == "tf32" ? GemmPrecision::tf32 : GemmPrecision::bf16;
-  return std::make_unique<SsmModel<float, CudaOps>>(config, seed, p);
+  if (gemm == "bf16") return std::make_unique<SsmModel<float, CudaOps<bf16>>>(config, seed, GemmPrecision::bf16);
+  GemmPrecision p = gemm == "fp32" ? GemmPrecision::fp32 : GemmPrecision::tf32;
+  return std::make_unique<SsmModel<float, CudaOps<float>>>(config, seed, p);
 }
 #endif
 

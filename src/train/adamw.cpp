@@ -6,6 +6,7 @@
 #include "core/parallel.h"
 #ifdef BYTELM_WITH_CUDA
 #include "core/device_buffer.h"
+#include "core/bf16.h"
 #include "train/adamw_cuda.h"
 #endif
 
@@ -62,8 +63,8 @@ double AdamW::step(Model<float>& model, const TrainConfig& t, int step, double l
     }
     AdamWCudaArgs a{(float)lr, (float)t.weight_decay, (float)t.beta1, (float)t.beta2,
                     float(1 - std::pow(t.beta1, step + 1)), float(1 - std::pow(t.beta2, step + 1)), (float)t.clip};
-    adamw_step_cuda(model.compute_params(), model.compute_grads(), dev_->m.data(), dev_->v.data(), dev_->decay.data(),
-                    n, a, dev_->scratch.data(), stream);
+    adamw_step_cuda(model.compute_params(), (bf16*)model.compute_params_bf16(), model.compute_grads(), dev_->m.data(),
+                    dev_->v.data(), dev_->decay.data(), n, a, dev_->scratch.data(), stream);
     float norm = 0;
     BYTELM_CUDA_CHECK(cudaMemcpyAsync(&norm, dev_->scratch.data() + adamw_cuda_scratch() - 1, sizeof(float),
                                       cudaMemcpyDeviceToHost, stream));

@@ -29,7 +29,7 @@ __global__ void grad_norm_kernel(const float* partial, float* norm) {
   *norm = (float)sqrt(s);
 }
 
-__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, const uint8_t* decay, size_t n,
+__global__ void adamw_kernel(float* p, bf16* pb, const float* g, float* m, float* v, const uint8_t* decay, size_t n,
                              AdamWCudaArgs a, const float* norm) {
   size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
@@ -40,21 +40,23 @@ __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, const
   m[i] = mi;
   v[i] = vi;
   float update = (mi / a.bias1) / (sqrtf(vi / a.bias2) + 1e-8f);
-  p[i] -= a.lr * update + (decay[i] ? a.lr * a.weight_decay : 0.f) * p[i];
+  float pi = p[i] - (a.lr * update + (decay[i] ? a.lr * a.weight_decay : 0.f) * p[i]);
+  p[i] = pi;
+  if (pb) pb[i] = __float2bfloat16(pi);
 }
 
 }  // namespace
 
 size_t adamw_cuda_scratch() { return kNormBlocks + 1; }
 
-void adamw_step_cuda(float* params, const float* grads, float* m, float* v, const uint8_t* decay_mask, size_t n,
+void adamw_step_cuda(float* params, bf16* params_bf16, const float* grads, float* m, float* v, const uint8_t* decay_mask, size_t n,
                      AdamWCudaArgs args, float* scratch, cudaStream_t stream) {
   float* norm = scratch + kNormBlocks;
   grad_sq_partials_kernel<<<kNormBlocks, cuda::kThreads, 0, stream>>>(grads, n, scratch);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   grad_norm_kernel<<<1, 32, 0, stream>>>(scratch, norm);
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  adamw_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, stream>>>(params, grads, m, v, decay_mask, n, args, norm);
+  adamw_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, stream>>>(params, params_bf16, grads, m, v, decay_mask, n, args, norm);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
