@@ -11,6 +11,7 @@
 #include "models/model.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/train_step.h"
 #ifdef BYTELM_WITH_CUDA
 #include "core/cuda_check.h"
 #endif
@@ -202,6 +203,39 @@ TEST(CudaModel, Bf16TrainingKeepsItsWeightCopyAndTheCurve) {
   fresh->push_params();
   float l_trained = bf->forward(x.data(), y.data(), B, T, nullptr), l_fresh = fresh->forward(x.data(), y.data(), B, T, nullptr);
   EXPECT_EQ(l_trained, l_fresh) << "the bf16 weight copy is stale after the optimizer step";
+}
+
+// TrainStep records a GPU step into a CUDA graph and replays it: the same losses, norms and parameters, to
+// the bit, as the direct calls, also across a change of batch shape and a reallocation (a larger forward
+// in between, as an evaluation may do), which must make it record again.
+TEST(CudaModel, GraphStepsMatchDirectSteps) {
+  REQUIRE_GPU();
+  ModelConfig c{"ssm", 64, 2, 2};
+  TrainConfig t;
+  t.steps = 8;
+  t.lr = 3e-3;
+  auto replayed = make_model_on("cuda", c, 13), direct = make_model_on("cuda", c, 13);
+  AdamW o_replayed(replayed->params().size()), o_direct(direct->params().size());
+  TrainStep stepper(*replayed, o_replayed);
+  Rng rng(6);
+  for (int s = 0; s < t.steps; s++) {
+    int B = s < 5 ? 4 : 3, T = 64;  // the shape changes at step 5
+    auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
+    if (s == 3) {  // a larger batch through both models: their buffers grow (new addresses)
+      auto xe = random_bytes(8 * T, rng), ye = random_bytes(8 * T, rng);
+      EXPECT_EQ(replayed->forward(xe.data(), ye.data(), 8, T, nullptr), direct->forward(xe.data(), ye.data(), 8, T, nullptr));
+    }
+    StepResult r = stepper.run(x.data(), y.data(), B, T, t, s, lr_at(t, s));
+    direct->zero_grads();
+    float loss = direct->forward(x.data(), y.data(), B, T, nullptr);
+    direct->backward();
+    double norm = o_direct.step(*direct, t, s, lr_at(t, s));
+    EXPECT_EQ(r.loss, loss) << "step " << s;
+    EXPECT_EQ(r.grad_norm, norm) << "step " << s;
+  }
+  replayed->pull_params();
+  direct->pull_params();
+  EXPECT_TRUE(replayed->params() == direct->params());
 }
 
 TEST(CudaModel, NoGpuGivesAClearError) {

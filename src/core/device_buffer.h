@@ -20,6 +20,12 @@ inline size_t& device_bytes_peak() {
   static size_t n = 0;
   return n;
 }
+// Allocations made by DeviceBuffers so far: a captured CUDA graph holds device addresses, so whoever
+// replays one checks this has not moved since the capture.
+inline size_t& device_allocations() {
+  static size_t n = 0;
+  return n;
+}
 
 template <class T>
 class DeviceBuffer {
@@ -53,6 +59,7 @@ class DeviceBuffer {
     }
     BYTELM_CUDA_CHECK(err);
     n_ = n;
+    device_allocations()++;
     device_bytes_in_use() += n * sizeof(T);
     device_bytes_peak() = std::max(device_bytes_peak(), device_bytes_in_use());
     BYTELM_CUDA_CHECK(cudaMemset(p_, 0, n * sizeof(T)));

@@ -68,6 +68,22 @@ __device__ inline void store_pack(T* row, int c0, int C, bool vec, const Pack<T>
   }
 }
 
+// Launch shape of the kernels that give a block row to each data row (blockIdx.x) and a thread to each
+// pack of its d columns: blocks no wider than the row needs, so narrow rows leave no threads idle.
+struct RowPacks {
+  dim3 grid;
+  unsigned threads;
+};
+template <class T>
+inline RowPacks row_packs(size_t rows, int d) {
+  int packs = (d + Pack<T>::n - 1) / Pack<T>::n;
+  int threads = (packs + 31) / 32 * 32;
+  if (threads > kThreads) threads = kThreads;
+  return {dim3((unsigned)rows, (unsigned)((packs + threads - 1) / threads)), (unsigned)threads};
+}
+// The first column of this thread's pack in a row_packs launch.
+__device__ inline int pack_column(int n) { return (blockIdx.y * blockDim.x + threadIdx.x) * n; }
+
 // out[c] += sum over g < G of part[g * stride + c], c < n, in a fixed order: thread (column c, lane y) sums
 // g = y, y + kSumLanes, ... in increasing g, then lane 0 adds the kSumLanes sums in lane order. The lanes
 // and the unrolled loop keep many loads in flight (one thread a column would wait on each load in turn).

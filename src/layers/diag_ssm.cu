@@ -142,7 +142,7 @@ __global__ void diag_scan_dlam_kernel(float* dlam, const float* da_part, const f
 template <class T>
 __global__ void skip_forward_kernel(T* y, const T* x, const float* D, const T* residual, int d, bool vec) {
   constexpr int n = Pack<T>::n;
-  int c0 = (blockIdx.y * blockDim.x + threadIdx.x) * n;
+  int c0 = pack_column(n);
   if (c0 >= d) return;
   size_t row = (size_t)blockIdx.x * d;
   Pack<T> yp = load_pack(y + row, c0, d, vec), xp = load_pack(x + row, c0, d, vec), rp;
@@ -217,8 +217,8 @@ void diag_ssm_forward_cuda(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A
   diag_scan_forward_cuda(h, u, w.lam, B, T_, d, h0, stream);
   linear_forward_cuda(y, h, w.W_out, N, d, d, gemm, stream);
   bool vec = packable(y, d) && packable(x, d) && (!residual || packable(residual, d));
-  skip_forward_kernel<<<dim3(N, blocks_for((d + Pack<A>::n - 1) / Pack<A>::n)), kThreads, 0, stream>>>(
-      y, x, w.D, residual, d, vec);
+  RowPacks l = row_packs<A>(N, d);
+  skip_forward_kernel<<<l.grid, l.threads, 0, stream>>>(y, x, w.D, residual, d, vec);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -8,10 +8,17 @@ using namespace cuda;
 
 namespace {
 
+// A block row per position, a thread per pack of columns (row_packs).
 template <class T>
-__global__ void embedding_forward_kernel(T* e, const uint8_t* x, const float* E, int N, int d) {
-  int i = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;  // row i, column c: no 64-bit index division
-  if (i < N && c < d) e[(size_t)i * d + c] = (T)E[(size_t)x[i] * d + c];
+__global__ void embedding_forward_kernel(T* e, const uint8_t* x, const float* E, int d, bool vec) {
+  constexpr int n = Pack<T>::n;
+  int i = blockIdx.x, c0 = pack_column(n);
+  if (c0 >= d) return;
+  const float* src = E + (size_t)x[i] * d;
+  Pack<T> out;
+#pragma unroll
+  for (int k = 0; k < n; k++) out.set(k, c0 + k < d ? src[c0 + k] : 0.f);
+  store_pack(e + (size_t)i * d, c0, d, vec, out);
 }
 
 // onehot [256, N]: row v is 1 where x[i] == v (i fastest across threads, so the writes are coalesced).
@@ -26,7 +33,8 @@ __global__ void onehot_kernel(T* onehot, const uint8_t* x, int N) {
 template <class A>
 void embedding_forward_cuda(A* e, const uint8_t* x, const float* E, int N, int d, cudaStream_t stream) {
   if (N == 0 || d == 0) return;
-  embedding_forward_kernel<<<dim3(N, blocks_for(d)), kThreads, 0, stream>>>(e, x, E, N, d);
+  RowPacks l = row_packs<A>(N, d);
+  embedding_forward_kernel<<<l.grid, l.threads, 0, stream>>>(e, x, E, d, packable(e, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -4,12 +4,21 @@
 
 namespace bytelm {
 
+using namespace cuda;
+
 namespace {
 
+// A thread per pack of 16 bytes (the last one partial when n is not a multiple of the pack).
 template <class T>
-__global__ void add_inplace_kernel(T* y, const T* x, size_t n) {
-  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) y[i] = (T)((float)y[i] + (float)x[i]);
+__global__ void add_inplace_kernel(T* y, const T* x, size_t n, bool vec) {
+  constexpr int P = Pack<T>::n;
+  size_t k = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * P;
+  if (k >= n) return;
+  int len = n - k < (size_t)P ? (int)(n - k) : P;
+  Pack<T> a = load_pack(y + k, 0, len, vec && len == P), b = load_pack(x + k, 0, len, vec && len == P);
+#pragma unroll
+  for (int j = 0; j < P; j++) a.set(j, a.get(j) + b.get(j));
+  store_pack(y + k, 0, len, vec && len == P, a);
 }
 
 template <class T>
@@ -56,7 +65,9 @@ void sum_cuda(float* out, const float* x, size_t n, float* partials, cudaStream_
 template <class A>
 void add_inplace_cuda(A* y, const A* x, size_t n, cudaStream_t stream) {
   if (n == 0) return;
-  add_inplace_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, stream>>>(y, x, n);
+  bool vec = cuda::packable(y, 0) && cuda::packable(x, 0);
+  add_inplace_kernel<<<cuda::blocks_for((n + cuda::Pack<A>::n - 1) / cuda::Pack<A>::n), cuda::kThreads, 0, stream>>>(
+      y, x, n, vec);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -73,6 +84,9 @@ CudaOps<A>::CudaOps(GemmPrecision precision) {
   BYTELM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   BYTELM_CUBLAS_CHECK(cublasCreate(&gemm_.handle));
   BYTELM_CUBLAS_CHECK(cublasSetStream(gemm_.handle, stream_));
+  loss_sum_.resize(1);
+  cublas_workspace_.assign_zero(32 << 20);  // cuBLAS's own advice for Hopper
+  BYTELM_CUBLAS_CHECK(cublasSetWorkspace(gemm_.handle, cublas_workspace_.data(), cublas_workspace_.size()));
   bool tf32 = precision == GemmPrecision::tf32;
   BYTELM_CUBLAS_CHECK(cublasSetMathMode(gemm_.handle, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   gemm_.compute = precision == GemmPrecision::bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;

@@ -5,10 +5,12 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "core/device_buffer.h"
+#include "core/pinned_buffer.h"
 #include "core/op_profile.h"
 #include "layers/cross_entropy_cuda.h"
 #include "layers/diag_ssm_cuda.h"
@@ -88,19 +90,22 @@ class CudaOps {
     OpScope scope_("zero");
     BYTELM_CUDA_CHECK(cudaMemsetAsync(p, 0, n * sizeof(T), stream_));
   }
-  // Waits for the stream: the mean, summed on the device in a fixed order (one float comes back), and, if
-  // asked, every row's loss.
+  // The mean, summed on the device in a fixed order into a page-locked float, and, if asked, every row's
+  // loss. Waits for the stream, except while the stream is being captured into a graph: then it returns
+  // NaN, and last_mean_loss() reads the mean once a replay has finished.
   template <class T>
   T mean_loss(const T* loss, int N, T* row_loss) {
     OpScope scope_("mean_loss");
     float* sum = partials(sum_cuda_partials() + 1);
     sum_cuda(sum, loss, N, sum + 1, stream_);
-    float total = 0;
-    BYTELM_CUDA_CHECK(cudaMemcpyAsync(&total, sum, sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    BYTELM_CUDA_CHECK(cudaMemcpyAsync(loss_sum_.data(), sum, sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    loss_count_ = N;
+    if (stream_capturing(stream_)) return T(NAN);
     if (row_loss) BYTELM_CUDA_CHECK(cudaMemcpyAsync(row_loss, loss, N * sizeof(T), cudaMemcpyDeviceToHost, stream_));
     BYTELM_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return total / N;
+    return last_mean_loss();
   }
+  float last_mean_loss() const { return loss_count_ > 0 ? loss_sum_.data()[0] / loss_count_ : NAN; }
 
   void embedding_forward(A* e, const uint8_t* x, const float* E, int N, int d) {
     OpScope scope_("embedding_forward");
@@ -187,6 +192,9 @@ class CudaOps {
   cudaStream_t stream_ = nullptr;
   Gemm gemm_;
   DeviceBuffer<float> partials_, workspace_;
+  DeviceBuffer<uint8_t> cublas_workspace_;  // fixed, so cuBLAS never allocates while a graph is captured
+  PinnedBuffer<float> loss_sum_;
+  int loss_count_ = 0;
 };
 
 }  // namespace bytelm

@@ -3,6 +3,7 @@
 // forward/backward over byte windows, and an O(1)-state byte stream.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -65,6 +66,9 @@ class Model {
   // A GPU model whose matrix products read bf16 weights: its device bf16 copy of compute_params(), which
   // whatever updates those parameters on the device rewrites in the same pass (AdamW does); else null.
   virtual void* compute_params_bf16() { return nullptr; }
+  // The mean loss of the last forward: what forward returned, or for a GPU forward recorded into a CUDA
+  // graph (which returns NaN), the value its last replay left (see train/train_step.h).
+  virtual T last_loss() const { return last_loss_; }
   virtual void* compute_stream() { return nullptr; }  // the cudaStream_t its kernels run on (GPU models)
 
  protected:
@@ -82,6 +86,7 @@ class Model {
   }
 
   ModelConfig config_;
+  T last_loss_ = T(NAN);
   std::vector<ParamInfo> info_;
   std::vector<T> params_, grads_;
   size_t next_offset_ = 0;

@@ -98,6 +98,10 @@ class SsmModel final : public Model<T> {
   void zero_grads() override { ops_.zero(G(), this->grads_.size()); }
   T* compute_params() override { return const_cast<T*>(W()); }
   T* compute_grads() override { return G(); }
+  T last_loss() const override {
+    if constexpr (Ops::on_host) return this->last_loss_;
+    else return ops_.last_mean_loss();
+  }
   void* compute_params_bf16() override {
     if constexpr (kWeightCopy) return wa_.data();
     else return nullptr;
@@ -122,7 +126,7 @@ class SsmModel final : public Model<T> {
     ops_.patch_broadcast_forward(up_.data(), stream_at(c.layers), W + start_, e_.data(), B, T_, P, d);
     output_forward(logits_.data(), z_.data(), zstat_.data(), up_.data(), N);
     ops_.cross_entropy(loss_.data(), (A*)nullptr, logits_.data(), yd, N, T(0));
-    return ops_.mean_loss(loss_.data(), N, row_loss);
+    return this->last_loss_ = ops_.mean_loss(loss_.data(), N, row_loss);
   }
 
   void backward() override {

@@ -6,6 +6,7 @@
 #include "core/parallel.h"
 #ifdef BYTELM_WITH_CUDA
 #include "core/device_buffer.h"
+#include "core/pinned_buffer.h"
 #include "core/bf16.h"
 #include "train/adamw_cuda.h"
 #endif
@@ -26,6 +27,9 @@ double lr_at(const TrainConfig& t, int step) {
 struct AdamW::Device {
   DeviceBuffer<float> m, v, scratch;
   DeviceBuffer<uint8_t> decay;
+  DeviceBuffer<AdamWCudaArgs> args;
+  PinnedBuffer<AdamWCudaArgs> args_host{1};
+  PinnedBuffer<float> norm_host{1};
 };
 #else
 struct AdamW::Device {};
@@ -42,6 +46,22 @@ void AdamW::pull_moments() {
 #endif
 }
 
+void AdamW::set_step([[maybe_unused]] const TrainConfig& t, [[maybe_unused]] int step, [[maybe_unused]] double lr) {
+#ifdef BYTELM_WITH_CUDA
+  if (!dev_) throw Error("AdamW::set_step before the first GPU step");
+  dev_->args_host.data()[0] = {(float)lr, (float)t.weight_decay, (float)t.beta1, (float)t.beta2,
+                               float(1 - std::pow(t.beta1, step + 1)), float(1 - std::pow(t.beta2, step + 1)),
+                               (float)t.clip};
+#endif
+}
+
+double AdamW::last_norm() const {
+#ifdef BYTELM_WITH_CUDA
+  if (dev_) return dev_->norm_host.data()[0];
+#endif
+  return last_norm_;
+}
+
 double AdamW::step(Model<float>& model, const TrainConfig& t, int step, double lr) {
   const std::vector<ParamInfo>& info = model.param_info();
   OpScope scope("adamw");
@@ -55,21 +75,23 @@ double AdamW::step(Model<float>& model, const TrainConfig& t, int step, double l
       dev_->v.assign_zero(n);
       dev_->scratch.assign_zero(adamw_cuda_scratch());
       dev_->decay.assign_zero(n);
+      dev_->args.assign_zero(1);
       std::vector<uint8_t> mask(n, 0);
       for (const ParamInfo& p : info) std::fill(mask.begin() + p.offset, mask.begin() + p.offset + p.size, p.decay);
       BYTELM_CUDA_CHECK(cudaMemcpy(dev_->m.data(), m.data(), n * sizeof(float), cudaMemcpyHostToDevice));
       BYTELM_CUDA_CHECK(cudaMemcpy(dev_->v.data(), v.data(), n * sizeof(float), cudaMemcpyHostToDevice));
       BYTELM_CUDA_CHECK(cudaMemcpy(dev_->decay.data(), mask.data(), n, cudaMemcpyHostToDevice));
     }
-    AdamWCudaArgs a{(float)lr, (float)t.weight_decay, (float)t.beta1, (float)t.beta2,
-                    float(1 - std::pow(t.beta1, step + 1)), float(1 - std::pow(t.beta2, step + 1)), (float)t.clip};
+    set_step(t, step, lr);
+    BYTELM_CUDA_CHECK(cudaMemcpyAsync(dev_->args.data(), dev_->args_host.data(), sizeof(AdamWCudaArgs),
+                                      cudaMemcpyHostToDevice, stream));
     adamw_step_cuda(model.compute_params(), (bf16*)model.compute_params_bf16(), model.compute_grads(), dev_->m.data(),
-                    dev_->v.data(), dev_->decay.data(), n, a, dev_->scratch.data(), stream);
-    float norm = 0;
-    BYTELM_CUDA_CHECK(cudaMemcpyAsync(&norm, dev_->scratch.data() + adamw_cuda_scratch() - 1, sizeof(float),
-                                      cudaMemcpyDeviceToHost, stream));
+                    dev_->v.data(), dev_->decay.data(), n, dev_->args.data(), dev_->scratch.data(), stream);
+    BYTELM_CUDA_CHECK(cudaMemcpyAsync(dev_->norm_host.data(), dev_->scratch.data() + adamw_cuda_scratch() - 1,
+                                      sizeof(float), cudaMemcpyDeviceToHost, stream));
+    if (stream_capturing(stream)) return NAN;
     BYTELM_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return norm;
+    return last_norm();
 #endif
   }
   std::vector<float>& params = model.params();
@@ -81,7 +103,7 @@ double AdamW::step(Model<float>& model, const TrainConfig& t, int step, double l
     for (size_t i = p.offset; i < p.offset + p.size; i++) s += (double)grads[i] * grads[i];
     part[0] += s;
   });
-  double norm = std::sqrt(sq);
+  double norm = last_norm_ = std::sqrt(sq);
   float scale = (t.clip > 0 && norm > t.clip) ? float(t.clip / norm) : 1.f;
   float b1 = (float)t.beta1, b2 = (float)t.beta2;
   float c1 = float(1 - std::pow(t.beta1, step + 1)), c2 = float(1 - std::pow(t.beta2, step + 1));

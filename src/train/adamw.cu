@@ -30,9 +30,10 @@ __global__ void grad_norm_kernel(const float* partial, float* norm) {
 }
 
 __global__ void adamw_kernel(float* p, bf16* pb, const float* g, float* m, float* v, const uint8_t* decay, size_t n,
-                             AdamWCudaArgs a, const float* norm) {
+                             const AdamWCudaArgs* args, const float* norm) {
   size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
+  const AdamWCudaArgs a = *args;  // in device memory, so a recorded graph reads each step's values
   float scale = (a.clip > 0.f && *norm > a.clip) ? a.clip / *norm : 1.f;
   float gi = g[i] * scale;
   float mi = a.beta1 * m[i] + (1.f - a.beta1) * gi;
@@ -49,14 +50,16 @@ __global__ void adamw_kernel(float* p, bf16* pb, const float* g, float* m, float
 
 size_t adamw_cuda_scratch() { return kNormBlocks + 1; }
 
-void adamw_step_cuda(float* params, bf16* params_bf16, const float* grads, float* m, float* v, const uint8_t* decay_mask, size_t n,
-                     AdamWCudaArgs args, float* scratch, cudaStream_t stream) {
+void adamw_step_cuda(float* params, bf16* params_bf16, const float* grads, float* m, float* v,
+                     const uint8_t* decay_mask, size_t n, const AdamWCudaArgs* args, float* scratch,
+                     cudaStream_t stream) {
   float* norm = scratch + kNormBlocks;
   grad_sq_partials_kernel<<<kNormBlocks, cuda::kThreads, 0, stream>>>(grads, n, scratch);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   grad_norm_kernel<<<1, 32, 0, stream>>>(scratch, norm);
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  adamw_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, stream>>>(params, params_bf16, grads, m, v, decay_mask, n, args, norm);
+  adamw_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, stream>>>(params, params_bf16, grads, m, v, decay_mask, n,
+                                                                     args, norm);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 

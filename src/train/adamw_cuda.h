@@ -21,7 +21,8 @@ size_t adamw_cuda_scratch();
 // decay_mask[i] = 1 where weight decay applies. The last float of scratch receives
 // the gradient norm before clipping. params_bf16, when given, receives the
 // updated parameters rounded to bf16 (the copy a bf16 model's products read).
-void adamw_step_cuda(float* params, bf16* params_bf16, const float* grads, float* m, float* v, const uint8_t* decay_mask, size_t n,
-                     AdamWCudaArgs args, float* scratch, cudaStream_t stream);
+void adamw_step_cuda(float* params, bf16* params_bf16, const float* grads, float* m, float* v,
+                     const uint8_t* decay_mask, size_t n, const AdamWCudaArgs* args, float* scratch,
+                     cudaStream_t stream);
 
 }  // namespace bytelm

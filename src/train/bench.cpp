@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "train/adamw.h"
 #include "train/corpus.h"
+#include "train/train_step.h"
 #ifdef BYTELM_WITH_CUDA
 #include <cuda_runtime.h>
 
@@ -34,6 +35,7 @@ std::string run_bench(const BenchOptions& o) {
   if (o.warmup < 0 || o.steps < 1) throw Error("bench needs --warmup >= 0 and --steps >= 1");
   auto model = make_model_on(o.device, o.cfg.model, t.seed);
   AdamW opt(model->params().size());
+  TrainStep stepper(*model, opt);
   size_t window = (size_t)t.seq + 1;
   std::vector<uint8_t> windows((size_t)t.batch * window), x((size_t)t.batch * t.seq), y((size_t)t.batch * t.seq);
   std::optional<Corpus> corpus;
@@ -48,10 +50,7 @@ std::string run_bench(const BenchOptions& o) {
       for (auto& b : windows) b = uint8_t(rng.next_u64());
     }
     split_windows(windows.data(), t.batch, t.seq, x.data(), y.data());
-    model->zero_grads();
-    loss = model->forward(x.data(), y.data(), t.batch, t.seq, nullptr);
-    model->backward();
-    opt.step(*model, t, s, lr_at(t, s));
+    loss = stepper.run(x.data(), y.data(), t.batch, t.seq, t, s, lr_at(t, s)).loss;
   };
   for (int s = 0; s < o.warmup; s++) one_step(s);
   std::string device_name = "cpu";

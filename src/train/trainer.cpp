@@ -15,6 +15,7 @@
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/corpus.h"
+#include "train/train_step.h"
 
 namespace bytelm {
 
@@ -125,6 +126,7 @@ TrainReport train(const TrainJob& job) {
   TrainReport report;
   int end = job.stop_after >= 0 ? std::min(t.steps, job.stop_after) : t.steps;
   std::vector<uint8_t> window((size_t)t.batch * (t.seq + 1)), x((size_t)t.batch * t.seq), y((size_t)t.batch * t.seq);
+  TrainStep stepper(*model, *opt);
   Progress bar("step", t.steps, job.progress, step);
   auto t0 = std::chrono::steady_clock::now();
   int first_step = step;
@@ -136,12 +138,12 @@ TrainReport train(const TrainJob& job) {
   for (; step < end; step++) {
     sample_windows(train_range, t.seed, (uint64_t)step, t.batch, t.seq + 1, window.data());
     split_windows(window.data(), t.batch, t.seq, x.data(), y.data());
-    model->zero_grads();
-    float loss = model->forward(x.data(), y.data(), t.batch, t.seq, nullptr);
-    if (!std::isfinite(loss)) throw Error("training diverged at step " + std::to_string(step + 1) + " (loss is " + std::to_string(loss) + "); try a lower --lr");
-    model->backward();
     double lr = lr_at(t, step);
-    double gnorm = opt->step(*model, t, step, lr);
+    StepResult r = stepper.run(x.data(), y.data(), t.batch, t.seq, t, step, lr);
+    float loss = r.loss;
+    double gnorm = r.grad_norm;
+    // the update is done by now (a GPU step is one unit), but nothing of it is saved: the run stops here
+    if (!std::isfinite(loss)) throw Error("training diverged at step " + std::to_string(step + 1) + " (loss is " + std::to_string(loss) + "); try a lower --lr");
     report.losses.push_back(loss);
     last_loss = loss;
     int done = step + 1;
