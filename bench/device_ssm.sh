@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# One device call for the ssm family on the GPU: the CUDA tests, then bytelm's training throughput and the
-# PyTorch peer's (../shared/peers/ssm_ref.py, carried in .peers) at the three sizes, seq 2048, side by side.
-# Built on the dev machine; the binaries travel in .devbin (cp build/bytelm .devbin/bytelm_tests .devbin/), with
-# .devlib (the OpenBLAS, libgomp and libstdc++ they link) and .peers (a copy of ../shared/peers).
+# One device call for the ssm family on the GPU: the CUDA tests, the trainer end to end, then bytelm's training
+# throughput and the PyTorch peer's (../shared/peers/ssm_ref.py, carried in .peers) at the three sizes,
+# seq 2048, side by side on the same card.
+# Built on the dev machine; the binaries travel in .devbin (cp build/bytelm build/bytelm_tests .devbin/), with
+# .devlib (the OpenBLAS, libgomp, libgfortran, libquadmath and libstdc++ they link) and .peers (a copy of ../shared/peers).
 #   device run: bash bench/device_ssm.sh     carry: .devbin .devlib .peers
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-.devbin/bytelm_tests --gtest_filter='Cuda*' 2>&1 | tee "$out/cuda_tests.log" | grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |FAILED|Failure" 
+.devbin/bytelm_tests --gtest_filter='Cuda*' 2>&1 | tee "$out/cuda_tests.log" | grep -E "^\[  (PASSED|FAILED) |FAILED|Failure"
 # the trainer end to end on the GPU: train, checkpoint, then eval the checkpoint on GPU and CPU
 rm -rf /tmp/gpu_run
 .devbin/bytelm train --device cuda --preset ssm-2m --steps 200 --batch 32 --seq 1024 --eval-every 100 --quiet \
@@ -19,11 +20,17 @@ done
 sizes=("256 4 64" "512 6 32" "1024 16 16")
 for s in "${sizes[@]}"; do
   set -- $s
-  for dev in ${DEVICES:-cuda}; do
-  .devbin/bytelm bench --device $dev --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 5 --steps 20 2>&1 | tee -a "$out/bench.jsonl"
-  done
+  .devbin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 5 --steps 30 2>&1 \
+    | tee -a "$out/bench.jsonl"
 done
 for s in "${sizes[@]}"; do
   set -- $s
-  timeout 200 python3 .peers/ssm_ref.py --d $1 --layers $2 --batch $3 --seq 2048 --steps 30 2>&1 | grep '^{' | tee -a "$out/peer.jsonl"
+  timeout 200 python3 .peers/ssm_ref.py --d $1 --layers $2 --batch $3 --seq 2048 --steps 30 2>&1 | grep '^{' \
+    | tee -a "$out/peer.jsonl"
+done
+# bytelm again after the peers, so drift of the card over the call shows
+for s in "${sizes[@]}"; do
+  set -- $s
+  .devbin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 5 --steps 30 2>&1 \
+    | tee -a "$out/bench_after.jsonl"
 done

@@ -153,35 +153,48 @@ __global__ void skip_forward_kernel(T* y, const T* x, const float* D, const T* r
   store_pack(y + row, c0, d, vec, yp);
 }
 
-// dx = D dy, and per-block partial sums of dy*x for dD: a block owns 32 columns
-// and a fixed set of rows (8 row lanes striding by 8 * gridDim.y).
+// dx = D dy, and per-block partial sums of dy*x for dD: a block owns 32 packs of columns
+// and a fixed set of rows (8 row lanes striding by 8 * gridDim.y), summed in row order, then
+// the lanes in lane order.
 constexpr int kSkipRowLanes = 8;
-constexpr int kSkipMaxBlocks = 256;
+constexpr int kSkipMaxBlocks = 512;
 
 int skip_blocks(int N) {
-  int g = (N + 63) / 64;
+  int g = (N + 127) / 128;
   return g < 1 ? 1 : g > kSkipMaxBlocks ? kSkipMaxBlocks : g;
 }
 
 template <class T>
-__global__ void skip_backward_kernel(T* dx, float* part, const T* dy, const T* x, const float* D, int N, int d) {
-  __shared__ float sums[kSkipRowLanes][32];
-  int lane = threadIdx.x % 32, r = threadIdx.x / 32, c = blockIdx.x * 32 + lane;
-  float s = 0.f;
-  if (c < d) {
-    float Dc = D[c];
+__global__ void __launch_bounds__(32 * kSkipRowLanes)
+    skip_backward_kernel(T* dx, float* part, const T* dy, const T* x, const float* D, int N, int d, bool vec) {
+  constexpr int n = Pack<T>::n;
+  __shared__ float sums[kSkipRowLanes][32 * n];
+  int px = threadIdx.x % 32, r = threadIdx.x / 32, c0 = (blockIdx.x * 32 + px) * n;
+  float s[n] = {};
+  if (c0 < d) {
+    float Dc[n];
+#pragma unroll
+    for (int j = 0; j < n; j++) Dc[j] = c0 + j < d ? D[c0 + j] : 0.f;
+#pragma unroll 4
     for (int i = blockIdx.y * kSkipRowLanes + r; i < N; i += gridDim.y * kSkipRowLanes) {
-      size_t k = (size_t)i * d + c;
-      float g = (float)dy[k];
-      s += g * (float)x[k];
-      dx[k] = (T)(Dc * g);
+      size_t row = (size_t)i * d;
+      Pack<T> g = load_pack(dy + row, c0, d, vec), xv = load_pack(x + row, c0, d, vec), out;
+#pragma unroll
+      for (int j = 0; j < n; j++) {
+        s[j] += g.get(j) * xv.get(j);
+        out.set(j, Dc[j] * g.get(j));
+      }
+      store_pack(dx + row, c0, d, vec, out);
     }
   }
-  sums[r][lane] = s;
+#pragma unroll
+  for (int j = 0; j < n; j++) sums[r][px * n + j] = s[j];
   __syncthreads();
-  if (r == 0 && c < d) {
+  for (int k = threadIdx.x; k < 32 * n; k += blockDim.x) {
+    int c = blockIdx.x * 32 * n + k;
+    if (c >= d) continue;
     float t = 0.f;
-    for (int j = 0; j < kSkipRowLanes; j++) t += sums[j][lane];
+    for (int j = 0; j < kSkipRowLanes; j++) t += sums[j][k];
     part[(size_t)blockIdx.y * d + c] = t;
   }
 }
@@ -236,7 +249,10 @@ void diag_ssm_backward_cuda(A* dx, DiagSsmGrads<float> g, const A* dy, const A* 
   A* dh = scratch;
   linear_backward_cuda(dh, g.W_out, dy, h, w.W_out, N, d, d, false, gemm, stream);
   int G = skip_blocks(N);
-  skip_backward_kernel<<<dim3((d + 31) / 32, G), kSkipRowLanes * 32, 0, stream>>>(dx, partials, dy, x, w.D, N, d);
+  unsigned tiles = (d + 32 * Pack<A>::n - 1) / (32 * Pack<A>::n);
+  skip_backward_kernel<<<dim3(tiles, G), kSkipRowLanes * 32, 0, stream>>>(dx, partials, dy, x, w.D, N, d,
+                                                                           packable(dx, d) && packable(dy, d) &&
+                                                                               packable(x, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
   add_partial_sums(g.D, partials, G, d, d, stream);
   diag_scan_backward_cuda(dh, g.lam, u, h, w.lam, B, T_, d, partials, stream);
