@@ -26,6 +26,7 @@
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"
+work=/tmp/wallclock_work; rm -rf "$work"; mkdir -p "$work"  # intermediate files (a call returns at most 8 from $OUT)
 SECS="${SECS:-240}" BATCH="${BATCH:-32}" SEQ="${SEQ:-2048}" STEPS="${STEPS:-1000000}"
 EVAL_EVERY="${EVAL_EVERY:-$STEPS}" SIDES="${SIDES:-bytelm peer}"
 D=512 LAYERS=6 PATCH=2  # the ssm-10m preset
@@ -53,14 +54,14 @@ if [[ " $SIDES " == *" bytelm "* ]]; then
   # The train summary's val_bpb covers the head of the val file (--eval-bytes); the eval after it scores all of it.
   timeout $((SECS + 120)) .devbin/bytelm train --device cuda --preset ssm-10m --batch "$BATCH" --seq "$SEQ" \
     --steps "$STEPS" --eval-every "$EVAL_EVERY" --max-seconds "$SECS" --quiet --data "$train" --val "$val" \
-    --out "$run" 2> "$out/bytelm_train.log" | tee "$out/bytelm_train.json"
+    --out "$run" 2> "$out/bytelm_train.log" | tee "$work/bytelm_train.json"
   cp "$run/metrics.jsonl" "$out/bytelm_metrics.jsonl"
-  timeout 300 .devbin/bytelm eval --device cuda --quiet --ckpt "$run" --data "$val" --seq "$SEQ" | tee "$out/bytelm_eval.json"
+  timeout 300 .devbin/bytelm eval --device cuda --quiet --ckpt "$run" --data "$val" --seq "$SEQ" | tee "$work/bytelm_eval.json"
   # train reports no GPU memory; bench's peak at the same size stands in for it (a few seconds)
   .devbin/bytelm bench --device cuda --preset ssm-10m --batch "$BATCH" --seq "$SEQ" --warmup 5 --steps 20 \
-    2>&1 | grep '^{' | tee "$out/bytelm_bench.json"
+    2>&1 | grep '^{' | tee "$work/bytelm_bench.json"
   # one line in the peer's shape: the run's steps and seconds, the whole-file val_bpb, bench's peak memory
-  python3 - "$out" "$D" "$LAYERS" "$PATCH" "$BATCH" "$SEQ" "$SECS" <<'PY' | tee -a "$out/wallclock.jsonl"
+  python3 - "$work" "$D" "$LAYERS" "$PATCH" "$BATCH" "$SEQ" "$SECS" <<'PY' | tee -a "$out/wallclock.jsonl"
 import json, sys
 out, d, layers, patch, batch, seq, secs = sys.argv[1], *map(int, sys.argv[2:7]), float(sys.argv[7])
 def first_json(path):
@@ -80,6 +81,6 @@ if [[ " $SIDES " == *" peer "* ]]; then
   # the peer compiles first (outside its clock, reported as compile_s), then trains SECS seconds and scores val
   timeout $((SECS + 300)) python3 bench/peer_ssm_timed.py --peer .peers/ssm_ref.py --data "$train" --val "$val" \
     --seconds "$SECS" --d $D --layers $LAYERS --patch $PATCH --batch "$BATCH" --seq "$SEQ" \
-    --schedule bytelm --steps "$STEPS" 2> "$out/peer.log" | grep '^{' | tee "$out/peer.json" | tee -a "$out/wallclock.jsonl"
+    --schedule bytelm --steps "$STEPS" 2> "$out/peer.log" | grep '^{' | tee -a "$out/wallclock.jsonl"
   tail -3 "$out/peer.log"
 fi
