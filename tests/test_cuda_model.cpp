@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <string>
 
 #include "causality.h"
 #include "core/rng.h"
@@ -37,6 +38,20 @@ std::vector<uint8_t> random_bytes(size_t n, Rng& rng) {
   std::vector<uint8_t> v(n);
   for (auto& b : v) b = uint8_t(rng.next_u64());
   return v;
+}
+
+// B windows of T bytes of a pangram text at random offsets (x), and the bytes after them (y).
+void text_batch(Rng& rng, int B, int T, std::vector<uint8_t>& x, std::vector<uint8_t>& y) {
+  static const std::string text = "the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. ";
+  x.resize(B * T);
+  y.resize(B * T);
+  for (int b = 0; b < B; b++) {
+    size_t o = rng.next_u64() % (text.size() - 1);
+    for (int i = 0; i < T; i++) {
+      x[b * T + i] = (uint8_t)text[(o + i) % text.size()];
+      y[b * T + i] = (uint8_t)text[(o + i + 1) % text.size()];
+    }
+  }
 }
 
 double rel_err(const float* a, const float* b, size_t n) {
@@ -95,18 +110,11 @@ TEST(CudaModel, FiftyTrainingStepsMatchCpu) {
   auto gpu = make_model_on("cuda-fp32", c, 11);
   AdamW oc(cpu->params().size()), og(gpu->params().size());
   Rng rng(4);
-  std::string text = "the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. ";
   int B = 4, T = 64;
   double worst = 0;
+  std::vector<uint8_t> x, y;
   for (int s = 0; s < t.steps; s++) {
-    std::vector<uint8_t> x(B * T), y(B * T);
-    for (int b = 0; b < B; b++) {
-      size_t o = rng.next_u64() % (text.size() - 1);
-      for (int i = 0; i < T; i++) {
-        x[b * T + i] = (uint8_t)text[(o + i) % text.size()];
-        y[b * T + i] = (uint8_t)text[(o + i + 1) % text.size()];
-      }
-    }
+    text_batch(rng, B, T, x, y);
     cpu->zero_grads();
     gpu->zero_grads();
     float lc = cpu->forward(x.data(), y.data(), B, T, nullptr);
@@ -174,22 +182,16 @@ TEST(CudaModel, Bf16TrainingKeepsItsWeightCopyAndTheCurve) {
   t.lr = 3e-3;
   auto bf = make_model_on("cuda", c, 11), exact = make_model_on("cuda-fp32", c, 11);
   AdamW ob(bf->params().size()), oe(exact->params().size());
-  std::string text = "the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. ";
   int B = 4, T = 64;
-  std::vector<uint8_t> x(B * T), y(B * T);
+  std::vector<uint8_t> x, y;
   Rng rng(5);
   double worst = 0;
   for (int s = 0; s < t.steps; s++) {
-    for (int b = 0; b < B; b++) {
-      size_t o = rng.next_u64() % (text.size() - 1);
-      for (int i = 0; i < T; i++) {
-        x[b * T + i] = (uint8_t)text[(o + i) % text.size()];
-        y[b * T + i] = (uint8_t)text[(o + i + 1) % text.size()];
-      }
-    }
+    text_batch(rng, B, T, x, y);
     bf->zero_grads();
     exact->zero_grads();
-    float lb = bf->forward(x.data(), y.data(), B, T, nullptr), le = exact->forward(x.data(), y.data(), B, T, nullptr);
+    float lb = bf->forward(x.data(), y.data(), B, T, nullptr);
+    float le = exact->forward(x.data(), y.data(), B, T, nullptr);
     worst = std::max(worst, std::fabs(double(lb) - le) / le);
     bf->backward();
     exact->backward();
@@ -201,7 +203,8 @@ TEST(CudaModel, Bf16TrainingKeepsItsWeightCopyAndTheCurve) {
   auto fresh = make_model_on("cuda", c, 99);
   fresh->params() = bf->params();
   fresh->push_params();
-  float l_trained = bf->forward(x.data(), y.data(), B, T, nullptr), l_fresh = fresh->forward(x.data(), y.data(), B, T, nullptr);
+  float l_trained = bf->forward(x.data(), y.data(), B, T, nullptr);
+  float l_fresh = fresh->forward(x.data(), y.data(), B, T, nullptr);
   EXPECT_EQ(l_trained, l_fresh) << "the bf16 weight copy is stale after the optimizer step";
 }
 
@@ -223,7 +226,8 @@ TEST(CudaModel, GraphStepsMatchDirectSteps) {
     auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
     if (s == 3) {  // a larger batch through both models: their buffers grow (new addresses)
       auto xe = random_bytes(8 * T, rng), ye = random_bytes(8 * T, rng);
-      EXPECT_EQ(replayed->forward(xe.data(), ye.data(), 8, T, nullptr), direct->forward(xe.data(), ye.data(), 8, T, nullptr));
+      float le_replayed = replayed->forward(xe.data(), ye.data(), 8, T, nullptr);
+      EXPECT_EQ(le_replayed, direct->forward(xe.data(), ye.data(), 8, T, nullptr));
     }
     StepResult r = stepper.run(x.data(), y.data(), B, T, t, s, lr_at(t, s));
     direct->zero_grads();

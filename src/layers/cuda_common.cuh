@@ -68,6 +68,24 @@ __device__ inline void store_pack(T* row, int c0, int C, bool vec, const Pack<T>
   }
 }
 
+// partials[blockIdx.x] = sum over this block's grid-stride share of x[i] (or x[i]^2 when kSquare): threads
+// in index order, warps by shuffles, then the warps in order: the order depends on n and the grid alone.
+template <bool kSquare>
+__global__ void sum_partials_kernel(float* partials, const float* x, size_t n) {
+  __shared__ float warp_sums[32];
+  float s = 0.f;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    s += kSquare ? x[i] * x[i] : x[i];
+  s = warp_sum(s);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = s;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0.f;
+    for (int w = 0; w < (int)blockDim.x / 32; w++) t += warp_sums[w];
+    partials[blockIdx.x] = t;
+  }
+}
+
 // Launch shape of the kernels that give a block row to each data row (blockIdx.x) and a thread to each
 // pack of its d columns: blocks no wider than the row needs, so narrow rows leave no threads idle.
 struct RowPacks {

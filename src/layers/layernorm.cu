@@ -22,7 +22,7 @@ int sum_blocks(int N) {
   return g < kSumMaxBlocks ? g : kSumMaxBlocks;
 }
 
-// Forward and dx: a warp takes R rows at once (so narrow rows still keep several loads in flight),
+// Forward: a warp takes R rows at once (so narrow rows still keep several loads in flight),
 // each held in registers as K packs a lane (lane l holds packs l, l + 32, ...): every row is read once
 // and written once, all reads before any write. Rows past N are skipped (the warp's shuffles still
 // run on all lanes).
@@ -93,57 +93,46 @@ __global__ void layernorm_forward_kernel(T* y, float* mean, float* rstd, const T
   }
 }
 
-// dx (+)= rstd (g - mean(g) - xhat mean(g xhat)), g = dy w.
-template <class T, int K, int R>
+// dx (+)= rstd (g - mean(g) - xhat mean(g xhat)), g = dy w. One row a warp: with three inputs a row a lane
+// already has enough loads in flight (4 rows a warp made it slower on an H100: 0.59 against 0.49 ms a step
+// at C = 256).
+template <class T, int K>
 __global__ void layernorm_backward_dx_kernel(T* dx, const T* dy, const T* x, const float* mean, const float* rstd,
                                              const float* w, int N, int C, bool accumulate_dx, bool vec) {
   constexpr int n = Pack<T>::n;
-  int row0 = (blockIdx.x * kWarps + threadIdx.x / 32) * R, lane = threadIdx.x % 32;
-  if (row0 >= N) return;
-  Pack<T> xp[R][K], dyp[R][K], dxp[R][K];
-  float m[R], r[R], sum_g[R], sum_gx[R];
+  int row = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (row >= N) return;
+  size_t base = (size_t)row * C;
+  float m = mean[row], r = rstd[row], sum_g = 0.f, sum_gx = 0.f;
+  Pack<T> xp[K], dyp[K], dxp[K];
 #pragma unroll
-  for (int q = 0; q < R; q++) {
-    sum_g[q] = sum_gx[q] = 0.f;
-    if (row0 + q >= N) continue;
-    size_t base = (size_t)(row0 + q) * C;
-    m[q] = mean[row0 + q], r[q] = rstd[row0 + q];
+  for (int k = 0; k < K; k++) {
+    int c0 = (lane + 32 * k) * n;
+    xp[k] = load_pack(x + base, c0, C, vec);
+    dyp[k] = load_pack(dy + base, c0, C, vec);
+    if (accumulate_dx) dxp[k] = load_pack((const T*)dx + base, c0, C, vec);
 #pragma unroll
-    for (int k = 0; k < K; k++) {
-      int c0 = (lane + 32 * k) * n;
-      xp[q][k] = load_pack(x + base, c0, C, vec);
-      dyp[q][k] = load_pack(dy + base, c0, C, vec);
-      if (accumulate_dx) dxp[q][k] = load_pack((const T*)dx + base, c0, C, vec);
-#pragma unroll
-      for (int j = 0; j < n; j++) {
-        if (c0 + j >= C) continue;
-        float g = dyp[q][k].get(j) * w[c0 + j];
-        sum_g[q] += g;
-        sum_gx[q] += g * (xp[q][k].get(j) - m[q]) * r[q];
-      }
+    for (int j = 0; j < n; j++) {
+      if (c0 + j >= C) continue;
+      float g = dyp[k].get(j) * w[c0 + j];
+      sum_g += g;
+      sum_gx += g * (xp[k].get(j) - m) * r;
     }
   }
+  sum_g = warp_sum(sum_g) / C;
+  sum_gx = warp_sum(sum_gx) / C;
 #pragma unroll
-  for (int q = 0; q < R; q++) {
-    sum_g[q] = warp_sum(sum_g[q]) / C;
-    sum_gx[q] = warp_sum(sum_gx[q]) / C;
-  }
+  for (int k = 0; k < K; k++) {
+    int c0 = (lane + 32 * k) * n;
+    Pack<T> out;
 #pragma unroll
-  for (int q = 0; q < R; q++) {
-    if (row0 + q >= N) break;
-#pragma unroll
-    for (int k = 0; k < K; k++) {
-      int c0 = (lane + 32 * k) * n;
-      Pack<T> out;
-#pragma unroll
-      for (int j = 0; j < n; j++) {
-        int c = c0 + j < C ? c0 + j : C - 1;  // past C: not stored
-        float xhat = (xp[q][k].get(j) - m[q]) * r[q];
-        float v = r[q] * (dyp[q][k].get(j) * w[c] - sum_g[q] - xhat * sum_gx[q]);
-        out.set(j, accumulate_dx ? v + dxp[q][k].get(j) : v);
-      }
-      store_pack(dx + (size_t)(row0 + q) * C, c0, C, vec, out);
+    for (int j = 0; j < n; j++) {
+      int c = c0 + j < C ? c0 + j : C - 1;  // past C: not stored
+      float xhat = (xp[k].get(j) - m) * r;
+      float v = r * (dyp[k].get(j) * w[c] - sum_g - xhat * sum_gx);
+      out.set(j, accumulate_dx ? v + dxp[k].get(j) : v);
     }
+    store_pack(dx + base, c0, C, vec, out);
   }
 }
 
@@ -158,17 +147,15 @@ int packs_per_lane(int C) {
   return K;
 }
 
-// Calls f(K, R) (as std::integral_constant) for rows of C: K packs a lane, and R rows a warp. The forward
-// takes R = 4 / K while K < 4, so a lane has about 4 packs in flight (measured on an H100 at C = 256: 0.39
-// against 0.45 ms a step for R = 1); dx, with three inputs a row, already has them and keeps R = 1
-// (R = 4 made it slower: 0.59 against 0.49 ms).
-template <class T, bool kForward, class F>
+// Calls f(K, R) (as std::integral_constant) for rows of C: K packs a lane, and for the forward R = 4 / K rows
+// a warp while K < 4, so a lane has about 4 packs in flight (measured on an H100 at C = 256: 0.39 against
+// 0.45 ms a step for R = 1). The dx kernel takes K alone.
+template <class T, class F>
 void with_row_shape(int C, F f) {
   using std::integral_constant;
-  constexpr int r1 = kForward ? 4 : 1, r2 = kForward ? 2 : 1;
   switch (packs_per_lane<T>(C)) {
-    case 1: return f(integral_constant<int, 1>{}, integral_constant<int, r1>{});
-    case 2: return f(integral_constant<int, 2>{}, integral_constant<int, r2>{});
+    case 1: return f(integral_constant<int, 1>{}, integral_constant<int, 4>{});
+    case 2: return f(integral_constant<int, 2>{}, integral_constant<int, 2>{});
     case 4: return f(integral_constant<int, 4>{}, integral_constant<int, 1>{});
     case 8: return f(integral_constant<int, 8>{}, integral_constant<int, 1>{});
     default: return f(integral_constant<int, 16>{}, integral_constant<int, 1>{});
@@ -223,7 +210,7 @@ void layernorm_forward_cuda(A* y, float* mean, float* rstd, const A* x, const fl
                             cudaStream_t stream) {
   if (N == 0) return;
   bool vec = packable(y, C) && packable(x, C);
-  with_row_shape<A, true>(C, [&](auto K, auto R) {
+  with_row_shape<A>(C, [&](auto K, auto R) {
     layernorm_forward_kernel<A, K.value, R.value><<<row_blocks(N, R.value), kThreads, 0, stream>>>(y, mean, rstd, x, w,
                                                                                                   b, N, C, vec);
   });
@@ -238,9 +225,9 @@ void layernorm_backward_cuda(A* dx, float* dw, float* db, const A* dy, const A* 
                              cudaStream_t stream) {
   if (N == 0 || C == 0) return;
   bool vec = packable(dx, C) && packable(dy, C) && packable(x, C);
-  with_row_shape<A, false>(C, [&](auto K, auto R) {
-    layernorm_backward_dx_kernel<A, K.value, R.value><<<row_blocks(N, R.value), kThreads, 0, stream>>>(
-        dx, dy, x, mean, rstd, w, N, C, accumulate_dx, vec);
+  with_row_shape<A>(C, [&](auto K, auto) {
+    layernorm_backward_dx_kernel<A, K.value><<<row_blocks(N, 1), kThreads, 0, stream>>>(dx, dy, x, mean, rstd, w, N,
+                                                                                       C, accumulate_dx, vec);
   });
   BYTELM_CUDA_CHECK(cudaGetLastError());
   int G = sum_blocks(N);

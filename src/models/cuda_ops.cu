@@ -29,20 +29,6 @@ __global__ void convert_kernel(T* dst, const float* src, size_t n) {
 
 constexpr int kSumBlocks = 256;  // fixed: the summation order depends on n alone
 
-__global__ void sum_partials_kernel(float* partials, const float* x, size_t n) {
-  __shared__ float warp_sums[cuda::kThreads / 32];
-  float s = 0.f;
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) s += x[i];
-  s = cuda::warp_sum(s);
-  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = s;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float t = 0.f;
-    for (int w = 0; w < cuda::kThreads / 32; w++) t += warp_sums[w];
-    partials[blockIdx.x] = t;
-  }
-}
-
 __global__ void sum_blocks_kernel(float* out, const float* partials) {
   float s = cuda::warp_sum(partials[threadIdx.x] + partials[threadIdx.x + 32] + partials[threadIdx.x + 64] +
                            partials[threadIdx.x + 96] + partials[threadIdx.x + 128] + partials[threadIdx.x + 160] +
@@ -56,7 +42,7 @@ static_assert(kSumBlocks == 8 * 32, "sum_blocks_kernel adds 8 partials a lane");
 size_t sum_cuda_partials() { return kSumBlocks; }
 
 void sum_cuda(float* out, const float* x, size_t n, float* partials, cudaStream_t stream) {
-  sum_partials_kernel<<<kSumBlocks, cuda::kThreads, 0, stream>>>(partials, x, n);
+  sum_partials_kernel<false><<<kSumBlocks, kThreads, 0, stream>>>(partials, x, n);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   sum_blocks_kernel<<<1, 32, 0, stream>>>(out, partials);
   BYTELM_CUDA_CHECK(cudaGetLastError());

@@ -7,21 +7,6 @@ namespace {
 
 constexpr int kNormBlocks = 512;  // fixed grid: the summation order never depends on n
 
-__global__ void grad_sq_partials_kernel(const float* g, size_t n, float* partial) {
-  __shared__ float warp_sums[cuda::kThreads / 32];
-  float s = 0.f;
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-    s += g[i] * g[i];
-  s = cuda::warp_sum(s);
-  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = s;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float t = 0.f;
-    for (int w = 0; w < cuda::kThreads / 32; w++) t += warp_sums[w];
-    partial[blockIdx.x] = t;
-  }
-}
-
 __global__ void grad_norm_kernel(const float* partial, float* norm) {
   if (threadIdx.x != 0) return;
   double s = 0;
@@ -54,7 +39,7 @@ void adamw_step_cuda(float* params, bf16* params_bf16, const float* grads, float
                      const uint8_t* decay_mask, size_t n, const AdamWCudaArgs* args, float* scratch,
                      cudaStream_t stream) {
   float* norm = scratch + kNormBlocks;
-  grad_sq_partials_kernel<<<kNormBlocks, cuda::kThreads, 0, stream>>>(grads, n, scratch);
+  cuda::sum_partials_kernel<true><<<kNormBlocks, cuda::kThreads, 0, stream>>>(scratch, grads, n);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   grad_norm_kernel<<<1, 32, 0, stream>>>(scratch, norm);
   BYTELM_CUDA_CHECK(cudaGetLastError());
