@@ -22,6 +22,7 @@ const Entry kCommands[] = {
     {"generate", bytelm::cmd_generate, "sample bytes from a checkpoint, streaming"},
     {"info", bytelm::cmd_info, "parameters, FLOPs per byte and memory of a model config (JSON)"},
     {"bench", bytelm::cmd_bench, "time training steps on CPU or GPU, one JSON line"},
+    {"leakcheck", bytelm::cmd_leakcheck, "check that a model never reads the bytes it predicts (JSON)"},
 };
 
 void usage(FILE* out) {
