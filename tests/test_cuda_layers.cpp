@@ -124,7 +124,7 @@ class CudaLayers : public ::testing::Test {
   V device_decay(const V& lam) {
     int d = (int)lam.size();
     Dev<float> u_d(V(d, 0.f)), lam_d(lam), h0_d(V(d, 1.f)), a_d(d);
-    diag_scan_forward_cuda(a_d.poison().p, u_d.p, lam_d.p, 1, 1, d, h0_d.p, stream);
+    diag_scan_forward_cuda(a_d.poison().p, u_d.p, lam_d.p, 1, 1, d, h0_d.p, (float*)nullptr, stream);
     return a_d.get();
   }
   static V host_decay(const V& lam) {
@@ -262,10 +262,17 @@ TEST_F(CudaLayers, DiagScan) {
     diag_scan_forward(h_ref.data(), u.data(), lam.data(), B, T, d, h0p);
     diag_scan_backward(du_ref.data(), dlam_ref.data(), u.data(), h_ref.data(), lam.data(), B, T, d);
 
-    Dev<float> u_d(u), lam_d(lam), h0_d(h0), h_d(n), g_d(dh), dlam_d(dlam0), part_d(diag_scan_backward_cuda_partials(B, d));
-    diag_scan_forward_cuda(h_d.poison().p, u_d.p, lam_d.p, B, T, d, k.with_h0 ? h0_d.p : nullptr, stream);
+    V last_ref(B * d);  // each sequence's last state, which h_last receives (in place of h0 when there is one)
+    for (int b = 0; b < B; b++)
+      for (int c = 0; c < d; c++) last_ref[b * d + c] = h_ref[((size_t)b * T + T - 1) * d + c];
+
+    Dev<float> u_d(u), lam_d(lam), h0_d(h0), h_d(n), g_d(dh), dlam_d(dlam0), part_d(diag_scan_backward_cuda_partials(B, d)),
+        last_d(B * d);
+    float* h_last = k.with_h0 ? h0_d.p : last_d.poison().p;
+    diag_scan_forward_cuda(h_d.poison().p, u_d.p, lam_d.p, B, T, d, k.with_h0 ? h0_d.p : nullptr, h_last, stream);
     diag_scan_backward_cuda(g_d.p, dlam_d.p, u_d.p, h_d.p, lam_d.p, B, T, d, part_d.poison().p, stream);
     expect_close("h", h_d.get(), h_ref);
+    expect_close("h_last", k.with_h0 ? h0_d.get() : last_d.get(), last_ref);
     expect_close("du", g_d.get(), du_ref);
     expect_close("dlam", dlam_d.get(), dlam_ref);
   }
@@ -282,7 +289,8 @@ TEST_F(CudaLayers, DiagSsm) {
     gD0 = random_floats(d, rng);
   V y_ref(n), u_ref(n), h_ref(n), dx_ref(n), scratch(n), gWin = gWin0, glam = glam0, gWout = gWout0, gD = gD0;
   diag_ssm_forward(y_ref.data(), u_ref.data(), h_ref.data(), x.data(),
-                   DiagSsmWeights<float>{Win.data(), lam.data(), Wout.data(), D.data()}, B, T, d, h0.data(), res.data());
+                   DiagSsmWeights<float>{Win.data(), lam.data(), Wout.data(), D.data()}, B, T, d, h0.data(),
+                   (float*)nullptr, res.data());
   diag_ssm_backward(dx_ref.data(), DiagSsmGrads<float>{gWin.data(), glam.data(), gWout.data(), gD.data()}, dy.data(),
                     x.data(), u_ref.data(), h_ref.data(),
                     DiagSsmWeights<float>{Win.data(), lam.data(), Wout.data(), D.data()}, B, T, d, scratch.data());
@@ -291,8 +299,8 @@ TEST_F(CudaLayers, DiagSsm) {
       h_d(n), dx_d(n), scratch_d(n), part_d(diag_ssm_backward_cuda_partials(B, T, d)), gWin_d(gWin0), glam_d(glam0), gWout_d(gWout0),
       gD_d(gD0);
   DiagSsmWeights<float> w{Win_d.p, lam_d.p, Wout_d.p, D_d.p};
-  diag_ssm_forward_cuda(y_d.poison().p, u_d.poison().p, h_d.poison().p, x_d.p, w, B, T, d, h0_d.p, res_d.p, Gemm{handle},
-                        stream);
+  diag_ssm_forward_cuda(y_d.poison().p, u_d.poison().p, h_d.poison().p, x_d.p, w, B, T, d, h0_d.p, (float*)nullptr,
+                        res_d.p, Gemm{handle}, stream);
   diag_ssm_backward_cuda(dx_d.poison().p, DiagSsmGrads<float>{gWin_d.p, glam_d.p, gWout_d.p, gD_d.p}, dy_d.p, x_d.p,
                          u_d.p, h_d.p, w, B, T, d, scratch_d.poison().p, part_d.poison().p, Gemm{handle}, stream);
   expect_close("y", y_d.get(), y_ref);
@@ -440,8 +448,8 @@ TEST_F(CudaLayers, BackwardIsBitReproducible) {
         lam(random_floats(d, rng, 2.0, -2.0)), D(random_floats(d, rng)), dy(random_floats(n, rng)), y(n), u(n), h(n),
         scr(n), part(diag_ssm_backward_cuda_partials(B, T, d));
     DiagSsmWeights<float> w{Win.p, lam.p, Wout.p, D.p};
-    diag_ssm_forward_cuda(y.p, u.p, h.p, x.p, w, B, T, d, (const float*)nullptr, (const float*)nullptr, Gemm{handle},
-                          stream);
+    diag_ssm_forward_cuda(y.p, u.p, h.p, x.p, w, B, T, d, (const float*)nullptr, (float*)nullptr,
+                          (const float*)nullptr, Gemm{handle}, stream);
     auto run = [&] {
       Dev<float> dx(n), gWin(V(d * d, 0.f)), glam(V(d, 0.f)), gWout(V(d * d, 0.f)), gD(V(d, 0.f));
       diag_ssm_backward_cuda(dx.p, DiagSsmGrads<float>{gWin.p, glam.p, gWout.p, gD.p}, dy.p, x.p, u.p, h.p, w, B, T,
@@ -562,7 +570,7 @@ TEST_F(CudaLayers, Bf16DiagSsm) {
   V y_ref(n), u_ref(n), h_ref(n), dx_ref(n), scratch(n), gWin = gWin0, glam = glam0, gWout = gWout0, gD = gD0;
   DiagSsmWeights<float> w_ref{Win.data(), lam.data(), Wout.data(), D.data()};
   diag_ssm_forward(y_ref.data(), u_ref.data(), h_ref.data(), x.data(), w_ref, B, T, d, (const float*)nullptr,
-                   res.data());
+                   (float*)nullptr, res.data());
   diag_ssm_backward(dx_ref.data(), DiagSsmGrads<float>{gWin.data(), glam.data(), gWout.data(), gD.data()}, dy.data(),
                     x.data(), u_ref.data(), h_ref.data(), w_ref, B, T, d, scratch.data());
   Dev<bf16> x_d(to_bf16(x)), Win_d(to_bf16(Win)), Wout_d(to_bf16(Wout)), dy_d(to_bf16(dy)), res_d(to_bf16(res)), y_d(n),
@@ -570,8 +578,8 @@ TEST_F(CudaLayers, Bf16DiagSsm) {
   Dev<float> lam_d(lam), D_d(D), part_d(diag_ssm_backward_cuda_partials(B, T, d)), gWin_d(gWin0), glam_d(glam0),
       gWout_d(gWout0), gD_d(gD0);
   DiagSsmWeights<float, bf16> w{Win_d.p, lam_d.p, Wout_d.p, D_d.p};
-  diag_ssm_forward_cuda(y_d.poison().p, u_d.poison().p, h_d.poison().p, x_d.p, w, B, T, d, (const float*)nullptr, res_d.p,
-                        Gemm{handle}, stream);
+  diag_ssm_forward_cuda(y_d.poison().p, u_d.poison().p, h_d.poison().p, x_d.p, w, B, T, d, (const float*)nullptr,
+                        (float*)nullptr, res_d.p, Gemm{handle}, stream);
   diag_ssm_backward_cuda(dx_d.poison().p, DiagSsmGrads<float>{gWin_d.p, glam_d.p, gWout_d.p, gD_d.p}, dy_d.p, x_d.p,
                          u_d.p, h_d.p, w, B, T, d, scratch_d.poison().p, part_d.poison().p, Gemm{handle}, stream);
   expect_close("y", to_float(y_d.get()), y_ref, kBf16Tol);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "causality.h"
+#include "stream_parity.h"
 #include "core/rng.h"
 #include "models/model.h"
 #include "train/adamw.h"
@@ -240,6 +241,36 @@ TEST(CudaModel, GraphStepsMatchDirectSteps) {
   replayed->pull_params();
   direct->pull_params();
   EXPECT_TRUE(replayed->params() == direct->params());
+}
+
+// Streams on the GPU (B of them stepped together, the SSM state kept in fp32 between patches) give the GPU's
+// parallel forward: to fp32 accuracy in fp32, within bf16 rounding in bf16 (both store u and h as bf16 between
+// kernels, and the products differ in batch shape).
+TEST(CudaModel, StreamsMatchParallelForward) {
+  REQUIRE_GPU();
+  for (const char* device : {"cuda-fp32", "cuda"})
+    for (int P : {1, 2, 4}) {
+      auto m = make_model_on(device, {"ssm", 64, 3, P}, 9);
+      Rng rng(14);
+      double tol = std::string(device) == "cuda" ? 2e-2 : 1e-4;
+      double e = bytelm::testing::stream_vs_forward_error(*m, 5, 37, rng);
+      ::testing::Test::RecordProperty(std::string(device) + " P=" + std::to_string(P), std::to_string(e));
+      EXPECT_LT(e, tol) << device << " P=" << P;
+    }
+}
+
+// A fresh model's first forward equals every later one at a size where buffer zeroing takes long enough to
+// race the first kernels (it did, when the zeroing on the default stream was not waited for).
+TEST(CudaModel, FirstForwardEqualsTheNext) {
+  REQUIRE_GPU();
+  auto m = make_model_on("cuda", {"ssm", 256, 4, 2}, 3);
+  Rng rng(15);
+  int B = 32, T = 2048;
+  auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
+  std::vector<float> first(B * T), second(B * T);
+  m->forward(x.data(), y.data(), B, T, first.data());
+  m->forward(x.data(), y.data(), B, T, second.data());
+  EXPECT_TRUE(first == second);
 }
 
 TEST(CudaModel, NoGpuGivesAClearError) {

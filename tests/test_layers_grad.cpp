@@ -52,7 +52,7 @@ TEST(LayerGrad, DiagSsm) {
   V y(B * T * d), u(B * T * d), h(B * T * d), scratch(B * T * d);
   auto w = [&] { return DiagSsmWeights<double>{Win.data(), lam.data(), Wout.data(), D.data()}; };
   auto loss = [&] {
-    diag_ssm_forward(y.data(), u.data(), h.data(), x.data(), w(), B, T, d, (const double*)nullptr,
+    diag_ssm_forward(y.data(), u.data(), h.data(), x.data(), w(), B, T, d, (const double*)nullptr, (double*)nullptr,
                      (const double*)nullptr);
     return dot(y, R);
   };

@@ -15,7 +15,8 @@ int cmd_bench(int argc, char** argv) {
               "random bytes unless --data is given. Reports bytes/s, ms/step, TFLOP/s of the matrix products\n"
               "(3x the forward's), MFU against 989 TFLOP/s (H100/H200 dense bf16) on GPUs, peak GPU memory\n"
               "held by bytelm's buffers, parameters, device name and the git commit of the build.",
-              {{"preset", "NAME", "ssm-demo, ssm-2m, ssm-10m or ssm-100m (default ssm-2m)"},
+              {{"preset", "NAME",
+                "ssm-demo, ssm-2m, ssm-10m, ssm-100m, mamba-1m, mamba-10m or mamba-100m (default ssm-2m)"},
                {"config", "FILE", "JSON object of config keys"},
                {"d", "D", "override the width"},
                {"layers", "L", "override the number of blocks"},

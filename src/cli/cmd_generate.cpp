@@ -14,7 +14,9 @@ int cmd_generate(int argc, char** argv) {
   Command cmd{"generate", "Sample bytes from a checkpoint, streaming them to stdout as they are made.",
               "--ckpt PATH [--prompt TEXT] [--bytes N] [options]",
               "The prompt is fed through the model's O(1)-state stream, then --bytes bytes are drawn\n"
-              "one at a time, on the CPU. Output is the prompt followed by the sample, as raw bytes.",
+              "one at a time, on --device. Output is the prompt followed by the sample, as raw bytes.\n"
+              "One stream is latency-bound: on a GPU it pays off for large models (the library's\n"
+              "make_streams steps many streams at once).",
               {{"ckpt", "PATH", "checkpoint file, or a run directory"},
                {"prompt", "TEXT", "text to continue (default a newline)"},
                {"bytes", "N", "bytes to generate (default 256)"},
@@ -22,10 +24,11 @@ int cmd_generate(int argc, char** argv) {
                {"top-k", "K", "sample from the K likeliest bytes only (default 0 = all)"},
                {"top-p", "P", "sample from the smallest set of bytes with probability >= P (default 0.95)"},
                {"seed", "N", "random seed (default 1)"},
+               {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where the stream runs (default cpu)"},
                {"threads", "N", "CPU threads (default: all cores)"}}};
   Args args = Args::parse(cmd, argc, argv);
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
-  apply_runtime_flags(args);
+  std::string device = apply_runtime_flags(args);
   SamplingOptions opt;
   opt.temperature = args.get_double("temperature", 0.8);
   opt.top_k = args.get_int("top-k", 0);
@@ -40,7 +43,7 @@ int cmd_generate(int argc, char** argv) {
   if (seed < 0) throw Error("--seed must be >= 0");
   if (prompt.empty()) throw Error("--prompt must not be empty (the model needs a byte to condition on)");
   opt.seed = (uint64_t)seed;
-  LoadedCheckpoint ck = load_checkpoint(args.require("ckpt"), false);
+  LoadedCheckpoint ck = load_checkpoint(args.require("ckpt"), false, device);
   auto stream = ck.model->make_stream();
   std::vector<float> logits(256);
   for (unsigned char c : prompt) stream->step(c, logits.data());

@@ -15,7 +15,8 @@ int cmd_info(int argc, char** argv) {
               "flops_per_byte counts multiply-adds x2 of the matrix products (forward); training costs about\n"
               "3x that. memory_bytes estimates CPU training memory: fp32 parameters, gradients and two\n"
               "AdamW moments, plus the activations kept for one step of --batch x --seq bytes.",
-              {{"preset", "NAME", "ssm-demo, ssm-2m, ssm-10m or ssm-100m (default ssm-2m)"},
+              {{"preset", "NAME",
+                "ssm-demo, ssm-2m, ssm-10m, ssm-100m, mamba-1m, mamba-10m or mamba-100m (default ssm-2m)"},
                {"config", "FILE", "JSON object of config keys"},
                {"d", "D", "override the width"},
                {"layers", "L", "override the number of blocks"},
@@ -27,12 +28,10 @@ int cmd_info(int argc, char** argv) {
   RunConfig cfg = config_from_flags(args, {"d", "layers", "patch", "batch", "seq"});
   validate(cfg);
   const ModelConfig& m = cfg.model;
-  double d = m.d, H = m.hidden(), P = m.patch;
   double flops = train_flops_per_byte(m) / 3;  // the forward's share
   int64_t params = param_count(m);
   double tokens = (double)cfg.train.batch * cfg.train.seq;
-  double act_per_byte = (6 * d + 256 + 4) + m.layers * (5 * d + 3 * H + 4 + d) / P;  // floats kept per byte
-  double memory = 16.0 * params + 4.0 * tokens * (act_per_byte + 3 * d);
+  double memory = 16.0 * params + 4.0 * tokens * train_activation_floats_per_byte(m);
   std::printf("{\"model\":%s,\"params\":%lld,\"flops_per_byte\":%s,\"train_flops_per_byte\":%s,"
               "\"batch\":%d,\"seq\":%d,\"memory_bytes\":%s}\n",
               model_config_json(m).c_str(), (long long)params, json_number(std::round(flops)).c_str(),

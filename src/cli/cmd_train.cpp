@@ -16,10 +16,10 @@ namespace {
 
 // Config keys that can be set by flag; the flag is the key with '-' for '_'.
 const std::vector<std::pair<std::string, std::string>> kKeyHelp = {
-    {"model", "model family (ssm)"},
+    {"model", "model family (ssm or mamba)"},
     {"d", "model width"},
     {"layers", "number of blocks"},
-    {"patch", "bytes per patch P (1 = no patching)"},
+    {"patch", "bytes per patch P (1 = no patching; mamba: 1 only)"},
     {"steps", "total optimizer steps"},
     {"batch", "windows per step"},
     {"seq", "bytes per window"},
@@ -44,7 +44,8 @@ Command train_command() {
             "--data is a file or a directory of files, read as raw bytes. Without --val, the last\n"
             "--val-fraction of --data is held out. DIR receives checkpoint.safetensors (written\n"
             "atomically every --eval-every steps and at the end), metrics.jsonl and run.json.\n"
-            "Presets: ssm-demo (d128 L4, trains on 2 CPU cores in minutes), ssm-2m, ssm-10m, ssm-100m.\n"
+            "Presets: ssm-demo (d128 L4, trains on 2 CPU cores in minutes), ssm-2m, ssm-10m, ssm-100m;\n"
+            "mamba-1m, mamba-10m, mamba-100m (Mamba's selective SSM a byte a step; CPU only for now).\n"
             "--max-seconds S ends the run at whichever comes first, --steps or S seconds of training\n"
             "(counted from the first step, evaluations and checkpoints included): the last step is\n"
             "evaluated and checkpointed, and --resume DIR goes on from it. The learning-rate schedule\n"

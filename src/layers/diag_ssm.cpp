@@ -4,21 +4,12 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "layers/activations.h"
 #include "layers/linear.h"
 
 namespace bytelm {
 
 namespace {
-
-template <class T>
-T softplus(T x) {
-  return x > T(20) ? x : std::log1p(std::exp(x));
-}
-
-template <class T>
-T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
-}
 
 template <class T>
 std::vector<T> decay_of(const T* lam, int d) {
@@ -78,10 +69,13 @@ void diag_scan_backward(T* dh_to_du, T* dlam, const T* u, const T* h, const T* l
 
 template <class T>
 void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
-                      const T* residual) {
+                      T* h_last, const T* residual) {
   size_t N = (size_t)B * T_;
   linear_forward(u, x, w.W_in, (int)N, d, d);
   diag_scan_forward(h, u, w.lam, B, T_, d, h0);
+  if (h_last && T_ > 0)
+    for (int b = 0; b < B; b++)
+      for (int c = 0; c < d; c++) h_last[(size_t)b * d + c] = h[((size_t)b * T_ + T_ - 1) * d + c];
   linear_forward(y, h, w.W_out, (int)N, d, d);
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < N; i++)
@@ -109,7 +103,7 @@ void diag_ssm_backward(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const 
   template void diag_ssm_init_decay<T>(T*, int, int);                                                         \
   template void diag_scan_forward<T>(T*, const T*, const T*, int, int, int, const T*);                        \
   template void diag_scan_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);                   \
-  template void diag_ssm_forward<T>(T*, T*, T*, const T*, DiagSsmWeights<T>, int, int, int, const T*,        \
+  template void diag_ssm_forward<T>(T*, T*, T*, const T*, DiagSsmWeights<T>, int, int, int, const T*, T*,    \
                                     const T*);                                                                \
   template void diag_ssm_backward<T>(T*, DiagSsmGrads<T>, const T*, const T*, const T*, const T*,             \
                                      DiagSsmWeights<T>, int, int, int, T*);

@@ -44,7 +44,7 @@ __device__ inline float decay_of(float lam) {
 
 template <class T>
 __global__ void __launch_bounds__(kBlock) diag_scan_forward_kernel(T* h, const T* u, const float* lam, int T_, int d,
-                                                                   const float* h0) {
+                                                                   const float* h0, float* h_last) {
   __shared__ float ends[kWarps][32];
   int lane = threadIdx.x % 32, w = threadIdx.x / 32, b = blockIdx.y, c = blockIdx.x * 32 + lane;
   bool active = c < d;
@@ -73,6 +73,7 @@ __global__ void __launch_bounds__(kBlock) diag_scan_forward_kernel(T* h, const T
     for (int k = 0; k < kChunk; k++) {
       s = a * s + one_minus_a * x[k];
       if (active && t0 + k < T_) hb[(size_t)(t0 + k) * d] = (T)s;
+      if (active && h_last && t0 + k == T_ - 1) h_last[(size_t)b * d + c] = s;  // after h0 was read (S, above)
     }
   }
 }
@@ -203,9 +204,9 @@ __global__ void __launch_bounds__(32 * kSkipRowLanes)
 
 template <class A>
 void diag_scan_forward_cuda(A* h, const A* u, const float* lam, int B, int T_, int d, const float* h0,
-                            cudaStream_t stream) {
+                            float* h_last, cudaStream_t stream) {
   if (B == 0 || T_ == 0 || d == 0) return;
-  diag_scan_forward_kernel<<<dim3((d + 31) / 32, B), kBlock, 0, stream>>>(h, u, lam, T_, d, h0);
+  diag_scan_forward_kernel<<<dim3((d + 31) / 32, B), kBlock, 0, stream>>>(h, u, lam, T_, d, h0, h_last);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -223,11 +224,11 @@ void diag_scan_backward_cuda(A* dh_to_du, float* dlam, const A* u, const A* h, c
 
 template <class A>
 void diag_ssm_forward_cuda(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d,
-                           const float* h0, const A* residual, Gemm gemm, cudaStream_t stream) {
+                           const float* h0, float* h_last, const A* residual, Gemm gemm, cudaStream_t stream) {
   int N = B * T_;
   if (N == 0 || d == 0) return;
   linear_forward_cuda(u, x, w.W_in, N, d, d, gemm, stream);
-  diag_scan_forward_cuda(h, u, w.lam, B, T_, d, h0, stream);
+  diag_scan_forward_cuda(h, u, w.lam, B, T_, d, h0, h_last, stream);
   linear_forward_cuda(y, h, w.W_out, N, d, d, gemm, stream);
   bool vec = packable(y, d) && packable(x, d) && (!residual || packable(residual, d));
   RowPacks l = row_packs<A>(N, d);
@@ -260,11 +261,12 @@ void diag_ssm_backward_cuda(A* dx, DiagSsmGrads<float> g, const A* dy, const A* 
 }
 
 #define BYTELM_INSTANTIATE(A)                                                                                    \
-  template void diag_scan_forward_cuda<A>(A*, const A*, const float*, int, int, int, const float*, cudaStream_t); \
+  template void diag_scan_forward_cuda<A>(A*, const A*, const float*, int, int, int, const float*, float*,       \
+                                          cudaStream_t);                                                         \
   template void diag_scan_backward_cuda<A>(A*, float*, const A*, const A*, const float*, int, int, int, float*,  \
                                            cudaStream_t);                                                        \
   template void diag_ssm_forward_cuda<A>(A*, A*, A*, const A*, DiagSsmWeights<float, A>, int, int, int,          \
-                                         const float*, const A*, Gemm, cudaStream_t);                            \
+                                         const float*, float*, const A*, Gemm, cudaStream_t);                    \
   template void diag_ssm_backward_cuda<A>(A*, DiagSsmGrads<float>, const A*, const A*, const A*, const A*,       \
                                           DiagSsmWeights<float, A>, int, int, int, A*, float*, Gemm, cudaStream_t);
 BYTELM_INSTANTIATE(float)

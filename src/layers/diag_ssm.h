@@ -38,10 +38,11 @@ template <class T>
 void diag_scan_backward(T* dh_to_du, T* dlam, const T* u, const T* h, const T* lam, int B, int T_, int d);
 
 // Whole layer, plus `residual` ([B*T, d] or null) when given: a block's skip connection, added in the same
-// pass. u and h ([B*T, d]) are kept for the backward (the residual's gradient is the output's).
+// pass. u and h ([B*T, d]) are kept for the backward (the residual's gradient is the output's). h_last
+// ([B, d] or null; it may be h0) receives each sequence's last state, for streaming.
 template <class T>
 void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
-                      const T* residual);
+                      T* h_last, const T* residual);
 
 // dx = d/dx (overwrites), grads accumulate. scratch: [B*T*d].
 template <class T>

@@ -17,10 +17,11 @@
 
 namespace bytelm {
 
-// h = scan(u) over [B, T, d]; h0 is [B, d] or null.
+// h = scan(u) over [B, T, d]; h0 is [B, d] or null. h_last ([B, d] or null, may be h0) receives the state after
+// the last step in fp32 (h itself is stored as A), for streaming.
 template <class A>
 void diag_scan_forward_cuda(A* h, const A* u, const float* lam, int B, int T_, int d, const float* h0,
-                            cudaStream_t stream);
+                            float* h_last, cudaStream_t stream);
 
 // Floats of scratch (`partials`) that diag_scan_backward_cuda needs.
 size_t diag_scan_backward_cuda_partials(int B, int d);
@@ -31,10 +32,10 @@ template <class A>
 void diag_scan_backward_cuda(A* dh_to_du, float* dlam, const A* u, const A* h, const float* lam, int B, int T_, int d,
                              float* partials, cudaStream_t stream);
 
-// Whole layer, plus `residual` when given (see diag_ssm.h). u and h ([B*T, d]) are kept for the backward.
+// Whole layer, plus `residual` when given and h_last (see diag_ssm.h). u and h ([B*T, d]) are kept for the backward.
 template <class A>
 void diag_ssm_forward_cuda(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d,
-                           const float* h0, const A* residual, Gemm gemm, cudaStream_t stream);
+                           const float* h0, float* h_last, const A* residual, Gemm gemm, cudaStream_t stream);
 
 // Floats of scratch (`partials`) that diag_ssm_backward_cuda needs.
 size_t diag_ssm_backward_cuda_partials(int B, int T_, int d);

@@ -6,12 +6,14 @@
 #include <cstring>
 #include <vector>
 
+#include "layers/causal_conv.h"
 #include "layers/cross_entropy.h"
 #include "layers/diag_ssm.h"
 #include "layers/embedding.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
 #include "layers/patch.h"
+#include "layers/selective_scan.h"
 #include "layers/swiglu.h"
 
 namespace bytelm {
@@ -39,6 +41,8 @@ struct CpuOps {
   }
   template <class T>
   void zero(T* p, size_t n) { std::memset(p, 0, n * sizeof(T)); }
+  template <class T>
+  void copy_to_host(T* dst, const T* src, size_t n) { std::memcpy(dst, src, n * sizeof(T)); }
   // Mean of the N losses; copies them to row_loss (host) when given.
   template <class T>
   T mean_loss(const T* loss, int N, T* row_loss) {
@@ -75,8 +79,8 @@ struct CpuOps {
   }
   template <class T>
   void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
-                        const T* residual) {
-    bytelm::diag_ssm_forward(y, u, h, x, w, B, T_, d, h0, residual);
+                        T* h_last, const T* residual) {
+    bytelm::diag_ssm_forward(y, u, h, x, w, B, T_, d, h0, h_last, residual);
   }
   template <class T>
   void diag_ssm_backward(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const T* u, const T* h,
@@ -101,6 +105,26 @@ struct CpuOps {
   template <class T>
   void cross_entropy(T* loss, T* dlogits, const T* logits, const uint8_t* y, int N, T scale) {
     bytelm::cross_entropy_forward_backward(loss, dlogits, logits, y, N, scale);
+  }
+  // The mamba family's two layers (models/mamba.cpp).
+  template <class T>
+  void causal_conv_forward(T* y, const T* x, const T* w, const T* bias, int B, int T_, int C, int K, T* state) {
+    bytelm::causal_conv_forward(y, x, w, bias, B, T_, C, K, state);
+  }
+  template <class T>
+  void causal_conv_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, const T* bias, int B, int T_,
+                            int C, int K) {
+    bytelm::causal_conv_backward(dx, dw, dbias, dy, x, w, bias, B, T_, C, K);
+  }
+  template <class T>
+  void selective_scan_forward(T* y, ScanInputs<T> in, SelectiveScanWeights<T> w, int B, int T_, int Di, int N,
+                              T* state) {
+    bytelm::selective_scan_forward(y, in, w, B, T_, Di, N, state);
+  }
+  template <class T>
+  void selective_scan_backward(ScanInputGrads<T> grad_in, SelectiveScanGrads<T> g, const T* dy, ScanInputs<T> in,
+                               SelectiveScanWeights<T> w, int B, int T_, int Di, int N) {
+    bytelm::selective_scan_backward(grad_in, g, dy, in, w, B, T_, Di, N);
   }
 };
 

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "core/device_buffer.h"
@@ -74,6 +75,19 @@ class CudaOps {
   void convert(Buffer<A>& dst, const Buffer<float>& src) {
     if (dst.size() != src.size()) dst.assign_zero(src.size());
     convert_cuda(dst.data(), src.data(), src.size(), stream_);
+  }
+  // dst (host, T) = src (device, A), rounded up to T; waits for the stream.
+  template <class T>
+  void copy_to_host(T* dst, const A* src, size_t n) {
+    if constexpr (std::is_same_v<T, A>) {
+      BYTELM_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToHost, stream_));
+      BYTELM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    } else {
+      std::vector<A> staged(n);
+      BYTELM_CUDA_CHECK(cudaMemcpyAsync(staged.data(), src, n * sizeof(A), cudaMemcpyDeviceToHost, stream_));
+      BYTELM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      for (size_t i = 0; i < n; i++) dst[i] = T((float)staged[i]);
+    }
   }
   const uint8_t* put_bytes(Buffer<uint8_t>& dst, const uint8_t* src, size_t n) {
     OpScope scope_("put_bytes");
@@ -143,9 +157,9 @@ class CudaOps {
                             partials(layernorm_backward_cuda_partials(N, C)), stream_);
   }
   void diag_ssm_forward(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d,
-                        const float* h0, const A* residual) {
+                        const float* h0, float* h_last, const A* residual) {
     OpScope scope_("diag_ssm_forward");
-    diag_ssm_forward_cuda(y, u, h, x, w, B, T_, d, h0, residual, gemm_, stream_);
+    diag_ssm_forward_cuda(y, u, h, x, w, B, T_, d, h0, h_last, residual, gemm_, stream_);
   }
   void diag_ssm_backward(A* dx, DiagSsmGrads<float> g, const A* dy, const A* x, const A* u, const A* h,
                          DiagSsmWeights<float, A> w, int B, int T_, int d, A* scratch) {

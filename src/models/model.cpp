@@ -1,20 +1,39 @@
 #include "models/model.h"
 
+#include <algorithm>
+
 #include "core/error.h"
+#include "models/mamba.h"
 #include "models/ssm.h"
 
 namespace bytelm {
 
+static const char* const kArchitectures[] = {"ssm", "mamba"};
+
+bool is_known_architecture(const std::string& arch) {
+  return std::find(std::begin(kArchitectures), std::end(kArchitectures), arch) != std::end(kArchitectures);
+}
+
+std::string known_architectures() {
+  std::string list;
+  for (const char* a : kArchitectures) list += (list.empty() ? "" : ", ") + std::string(a);
+  return list;
+}
+
 static void check_config(const ModelConfig& c) {
-  if (c.arch != "ssm") throw Error("unknown model architecture '" + c.arch + "' (known: ssm)");
+  if (!is_known_architecture(c.arch))
+    throw Error("unknown model architecture '" + c.arch + "' (known: " + known_architectures() + ")");
   if (c.d < 1 || c.d > 16384) throw Error("model width d must be in 1..16384, got " + std::to_string(c.d));
   if (c.layers < 0 || c.layers > 256) throw Error("layers must be in 0..256, got " + std::to_string(c.layers));
   if (c.patch < 1 || c.patch > 64) throw Error("patch must be in 1..64, got " + std::to_string(c.patch));
+  if (c.arch == "mamba" && c.patch != 1)
+    throw Error("the mamba family reads every byte: patch must be 1, got " + std::to_string(c.patch));
 }
 
 template <class T>
 std::unique_ptr<Model<T>> make_model(const ModelConfig& config, uint64_t seed) {
   check_config(config);
+  if (config.arch == "mamba") return make_mamba_model<T>(config, seed);
   return make_ssm_model<T>(config, seed);
 }
 
@@ -22,6 +41,7 @@ std::unique_ptr<Model<float>> make_model_on(const std::string& device, const Mod
   if (device == "cpu") return make_model<float>(config, seed);
   if (device != "cuda" && device != "cuda-tf32" && device != "cuda-fp32")
     throw Error("--device must be cpu, cuda, cuda-tf32 or cuda-fp32, got '" + device + "'");
+  if (config.arch == "mamba") throw Error("the mamba family has no CUDA path yet; use --device cpu");
 #ifdef BYTELM_WITH_CUDA
   check_config(config);
   return make_ssm_model_cuda(config, seed, device == "cuda" ? "bf16" : device.substr(5));
@@ -32,6 +52,7 @@ std::unique_ptr<Model<float>> make_model_on(const std::string& device, const Mod
 
 int64_t param_count(const ModelConfig& c) {
   check_config(c);
+  if (c.arch == "mamba") return mamba_param_count(c);
   int64_t d = c.d, H = c.hidden();
   int64_t block = 4 * d + 2 * d * d + 2 * d + 3 * d * H;  // two LayerNorms, W_in, W_out, decay, D, SwiGLU
   return 256 * d + d + c.layers * block + 2 * d + 256 * d;

@@ -12,10 +12,10 @@
 namespace bytelm {
 
 struct ModelConfig {
-  std::string arch = "ssm";
+  std::string arch = "ssm";  // the family: "ssm" or "mamba"
   int d = 256;
   int layers = 4;
-  int patch = 2;
+  int patch = 2;  // bytes a patch (ssm); the mamba family reads every byte and takes 1 only
   int hidden() const { return 4 * d / 3; }  // SwiGLU hidden width
 };
 
@@ -32,6 +32,14 @@ template <class T>
 struct ByteStream {
   virtual ~ByteStream() = default;
   virtual void step(uint8_t byte, T* logits) = 0;
+};
+
+// B independent streams fed together, one byte each a step: bytes [B] in, logits [B, 256] out (host memory),
+// the work on the model's device.
+template <class T>
+struct ByteStreams {
+  virtual ~ByteStreams() = default;
+  virtual void step(const uint8_t* bytes, T* logits) = 0;
 };
 
 template <class T>
@@ -51,6 +59,19 @@ class Model {
   // grads += d(mean loss of the last forward)/d(params).
   virtual void backward() = 0;
   virtual std::unique_ptr<ByteStream<T>> make_stream() const = 0;
+  // B streams at once. By default B single streams one after the other; a family whose layers take a batch
+  // (ssm, on the CPU and the GPU) steps them together.
+  virtual std::unique_ptr<ByteStreams<T>> make_streams(int B) const {
+    struct OneByOne final : ByteStreams<T> {
+      std::vector<std::unique_ptr<ByteStream<T>>> streams;
+      void step(const uint8_t* bytes, T* logits) override {
+        for (size_t b = 0; b < streams.size(); b++) streams[b]->step(bytes[b], logits + 256 * b);
+      }
+    };
+    auto s = std::make_unique<OneByOne>();
+    for (int b = 0; b < B; b++) s->streams.push_back(make_stream());
+    return s;
+  }
 
   // Where the kernels read parameters and write gradients: params()/grads()
   // themselves for CPU models. A GPU model computes on device copies:
@@ -91,6 +112,11 @@ class Model {
   std::vector<T> params_, grads_;
   size_t next_offset_ = 0;
 };
+
+// Whether make_model builds the family `arch` (config.arch), and the families it builds as a list for
+// messages ("ssm, mamba").
+bool is_known_architecture(const std::string& arch);
+std::string known_architectures();
 
 // Builds a freshly initialised model of config.arch (Error for an unknown arch or bad sizes).
 template <class T>

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "models/cpu_ops.h"
 #ifdef BYTELM_WITH_CUDA
@@ -122,7 +123,7 @@ class SsmModel final : public Model<T> {
     ops_.embedding_forward(e_.data(), xd, W + emb_, N, d);
     ops_.patch_mean_forward(stream_at(0), e_.data(), B, T_, P, d);
     if (M > 0)
-      for (int l = 0; l < c.layers; l++) block_forward(l, stream_at(l), stream_at(l + 1), acts(l), B, T_ / P, nullptr);
+      for (int l = 0; l < c.layers; l++) block_forward(l, stream_at(l), stream_at(l + 1), acts(l), B, T_ / P, nullptr, nullptr);
     ops_.patch_broadcast_forward(up_.data(), stream_at(c.layers), W + start_, e_.data(), B, T_, P, d);
     output_forward(logits_.data(), z_.data(), zstat_.data(), up_.data(), N);
     ops_.cross_entropy(loss_.data(), (A*)nullptr, logits_.data(), yd, N, T(0));
@@ -148,15 +149,19 @@ class SsmModel final : public Model<T> {
     ops_.embedding_backward(G + emb_, de, x_.data(), N, d);
   }
 
-  // The stream runs on the host: a GPU model hands it a CPU copy of itself.
+  // B streams on the model's own device, through the same layer code as the parallel forward (Streams below).
+  std::unique_ptr<ByteStreams<T>> make_streams(int B) const override {
+    if (B < 1) throw Error("make_streams needs at least one stream");
+    return std::make_unique<Streams>(*this, B);
+  }
   std::unique_ptr<ByteStream<T>> make_stream() const override {
-    if constexpr (Ops::on_host) {
-      return std::make_unique<Stream>(*this, nullptr);
-    } else {
-      auto host = std::make_shared<SsmModel<T, CpuOps>>(this->config_, 0);
-      ops_.download(host->params(), w_);
-      return std::make_unique<typename SsmModel<T, CpuOps>::Stream>(*host, host);
-    }
+    struct One final : ByteStream<T> {
+      std::unique_ptr<ByteStreams<T>> streams;
+      void step(uint8_t byte, T* logits) override { streams->step(&byte, logits); }
+    };
+    auto one = std::make_unique<One>();
+    one->streams = make_streams(1);
+    return one;
   }
 
  private:
@@ -244,13 +249,14 @@ class SsmModel final : public Model<T> {
   }
 
   // out = q + SwiGLU(LN2(q)), q = in + DiagSSM(LN1(in)), over B sequences of Tp patches.
-  // h0 ([B, d] or null) is the SSM state before the first patch.
-  void block_forward(int l, const A* in, A* out, Acts a, int B, int Tp, const T* h0) const {
+  // h0 ([B, d] or null) is the SSM state before the first patch; h_last ([B, d] or null, may be h0) receives
+  // the state after the last one.
+  void block_forward(int l, const A* in, A* out, Acts a, int B, int Tp, const T* h0, T* h_last) const {
     const Layer& L = layers_[l];
     const T* W = this->W();
     int d = this->config_.d, H = this->config_.hidden(), M = B * Tp;
     ops_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, in, W + L.ln1_w, W + L.ln1_b, M, d);
-    ops_.diag_ssm_forward(a.q, a.u, a.h, a.ln1, ssm_weights(L), B, Tp, d, h0, in);
+    ops_.diag_ssm_forward(a.q, a.u, a.h, a.ln1, ssm_weights(L), B, Tp, d, h0, h_last, in);
     ops_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.q, W + L.ln2_w, W + L.ln2_b, M, d);
     ops_.swiglu_forward(out, a.g, a.m, a.ln2, WA() + L.w12, WA() + L.w3, M, d, H);
     ops_.add(out, a.q, (size_t)M * d);
@@ -280,48 +286,56 @@ class SsmModel final : public Model<T> {
     ops_.linear_forward(logits, z, WA() + head_, N, d, 256);
   }
 
-  // Streaming: the same layer code at B = 1, one patch at a time, with the
-  // SSM states carried as h0. State: per-layer h, the bytes of the open patch,
-  // and the output of the latest complete patch.
-  // (Host models only; `keep` owns the model when the stream was made for a GPU model.)
-  struct Stream final : ByteStream<T> {
+  // Streaming: B streams stepped together, one patch at a time through the same layer code as the parallel
+  // forward (at Tp = 1, the SSM states passed in as h0 and taken back as h_last, in fp32). State: per layer and
+  // stream the SSM state, the embeddings of the open patch's bytes, and the latest complete patch's output.
+  // The open patch is stored slot-major, [P][B][d], so one byte's embeddings land in one contiguous slot and
+  // the P slots of all B streams pool as one sequence of P rows of width B d.
+  struct Streams final : ByteStreams<T> {
     const SsmModel& m;
-    std::shared_ptr<const SsmModel> keep;
-    int d, P, count = 0;
-    std::vector<T> h, open_bytes, latest, patch_in, patch_out, up, z, zstat, acts, stats;
-    Stream(const SsmModel& model, std::shared_ptr<const SsmModel> owner) : m(model), keep(std::move(owner)) {
+    int B, d, P, count = 0;
+    bool have_patch = false;  // before the first complete patch, bytes read the learned start vector
+    typename Ops::template Buffer<uint8_t> bytes;
+    typename Ops::template Buffer<T> h, zstat, stats;  // h: [layers][B][d]
+    typename Ops::template Buffer<A> open, patch_a, patch_b, latest, up, z, logits, acts;
+    Streams(const SsmModel& model, int streams) : m(model), B(streams) {
       const ModelConfig& c = m.config_;
       d = c.d;
       P = c.patch;
-      h.assign((size_t)c.layers * d, 0);
-      open_bytes.assign((size_t)P * d, 0);
-      latest.assign(m.params_.begin() + m.start_, m.params_.begin() + m.start_ + d);
-      patch_in.assign(d, 0);
-      patch_out.assign(d, 0);
-      up.assign(d, 0);
-      z.assign(d, 0);
-      zstat.assign(2, 0);
-      acts.assign(Acts::rows_size(1, d, Ops::hidden_stride(c.hidden())), 0);
-      stats.assign(Acts::stats_size(1), 0);
+      int S = Ops::hidden_stride(c.hidden());
+      Ops::resize(h, (size_t)c.layers * B * d);
+      for (auto* buf : {&patch_a, &patch_b, &latest, &up, &z}) Ops::resize(*buf, (size_t)B * d);
+      Ops::resize(open, (size_t)P * B * d);
+      Ops::resize(logits, (size_t)B * 256);
+      Ops::resize(zstat, 2 * (size_t)B);
+      Ops::resize(acts, Acts::rows_size(B, d, S));
+      Ops::resize(stats, Acts::stats_size(B));
     }
-    void step(uint8_t byte, T* logits) override {
+    void step(const uint8_t* bytes_host, T* logits_host) override {
       const ModelConfig& c = m.config_;
-      T* e = open_bytes.data() + (size_t)count * d;
-      m.ops_.embedding_forward(e, &byte, m.params_.data() + m.emb_, 1, d);
+      const T* W = m.W();
+      const uint8_t* x = m.ops_.put_bytes(bytes, bytes_host, B);
+      A* e = open.data() + (size_t)count * B * d;
+      m.ops_.embedding_forward(e, x, W + m.emb_, B, d);
       if (++count == P) {
-        m.ops_.patch_mean_forward(patch_in.data(), open_bytes.data(), 1, P, P, d);
-        Acts a = Acts::carve(acts.data(), stats.data(), 1, d, Ops::hidden_stride(c.hidden()));
+        m.ops_.patch_mean_forward(patch_a.data(), open.data(), 1, P, P, B * d);
+        Acts a = Acts::carve(acts.data(), stats.data(), B, d, Ops::hidden_stride(c.hidden()));
+        A *in = patch_a.data(), *spare = patch_b.data();
         for (int l = 0; l < c.layers; l++) {
-          T* hl = h.data() + (size_t)l * d;
-          m.block_forward(l, patch_in.data(), patch_out.data(), a, 1, 1, hl);
-          std::memcpy(hl, a.h, sizeof(T) * d);
-          std::swap(patch_in, patch_out);
+          A* out = l == c.layers - 1 ? latest.data() : spare;
+          T* hl = h.data() + (size_t)l * B * d;
+          m.block_forward(l, in, out, a, B, 1, hl, hl);
+          spare = in;
+          in = out;
         }
-        latest = patch_in;
+        have_patch = true;
         count = 0;
       }
-      for (int k = 0; k < d; k++) up[k] = latest[k] + e[k];
-      m.output_forward(logits, z.data(), zstat.data(), up.data(), 1);
+      // The byte's input to the head is the parallel forward's broadcast over a one-byte window: with P = 1
+      // byte 0 reads patch 0 (the latest output), with P = 2 no patch is complete yet and it reads start.
+      m.ops_.patch_broadcast_forward(up.data(), latest.data(), W + m.start_, e, B, 1, have_patch ? 1 : 2, d);
+      m.output_forward(logits.data(), z.data(), zstat.data(), up.data(), B);
+      m.ops_.copy_to_host(logits_host, logits.data(), (size_t)B * 256);
     }
   };
 

@@ -22,4 +22,7 @@ std::string run_bench(const BenchOptions& opt);
 // Matrix-product FLOPs of one training step per byte (forward + backward = 3x forward).
 double train_flops_per_byte(const ModelConfig& m);
 
+// Floats of activations (and their gradients) that one CPU training step holds per byte of its batch.
+double train_activation_floats_per_byte(const ModelConfig& m);
+
 }  // namespace bytelm

@@ -43,8 +43,9 @@ LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optim
   apply_config_json(ck.cfg, json_parse(meta("model"), path + " model config"), path + " model config");
   apply_config_json(ck.cfg, json_parse(meta("train"), path + " train config"), path + " train config");
   ck.step = (int)json_parse(meta("step"), path + " step").as_int(path + " step");
-  if (ck.cfg.model.arch != "ssm")
-    throw Error(path + " holds a '" + ck.cfg.model.arch + "' model, which this build cannot load (known: ssm)");
+  if (!is_known_architecture(ck.cfg.model.arch))
+    throw Error(path + " holds a '" + ck.cfg.model.arch + "' model, which this build cannot load (known: " +
+                known_architectures() + ")");
   ck.model = make_model_on(device, ck.cfg.model, 0);
   auto copy_into = [&](const std::string& name, const ParamInfo& p, float* dst) {
     const Tensor& t = st.get(name);
