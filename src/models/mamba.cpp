@@ -92,8 +92,8 @@ class MambaModel final : public Model<T> {
       L.x_BC = L.x_dt + (size_t)R * Di;
       L.dt_proj = this->add_param(p + "mamba.dt_proj.weight", {Di, R});
       L.dt_bias = this->add_param(p + "mamba.dt_proj.bias", {Di});
-      L.A_log = this->add_param(p + "mamba.A_log", {Di, N});
-      this->info_.back().decay = false;  // a matrix, but of decay rates: Mamba exempts it from weight decay
+      // a matrix, but of decay rates: Mamba exempts it from weight decay
+      L.A_log = this->add_param(p + "mamba.A_log", {Di, N}, false);
       L.D = this->add_param(p + "mamba.D", {Di});
       L.out_proj = this->add_param(p + "mamba.out_proj.weight", {d, Di});
       layers_.push_back(L);

@@ -93,9 +93,13 @@ class Model {
   virtual void* compute_stream() { return nullptr; }  // the cudaStream_t its kernels run on (GPU models)
 
  protected:
-  // Appends a tensor to the table and returns its offset; call before allocate().
+  // Appends a tensor to the table and returns its offset; call before allocate(). Weight decay applies to
+  // matrices unless `decay` says otherwise.
   size_t add_param(const std::string& name, std::vector<int64_t> shape) {
-    ParamInfo p{name, shape, next_offset_, 1, shape.size() == 2};
+    return add_param(name, shape, shape.size() == 2);
+  }
+  size_t add_param(const std::string& name, std::vector<int64_t> shape, bool decay) {
+    ParamInfo p{name, shape, next_offset_, 1, decay};
     for (int64_t s : shape) p.size *= (size_t)s;
     next_offset_ += p.size;
     info_.push_back(p);
