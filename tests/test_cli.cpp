@@ -76,7 +76,7 @@ class Cli : public ::testing::Test {
 };
 
 TEST_F(Cli, HelpTeaches) {
-  for (const char* c : {"train", "eval", "score", "generate", "info"}) {
+  for (const char* c : {"train", "eval", "score", "generate", "info", "leakcheck", "compare"}) {
     Result r = run(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0) << c;
     EXPECT_NE(r.out.find("usage: bytelm"), std::string::npos) << c;
@@ -242,6 +242,48 @@ TEST_F(Cli, RefusesToOverwriteARun) {
   std::string before = slurp(ck);
   expect_clean_error(run(tiny_train((dir / "text.txt").string(), (dir / "run").string())), "already holds a run");
   EXPECT_EQ(slurp(ck), before);
+}
+
+TEST_F(Cli, CompareTrainsEachRunAndPrintsATable) {
+  std::string data = std::string(BYTELM_SOURCE_DIR) + "/data/tinyshakespeare.txt", out = (dir / "study").string();
+  std::string tiny = "ssm-demo,d=16,layers=1,seq=32,batch=4,eval_bytes=4096";
+  Result r = run("compare --quiet --seconds 0.3 --data " + data + " --out " + out + " --run p1=" + tiny +
+                 " --run p2=" + tiny + ",patch=2", 30);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");  // --quiet
+  // a header, a row per run in order, the path of the JSON lines
+  std::istringstream lines(r.out);
+  std::string header, p1, p2, path;
+  std::getline(lines, header);
+  std::getline(lines, p1);
+  std::getline(lines, p2);
+  std::getline(lines, path);
+  EXPECT_EQ(header.rfind("name  params  steps  bytes/s  best val bpb  final val bpb  leakcheck", 0), 0u) << r.out;
+  EXPECT_EQ(p1.rfind("p1 ", 0), 0u) << r.out;
+  EXPECT_EQ(p2.rfind("p2 ", 0), 0u) << r.out;
+  EXPECT_NE(p1.find(" pass"), std::string::npos) << r.out;
+  EXPECT_EQ(path, out + "/compare.jsonl");
+  std::string table = slurp(path);
+  EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 2) << table;
+  // steps=1000000 unless a run sets it, so the clock ended both runs
+  EXPECT_NE(table.find("\"steps\":1000000"), std::string::npos) << table;
+  EXPECT_TRUE(fs::exists(out + "/p2/checkpoint.safetensors"));
+  // the same --out again is refused, and the study stays as it was
+  expect_clean_error(run("compare --quiet --seconds 0.3 --data " + data + " --out " + out + " --run p3=" + tiny),
+                     "already holds a comparison");
+  EXPECT_EQ(slurp(path), table);
+}
+
+TEST_F(Cli, CompareRunSpecErrors) {
+  std::string data = std::string(BYTELM_SOURCE_DIR) + "/data/tinyshakespeare.txt", out = (dir / "study").string();
+  std::string common = "compare --quiet --seconds 1 --data " + data + " --out " + out;
+  expect_clean_error(run(common + " --run ssm-demo"), "--run expects NAME=PRESET");
+  // an unknown key or preset is caught while parsing, before any run trains
+  expect_clean_error(run(common + " --run a=ssm-demo --run b=ssm-demo,paatch=1"), "--run b: unknown key 'paatch'");
+  expect_clean_error(run(common + " --run a=ssm-3m"), "--run a: unknown preset 'ssm-3m'");
+  expect_clean_error(run(common + " --run a=ssm-demo,patch"), "expected key=value");
+  expect_clean_error(run(common), "at least one --run");
+  EXPECT_FALSE(fs::exists(out));
 }
 
 TEST_F(Cli, NoTempFilesLeftBehind) {

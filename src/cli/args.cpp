@@ -53,14 +53,19 @@ Args Args::parse(const Command& cmd, int argc, char** argv, int positional) {
       value = argv[++i];
     }
     if (flag->value.empty()) value = "1";
-    a.values_[name] = value;
+    a.values_[name].push_back(value);
   }
   return a;
 }
 
 std::string Args::get(const std::string& name, const std::string& fallback) const {
   auto it = values_.find(name);
-  return it == values_.end() ? fallback : it->second;
+  return it == values_.end() ? fallback : it->second.back();
+}
+
+std::vector<std::string> Args::get_all(const std::string& name) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
 std::string Args::require(const std::string& name) const {

@@ -25,7 +25,9 @@ class Args {
   // (unless `positional` > 0, the number of positional arguments accepted).
   static Args parse(const Command& cmd, int argc, char** argv, int positional = 0);
   bool has(const std::string& name) const { return values_.count(name) > 0; }
-  std::string get(const std::string& name, const std::string& fallback = "") const;
+  std::string get(const std::string& name, const std::string& fallback = "") const;  // the last one, if repeated
+  // Every value of a flag given more than once (`--run a=... --run b=...`), in command-line order.
+  std::vector<std::string> get_all(const std::string& name) const;
   std::string require(const std::string& name) const;  // Error "<cmd>: --name is required"
   int get_int(const std::string& name, int fallback) const;
   double get_double(const std::string& name, double fallback) const;
@@ -34,7 +36,7 @@ class Args {
 
  private:
   std::string command_;
-  std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> values_;
   std::vector<std::string> positional_;
 };
 

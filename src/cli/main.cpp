@@ -23,6 +23,7 @@ const Entry kCommands[] = {
     {"info", bytelm::cmd_info, "parameters, FLOPs per byte and memory of a model config (JSON)"},
     {"bench", bytelm::cmd_bench, "time training steps on CPU or GPU, one JSON line"},
     {"leakcheck", bytelm::cmd_leakcheck, "check that a model never reads the bytes it predicts (JSON)"},
+    {"compare", bytelm::cmd_compare, "train several configs for the same time on the same data; a table"},
 };
 
 void usage(FILE* out) {
