@@ -237,6 +237,30 @@ TEST_F(Cli, MaxSecondsStopsEarlyWithAnEvaluatedCheckpoint) {
   expect_clean_error(run("train --resume " + out + " --max-seconds -1 --quiet"), "--max-seconds must be >= 0");
 }
 
+TEST_F(Cli, PatchingAttnTrainsAndBadPatchingIsOneLine) {
+  std::string text;
+  for (int i = 0; i < 200; i++) text += "the quick brown fox jumps over the lazy dog. ";
+  std::string data = file("text.txt", text), out = (dir / "run").string();
+  Result r = run("train --preset ssm-demo --patching attn --patch 2 --steps 3 --batch 2 --seq 32 --eval-bytes 64"
+                 " --quiet --data " + data + " --out " + out, 60);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(slurp(out + "/checkpoint.safetensors").find("patch.query"), std::string::npos);
+  Result e = run("eval --ckpt " + out + " --data " + data);  // the checkpoint rebuilds the attn model
+  ASSERT_EQ(e.code, 0) << e.err;
+  Result i = run("info --preset ssm-demo --patching attn --patch 2");
+  ASSERT_EQ(i.code, 0) << i.err;
+  EXPECT_NE(i.out.find("\"patching\":\"attn\""), std::string::npos) << i.out;
+  EXPECT_NE(i.out.find("\"params\":461312"), std::string::npos) << i.out;  // ssm-demo's 461,184 and the query
+  std::string other = (dir / "other").string();
+  expect_clean_error(run(tiny_train(data, other, "--patching bogus")), "patching must be mean, attn or none");
+  expect_clean_error(run(tiny_train(data, other, "--patching none --patch 2")), "patch must be 1");
+  // no GPU path yet; a build or machine without CUDA may say that first, in its own one line
+  Result c = run(tiny_train(data, other, "--patching attn --patch 2 --device cuda"));
+  EXPECT_NE(c.code, 0);
+  EXPECT_EQ(std::count(c.err.begin(), c.err.end(), '\n'), 1) << c.err;
+  EXPECT_FALSE(fs::exists(other));
+}
+
 TEST_F(Cli, RefusesToOverwriteARun) {
   std::string ck = checkpoint();
   std::string before = slurp(ck);

@@ -9,6 +9,7 @@
 #include "layers/layernorm.h"
 #include "layers/linear.h"
 #include "layers/patch.h"
+#include "layers/patch_attn.h"
 #include "layers/swiglu.h"
 
 using namespace bytelm;
@@ -127,6 +128,36 @@ TEST(LayerGrad, EmbeddingPatchBroadcast) {
   embedding_backward(dE.data(), de.data(), x.data(), B * T, d);
   expect_gradient("dE", E, dE, loss, 1e-6, 256 * d);
   expect_gradient("dstart", start, dstart, loss);
+}
+
+TEST(LayerGrad, PatchAttn) {
+  // Odd T with a partial last patch (ignored), T < P (no patch at all), and P = 1 (one weight, always 1).
+  struct Case { int T, P; };
+  for (Case k : {Case{11, 3}, Case{9, 4}, Case{2, 3}, Case{5, 1}}) {
+    Rng rng(8);
+    int B = 2, d = 5, Np = patch_count(k.T, k.P);
+    V e = random_vector(B * k.T * d, rng), q = random_vector(d, rng, 1.5), R = random_vector(B * Np * d, rng);
+    V p(B * Np * d), weights(B * Np * k.P);
+    auto loss = [&] {
+      patch_attn_forward(p.data(), weights.data(), e.data(), q.data(), B, k.T, k.P, d);
+      return dot(p, R);
+    };
+    loss();
+    V de(B * k.T * d, 0.0), dq(d, 0.0);
+    patch_attn_backward(de.data(), dq.data(), R.data(), e.data(), q.data(), weights.data(), B, k.T, k.P, d);
+    std::string what = "T=" + std::to_string(k.T) + " P=" + std::to_string(k.P);
+    expect_gradient(("de " + what).c_str(), e, de, loss);
+    expect_gradient(("dq " + what).c_str(), q, dq, loss);
+  }
+}
+
+TEST(LayerGrad, PatchAttnAtZeroQueryIsTheMean) {
+  Rng rng(9);
+  int B = 2, T = 13, P = 4, d = 6, Np = patch_count(T, P);
+  V e = random_vector(B * T * d, rng), q(d, 0.0), attn(B * Np * d), weights(B * Np * P), mean(B * Np * d);
+  patch_attn_forward(attn.data(), weights.data(), e.data(), q.data(), B, T, P, d);
+  patch_mean_forward(mean.data(), e.data(), B, T, P, d);
+  for (size_t i = 0; i < mean.size(); i++) EXPECT_NEAR(attn[i], mean[i], 1e-12);
 }
 
 TEST(LayerGrad, CrossEntropy) {

@@ -17,6 +17,26 @@ static std::vector<uint8_t> random_bytes(size_t n, Rng& rng) {
   return v;
 }
 
+// A fresh ssm model. Attention pooling starts at query 0, where it is the mean: the tests set a random query so
+// that they exercise the attention itself.
+template <class T>
+static std::unique_ptr<Model<T>> make_ssm(int d, int layers, int P, const std::string& patching, uint64_t seed) {
+  auto m = make_model<T>({"ssm", d, layers, P, patching}, seed);
+  Rng rng(seed);
+  for (const ParamInfo& p : m->param_info())
+    if (p.name == "patch.query")
+      for (size_t i = 0; i < p.size; i++) m->params()[p.offset + i] = T(rng.normal());
+  m->push_params();
+  return m;
+}
+
+// The poolings and the patch sizes the causality and streaming tests run each at.
+struct Pooling {
+  const char* patching;
+  std::vector<int> patches;
+};
+static const Pooling kPoolings[] = {{"mean", {1, 2, 4}}, {"attn", {2, 3, 4}}};
+
 TEST(SsmModel, PresetParameterCounts) {
   EXPECT_EQ(param_count({"ssm", 256, 4, 2}), 1709824);
   EXPECT_EQ(param_count({"ssm", 512, 6, 2}), 9713152);
@@ -25,54 +45,82 @@ TEST(SsmModel, PresetParameterCounts) {
     auto m = make_model<float>(c, 1);
     EXPECT_EQ((int64_t)m->params().size(), param_count(c));
   }
+  ModelConfig attn{"ssm", 24, 3, 2, "attn"};
+  EXPECT_EQ(param_count(attn), param_count({"ssm", 24, 3, 2}) + 24);  // the query
+  EXPECT_EQ((int64_t)make_model<float>(attn, 1)->params().size(), param_count(attn));
 }
 
 TEST(SsmModel, WholeModelGradientDouble) {
-  for (int P : {1, 2, 3}) {
-    ModelConfig c{"ssm", 8, 2, P};
-    auto m = make_model<double>(c, 7);
-    Rng rng(11);
-    int B = 2, T = 9;
-    auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-    // Perturb every parameter off its init so gradients through LN weights, D, start etc. are generic.
-    for (double& w : m->params()) w += 0.1 * rng.normal();
-    std::vector<double>& W = m->params();
-    auto loss = [&] { return m->forward(x.data(), y.data(), B, T, nullptr); };
-    std::fill(m->grads().begin(), m->grads().end(), 0.0);
-    loss();
-    m->backward();
-    std::vector<double> G = m->grads();
-    // check each tensor separately so a failure names it
-    for (const ParamInfo& p : m->param_info()) {
-      std::vector<double> slice(W.begin() + p.offset, W.begin() + p.offset + p.size);
-      std::vector<double> gslice(G.begin() + p.offset, G.begin() + p.offset + p.size);
-      auto sliced_loss = [&] {
+  for (std::string patching : {"mean", "attn"})
+    for (int P : {1, 2, 3}) {
+      auto m = make_ssm<double>(8, 2, P, patching, 7);
+      Rng rng(11);
+      int B = 2, T = 9;
+      auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
+      // Perturb every parameter off its init so gradients through LN weights, D, start etc. are generic.
+      for (double& w : m->params()) w += 0.1 * rng.normal();
+      std::vector<double>& W = m->params();
+      auto loss = [&] { return m->forward(x.data(), y.data(), B, T, nullptr); };
+      std::fill(m->grads().begin(), m->grads().end(), 0.0);
+      loss();
+      m->backward();
+      std::vector<double> G = m->grads();
+      // check each tensor separately so a failure names it
+      for (const ParamInfo& p : m->param_info()) {
+        std::vector<double> slice(W.begin() + p.offset, W.begin() + p.offset + p.size);
+        std::vector<double> gslice(G.begin() + p.offset, G.begin() + p.offset + p.size);
+        auto sliced_loss = [&] {
+          std::copy(slice.begin(), slice.end(), W.begin() + p.offset);
+          return loss();
+        };
+        std::string what = p.name + " " + patching + " P=" + std::to_string(P);
+        expect_gradient(what.c_str(), slice, gslice, sliced_loss, 1e-5, 60);
         std::copy(slice.begin(), slice.end(), W.begin() + p.offset);
-        return loss();
-      };
-      expect_gradient((p.name + " P=" + std::to_string(P)).c_str(), slice, gslice, sliced_loss, 1e-5, 60);
-      std::copy(slice.begin(), slice.end(), W.begin() + p.offset);
+      }
     }
-  }
 }
 
 TEST(SsmModel, CausalityBitIdentical) {
-  for (int P : {1, 2, 4}) {
-    auto m = make_model<float>({"ssm", 16, 2, P}, 3);
-    Rng rng(5);
-    for (int T : {1, 7, 13, 33}) expect_causal(*m, T, rng, "P=" + std::to_string(P) + " T=" + std::to_string(T));
-  }
+  for (const Pooling& pooling : kPoolings)
+    for (int P : pooling.patches) {
+      auto m = make_ssm<float>(16, 2, P, pooling.patching, 3);
+      Rng rng(5);
+      for (int T : {1, 7, 13, 33})
+        expect_causal(*m, T, rng, std::string(pooling.patching) + " P=" + std::to_string(P) + " T=" + std::to_string(T));
+    }
 }
 
 // The streams, byte by byte, give the parallel forward's predictions: one stream (make_stream's) and several
 // stepped together.
 TEST(SsmModel, StreamMatchesParallelForward) {
-  for (int P : {1, 2, 4})
-    for (int B : {1, 3}) {
-      auto m = make_model<float>({"ssm", 32, 3, P}, 9);
-      Rng rng(13);
-      EXPECT_LT(bytelm::testing::stream_vs_forward_error(*m, B, 37, rng), 1e-4) << "P=" << P << " B=" << B;
-    }
+  for (const Pooling& pooling : kPoolings)
+    for (int P : pooling.patches)
+      for (int B : {1, 3}) {
+        auto m = make_ssm<float>(32, 3, P, pooling.patching, 9);
+        Rng rng(13);
+        EXPECT_LT(bytelm::testing::stream_vs_forward_error(*m, B, 37, rng), 1e-4)
+            << pooling.patching << " P=" << P << " B=" << B;
+      }
+}
+
+// A fresh attn model (query 0) predicts what the mean model of the same seed does: the init draws the same
+// weights, and a zero query weighs every byte of a patch 1/P.
+TEST(SsmModel, AttnAtZeroQueryEqualsMeanPooling) {
+  int B = 2, T = 31;
+  Rng rng(6);
+  auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
+  std::vector<float> mean_rows(B * T), attn_rows(B * T);
+  make_model<float>({"ssm", 32, 2, 3, "mean"}, 8)->forward(x.data(), y.data(), B, T, mean_rows.data());
+  make_model<float>({"ssm", 32, 2, 3, "attn"}, 8)->forward(x.data(), y.data(), B, T, attn_rows.data());
+  for (int i = 0; i < B * T; i++) EXPECT_NEAR(attn_rows[i], mean_rows[i], 1e-6) << "row " << i;
+}
+
+// patching none is patch 1 and nothing else; other values are errors.
+TEST(SsmModel, PatchingValuesChecked) {
+  EXPECT_EQ(param_count({"ssm", 16, 1, 1, "none"}), param_count({"ssm", 16, 1, 1, "mean"}));
+  EXPECT_THROW(param_count({"ssm", 16, 1, 2, "none"}), std::exception);
+  EXPECT_THROW(param_count({"ssm", 16, 1, 2, "bogus"}), std::exception);
+  EXPECT_THROW(make_model_on("cuda", {"ssm", 16, 1, 2, "attn"}, 1), std::exception);
 }
 
 TEST(SsmModel, SingleStreamIsTheFirstOfTheBatch) {

@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/safetensors.h"
 #include "train/trainer.h"
 
 using namespace bytelm;
@@ -73,29 +74,59 @@ TEST(Training, ReducesValidationBpbOnDemoCorpus) {
 }
 
 TEST(Training, CheckpointRoundTrip) {
-  std::string dir = temp_dir("ckpt");
+  for (std::string patching : {"mean", "attn"}) {
+    std::string dir = temp_dir("ckpt");
+    fs::create_directories(dir);
+    RunConfig cfg;
+    cfg.model = {"ssm", 16, 2, 3, patching};
+    cfg.train.seq = 77;
+    auto m = make_model<float>(cfg.model, 5);
+    Rng rng(3);
+    for (float& w : m->params()) w += 0.1f * float(rng.normal());  // off the init: the attn query too
+    AdamW opt(m->params().size());
+    for (size_t i = 0; i < opt.m.size(); i++) opt.m[i] = float(rng.normal()), opt.v[i] = float(rng.uniform());
+    std::string path = dir + "/c.safetensors";
+    save_checkpoint(path, *m, opt, cfg, 42);
+    LoadedCheckpoint ck = load_checkpoint(path, true);
+    EXPECT_EQ(ck.step, 42);
+    EXPECT_EQ(ck.cfg.model.d, 16);
+    EXPECT_EQ(ck.cfg.model.patch, 3);
+    EXPECT_EQ(ck.cfg.model.patching, patching);
+    EXPECT_EQ(ck.cfg.train.seq, 77);
+    EXPECT_EQ(ck.model->params(), m->params());
+    EXPECT_EQ(ck.opt->m, opt.m);
+    EXPECT_EQ(ck.opt->v, opt.v);
+    // same function: identical losses
+    std::vector<uint8_t> x(40), y(40);
+    for (int i = 0; i < 40; i++) x[i] = uint8_t(rng.next_u64()), y[i] = uint8_t(rng.next_u64());
+    EXPECT_EQ(m->forward(x.data(), y.data(), 2, 20, nullptr), ck.model->forward(x.data(), y.data(), 2, 20, nullptr));
+    fs::remove_all(dir);
+  }
+}
+
+// A checkpoint written before the patching key existed has none in its model config: it loads as mean pooling.
+TEST(Training, CheckpointWithoutPatchingLoadsAsMean) {
+  std::string dir = temp_dir("ckpt_old");
   fs::create_directories(dir);
   RunConfig cfg;
-  cfg.model = {"ssm", 16, 2, 3};
-  cfg.train.seq = 77;
+  cfg.model = {"ssm", 16, 1, 2};
   auto m = make_model<float>(cfg.model, 5);
   AdamW opt(m->params().size());
-  Rng rng(3);
-  for (size_t i = 0; i < opt.m.size(); i++) opt.m[i] = float(rng.normal()), opt.v[i] = float(rng.uniform());
   std::string path = dir + "/c.safetensors";
-  save_checkpoint(path, *m, opt, cfg, 42);
+  save_checkpoint(path, *m, opt, cfg, 7);
+  // rewrite it with the key taken out of the model config, as an older bytelm wrote it
+  Safetensors st = safetensors_read(path);
+  std::string& model_json = st.metadata["model"];
+  size_t at = model_json.find(",\"patching\":\"mean\"");
+  ASSERT_NE(at, std::string::npos) << model_json;
+  model_json.erase(at, std::string(",\"patching\":\"mean\"").size());
+  st.metadata.erase("crc32");
+  std::vector<TensorRef> tensors;
+  for (const Tensor& t : st.tensors) tensors.push_back({t.name, t.shape, t.data.data()});
+  safetensors_write(path, tensors, st.metadata);
   LoadedCheckpoint ck = load_checkpoint(path, true);
-  EXPECT_EQ(ck.step, 42);
-  EXPECT_EQ(ck.cfg.model.d, 16);
-  EXPECT_EQ(ck.cfg.model.patch, 3);
-  EXPECT_EQ(ck.cfg.train.seq, 77);
+  EXPECT_EQ(ck.cfg.model.patching, "mean");
   EXPECT_EQ(ck.model->params(), m->params());
-  EXPECT_EQ(ck.opt->m, opt.m);
-  EXPECT_EQ(ck.opt->v, opt.v);
-  // same function: identical losses
-  std::vector<uint8_t> x(40), y(40);
-  for (int i = 0; i < 40; i++) x[i] = uint8_t(rng.next_u64()), y[i] = uint8_t(rng.next_u64());
-  EXPECT_EQ(m->forward(x.data(), y.data(), 2, 20, nullptr), ck.model->forward(x.data(), y.data(), 2, 20, nullptr));
   fs::remove_all(dir);
 }
 

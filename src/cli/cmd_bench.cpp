@@ -21,6 +21,7 @@ int cmd_bench(int argc, char** argv) {
                {"d", "D", "override the width"},
                {"layers", "L", "override the number of blocks"},
                {"patch", "P", "override the patch size"},
+               {"patching", "NAME", "override the patch pooling: mean, attn or none"},
                {"batch", "N", "windows per step"},
                {"seq", "N", "bytes per window"},
                {"lr", "X", "learning rate"},
@@ -34,7 +35,7 @@ int cmd_bench(int argc, char** argv) {
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
   BenchOptions o;
   o.device = apply_runtime_flags(args);
-  o.cfg = config_from_flags(args, {"d", "layers", "patch", "batch", "seq", "lr"});
+  o.cfg = config_from_flags(args, {"d", "layers", "patch", "patching", "batch", "seq", "lr"});
   o.warmup = args.get_int("warmup", 5);
   o.steps = args.get_int("steps", 20);
   o.data = args.get("data");

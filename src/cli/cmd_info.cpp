@@ -21,11 +21,12 @@ int cmd_info(int argc, char** argv) {
                {"d", "D", "override the width"},
                {"layers", "L", "override the number of blocks"},
                {"patch", "P", "override the patch size"},
+               {"patching", "NAME", "override the patch pooling: mean, attn or none"},
                {"batch", "N", "windows per step for the memory estimate"},
                {"seq", "N", "bytes per window for the memory estimate"}}};
   Args args = Args::parse(cmd, argc, argv);
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
-  RunConfig cfg = config_from_flags(args, {"d", "layers", "patch", "batch", "seq"});
+  RunConfig cfg = config_from_flags(args, {"d", "layers", "patch", "patching", "batch", "seq"});
   validate(cfg);
   const ModelConfig& m = cfg.model;
   double flops = train_flops_per_byte(m) / 3;  // the forward's share

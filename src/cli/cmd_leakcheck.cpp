@@ -16,7 +16,7 @@ namespace bytelm {
 namespace {
 
 // The flags that build a fresh model; a checkpoint brings its own config.
-const std::vector<std::string> kModelKeys = {"model", "d", "layers", "patch"};
+const std::vector<std::string> kModelKeys = {"model", "d", "layers", "patch", "patching"};
 
 std::string optional_int(int v) { return v < 0 ? "null" : std::to_string(v); }
 
@@ -44,6 +44,7 @@ int cmd_leakcheck(int argc, char** argv) {
                {"d", "D", "override the width (fresh model)"},
                {"layers", "L", "override the number of blocks (fresh model)"},
                {"patch", "P", "override the patch size (fresh model)"},
+               {"patching", "NAME", "override the patch pooling: mean, attn or none (fresh model)"},
                {"seq", "T", "bytes per random sequence (default: the config's seq)"},
                {"sequences", "N", "random sequences (default 4)"},
                {"positions", "N", "positions t tested (default: every t for seq <= 256, else 128 spread out)"},

@@ -20,6 +20,7 @@ const std::vector<std::pair<std::string, std::string>> kKeyHelp = {
     {"d", "model width"},
     {"layers", "number of blocks"},
     {"patch", "bytes per patch P (1 = no patching; mamba: 1 only)"},
+    {"patching", "how a patch pools its bytes: mean (default), attn (learned query; CPU only) or none (patch 1)"},
     {"steps", "total optimizer steps"},
     {"batch", "windows per step"},
     {"seq", "bytes per window"},
@@ -62,7 +63,7 @@ Command train_command() {
              {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to train (default cpu); cuda: bf16 activations and products, fp32 weights"},
              {"threads", "N", "CPU threads (default: all cores)"},
              {"quiet", "", "no progress bar"}}};
-  for (const auto& [key, help] : kKeyHelp) c.flags.push_back({flag_of(key), key == "model" ? "NAME" : "X", help});
+  for (const auto& [key, help] : kKeyHelp) c.flags.push_back({flag_of(key), key == "model" || key == "patching" ? "NAME" : "X", help});
   return c;
 }
 

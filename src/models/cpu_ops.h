@@ -13,6 +13,7 @@
 #include "layers/layernorm.h"
 #include "layers/linear.h"
 #include "layers/patch.h"
+#include "layers/patch_attn.h"
 #include "layers/selective_scan.h"
 #include "layers/swiglu.h"
 
@@ -60,6 +61,16 @@ struct CpuOps {
   void patch_mean_forward(T* p, const T* e, int B, int T_, int P, int d) { bytelm::patch_mean_forward(p, e, B, T_, P, d); }
   template <class T>
   void patch_mean_backward(T* de, const T* dp, int B, int T_, int P, int d) { bytelm::patch_mean_backward(de, dp, B, T_, P, d); }
+  // Attention pooling has no CUDA kernel yet, so only this backend has it (ssm.cpp calls it for the host only).
+  template <class T>
+  void patch_attn_forward(T* p, T* weights, const T* e, const T* q, int B, int T_, int P, int d) {
+    bytelm::patch_attn_forward(p, weights, e, q, B, T_, P, d);
+  }
+  template <class T>
+  void patch_attn_backward(T* de, T* dq, const T* dp, const T* e, const T* q, const T* weights, int B, int T_, int P,
+                           int d) {
+    bytelm::patch_attn_backward(de, dq, dp, e, q, weights, B, T_, P, d);
+  }
   template <class T>
   void patch_broadcast_forward(T* out, const T* p, const T* start, const T* e, int B, int T_, int P, int d) {
     bytelm::patch_broadcast_forward(out, p, start, e, B, T_, P, d);

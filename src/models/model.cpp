@@ -9,6 +9,7 @@
 namespace bytelm {
 
 static const char* const kArchitectures[] = {"ssm", "mamba"};
+static const char* const kPatchings[] = {"mean", "attn", "none"};
 
 bool is_known_architecture(const std::string& arch) {
   return std::find(std::begin(kArchitectures), std::end(kArchitectures), arch) != std::end(kArchitectures);
@@ -26,8 +27,14 @@ static void check_config(const ModelConfig& c) {
   if (c.d < 1 || c.d > 16384) throw Error("model width d must be in 1..16384, got " + std::to_string(c.d));
   if (c.layers < 0 || c.layers > 256) throw Error("layers must be in 0..256, got " + std::to_string(c.layers));
   if (c.patch < 1 || c.patch > 64) throw Error("patch must be in 1..64, got " + std::to_string(c.patch));
+  if (std::find(std::begin(kPatchings), std::end(kPatchings), c.patching) == std::end(kPatchings))
+    throw Error("patching must be mean, attn or none, got '" + c.patching + "'");
+  if (c.patching == "none" && c.patch != 1)
+    throw Error("patching none makes every byte its own patch: patch must be 1, got " + std::to_string(c.patch));
   if (c.arch == "mamba" && c.patch != 1)
     throw Error("the mamba family reads every byte: patch must be 1, got " + std::to_string(c.patch));
+  if (c.arch == "mamba" && c.patching == "attn")
+    throw Error("the mamba family reads every byte: patching attn does not apply to it");
 }
 
 template <class T>
@@ -42,6 +49,8 @@ std::unique_ptr<Model<float>> make_model_on(const std::string& device, const Mod
   if (device != "cuda" && device != "cuda-tf32" && device != "cuda-fp32")
     throw Error("--device must be cpu, cuda, cuda-tf32 or cuda-fp32, got '" + device + "'");
   if (config.arch == "mamba") throw Error("the mamba family has no CUDA path yet; use --device cpu");
+  // Refused before a GPU model is built: the CUDA backend has no attention-pooling op (see ssm.cpp).
+  if (config.patching == "attn") throw Error("patching attn has no CUDA kernel yet; use --device cpu");
 #ifdef BYTELM_WITH_CUDA
   check_config(config);
   return make_ssm_model_cuda(config, seed, device == "cuda" ? "bf16" : device.substr(5));
@@ -55,7 +64,8 @@ int64_t param_count(const ModelConfig& c) {
   if (c.arch == "mamba") return mamba_param_count(c);
   int64_t d = c.d, H = c.hidden();
   int64_t block = 4 * d + 2 * d * d + 2 * d + 3 * d * H;  // two LayerNorms, W_in, W_out, decay, D, SwiGLU
-  return 256 * d + d + c.layers * block + 2 * d + 256 * d;
+  int64_t query = c.patching == "attn" ? d : 0;  // patch.query
+  return 256 * d + d + query + c.layers * block + 2 * d + 256 * d;
 }
 
 template std::unique_ptr<Model<float>> make_model<float>(const ModelConfig&, uint64_t);

@@ -16,6 +16,9 @@ struct ModelConfig {
   int d = 256;
   int layers = 4;
   int patch = 2;  // bytes a patch (ssm); the mamba family reads every byte and takes 1 only
+  // How the ssm family pools a patch's P byte embeddings: "mean"; "attn", a softmax over the P bytes against a
+  // learned query (layers/patch_attn.h); "none", every byte its own patch (patch must be 1).
+  std::string patching = "mean";
   int hidden() const { return 4 * d / 3; }  // SwiGLU hidden width
 };
 

@@ -56,10 +56,15 @@ class SsmModel final : public Model<T> {
   // ops_args go to the backend (CudaOps takes its GemmPrecision).
   template <class... OpsArgs>
   SsmModel(const ModelConfig& config, uint64_t seed, OpsArgs... ops_args) : ops_(ops_args...) {
+    // make_model_on refuses this first, in words for the user; here it keeps a GPU model from pooling by the mean
+    // in silence, since the attention branches below exist for the host backend only.
+    if constexpr (!Ops::on_host)
+      if (config.patching == "attn") throw Error("patching attn has no CUDA kernel yet");
     this->config_ = config;
     int d = config.d, H = config.hidden();
     emb_ = this->add_param("embed.weight", {256, d});
     start_ = this->add_param("start", {d});
+    if (attn_pooling()) query_ = this->add_param("patch.query", {d});
     for (int l = 0; l < config.layers; l++) {
       std::string p = "blocks." + std::to_string(l) + ".";
       Layer L;
@@ -121,7 +126,7 @@ class SsmModel final : public Model<T> {
     const uint8_t* yd = ops_.put_bytes(y_, y, N);
     const T* W = this->W();
     ops_.embedding_forward(e_.data(), xd, W + emb_, N, d);
-    ops_.patch_mean_forward(stream_at(0), e_.data(), B, T_, P, d);
+    pool_forward(stream_at(0), pool_weights_.data(), e_.data(), B, T_);
     if (M > 0)
       for (int l = 0; l < c.layers; l++) block_forward(l, stream_at(l), stream_at(l + 1), acts(l), B, T_ / P, nullptr, nullptr);
     ops_.patch_broadcast_forward(up_.data(), stream_at(c.layers), W + start_, e_.data(), B, T_, P, d);
@@ -145,7 +150,7 @@ class SsmModel final : public Model<T> {
     ops_.patch_broadcast_backward(dp_.data(), G + start_, de, bufB_.data(), B, seq_, P, d);
     if (M > 0)
       for (int l = c.layers - 1; l >= 0; l--) block_backward(l, stream_at(l), acts(l), B, seq_ / P);
-    ops_.patch_mean_backward(de, dp_.data(), B, seq_, P, d);
+    pool_backward(de, dp_.data(), B, seq_);
     ops_.embedding_backward(G + emb_, de, x_.data(), N, d);
   }
 
@@ -171,7 +176,7 @@ class SsmModel final : public Model<T> {
 
   // Small GPT-style init: unit-variance embeddings, 1/sqrt(fan_in) matrices,
   // residual output projections scaled down by sqrt(2 L), a quiet head so the
-  // first loss is near ln 256.
+  // first loss is near ln 256. patch.query stays zero: attention pooling starts as the mean.
   void init(uint64_t seed) {
     const ModelConfig& c = this->config_;
     Rng rng(seed);
@@ -229,6 +234,7 @@ class SsmModel final : public Model<T> {
     Ops::resize(acts_, c.layers * Acts::rows_size(M, c.d, S));
     Ops::resize(stats_, c.layers * Acts::stats_size(M));
     Ops::resize(dp_, M * d);
+    Ops::resize(pool_weights_, attn_pooling() ? M * c.patch : 0);
     Ops::resize(dtmp_, M * d);
     Ops::resize(scratch_, M * std::max(3 * S, d));
   }
@@ -240,6 +246,30 @@ class SsmModel final : public Model<T> {
     int d = this->config_.d, S = Ops::hidden_stride(this->config_.hidden());
     return Acts::carve(acts_.data() + l * Acts::rows_size(capacity_M_, d, S),
                        stats_.data() + l * Acts::stats_size(capacity_M_), capacity_M_, d, S);
+  }
+
+  bool attn_pooling() const { return this->config_.patching == "attn"; }
+
+  // p [B, T_/P, d] = the pool of each complete patch of e [B, T_, d]: by attention (weights [B, T_/P, P] kept
+  // for the backward) or the mean. Patching "none" is patch 1, where the mean of one byte is that byte. The
+  // attention branch compiles for the host backend only: CudaOps has no such op (the constructor refuses it).
+  void pool_forward(A* p, A* weights, const A* e, int B, int T_) const {
+    const ModelConfig& c = this->config_;
+    if constexpr (Ops::on_host) {
+      if (attn_pooling()) return ops_.patch_attn_forward(p, weights, e, W() + query_, B, T_, c.patch, c.d);
+    }
+    ops_.patch_mean_forward(p, e, B, T_, c.patch, c.d);
+  }
+
+  // de += d(loss)/de from dp = d(loss)/dp, for the last forward's pooling (and the query's gradient for attn).
+  void pool_backward(A* de, const A* dp, int B, int T_) {
+    const ModelConfig& c = this->config_;
+    if constexpr (Ops::on_host) {
+      if (attn_pooling())
+        return ops_.patch_attn_backward(de, G() + query_, dp, e_.data(), W() + query_, pool_weights_.data(), B, T_,
+                                        c.patch, c.d);
+    }
+    ops_.patch_mean_backward(de, dp, B, T_, c.patch, c.d);
   }
 
   DiagSsmWeights<T, A> ssm_weights(const Layer& L) const {
@@ -290,14 +320,15 @@ class SsmModel final : public Model<T> {
   // forward (at Tp = 1, the SSM states passed in as h0 and taken back as h_last, in fp32). State: per layer and
   // stream the SSM state, the embeddings of the open patch's bytes, and the latest complete patch's output.
   // The open patch is stored slot-major, [P][B][d], so one byte's embeddings land in one contiguous slot and
-  // the P slots of all B streams pool as one sequence of P rows of width B d.
+  // the P slots of all B streams mean-pool as one sequence of P rows of width B d. Attention pooling scores each
+  // stream's bytes on their own, so it pools a stream-major copy, [B][P][d] (open_by_stream).
   struct Streams final : ByteStreams<T> {
     const SsmModel& m;
     int B, d, P, count = 0;
     bool have_patch = false;  // before the first complete patch, bytes read the learned start vector
     typename Ops::template Buffer<uint8_t> bytes;
     typename Ops::template Buffer<T> h, zstat, stats;  // h: [layers][B][d]
-    typename Ops::template Buffer<A> open, patch_a, patch_b, latest, up, z, logits, acts;
+    typename Ops::template Buffer<A> open, open_by_stream, pool_weights, patch_a, patch_b, latest, up, z, logits, acts;
     Streams(const SsmModel& model, int streams) : m(model), B(streams) {
       const ModelConfig& c = m.config_;
       d = c.d;
@@ -306,6 +337,8 @@ class SsmModel final : public Model<T> {
       Ops::resize(h, (size_t)c.layers * B * d);
       for (auto* buf : {&patch_a, &patch_b, &latest, &up, &z}) Ops::resize(*buf, (size_t)B * d);
       Ops::resize(open, (size_t)P * B * d);
+      Ops::resize(open_by_stream, m.attn_pooling() ? (size_t)B * P * d : 0);
+      Ops::resize(pool_weights, m.attn_pooling() ? (size_t)B * P : 0);
       Ops::resize(logits, (size_t)B * 256);
       Ops::resize(zstat, 2 * (size_t)B);
       Ops::resize(acts, Acts::rows_size(B, d, S));
@@ -318,7 +351,7 @@ class SsmModel final : public Model<T> {
       A* e = open.data() + (size_t)count * B * d;
       m.ops_.embedding_forward(e, x, W + m.emb_, B, d);
       if (++count == P) {
-        m.ops_.patch_mean_forward(patch_a.data(), open.data(), 1, P, P, B * d);
+        pool_open_patch();
         Acts a = Acts::carve(acts.data(), stats.data(), B, d, Ops::hidden_stride(c.hidden()));
         A *in = patch_a.data(), *spare = patch_b.data();
         for (int l = 0; l < c.layers; l++) {
@@ -337,6 +370,20 @@ class SsmModel final : public Model<T> {
       m.output_forward(logits.data(), z.data(), zstat.data(), up.data(), B);
       m.ops_.copy_to_host(logits_host, logits.data(), (size_t)B * 256);
     }
+    // patch_a [B, d] = the pool of every stream's open patch, now complete (attention on the host only, as in
+    // pool_forward).
+    void pool_open_patch() {
+      if constexpr (Ops::on_host) {
+        if (m.attn_pooling()) {
+          for (int b = 0; b < B; b++)
+            for (int r = 0; r < P; r++)
+              std::memcpy(open_by_stream.data() + ((size_t)b * P + r) * d, open.data() + ((size_t)r * B + b) * d,
+                          sizeof(A) * d);
+          return m.pool_forward(patch_a.data(), pool_weights.data(), open_by_stream.data(), B, P);
+        }
+      }
+      m.ops_.patch_mean_forward(patch_a.data(), open.data(), 1, P, P, B * d);
+    }
   };
 
   template <class, class>
@@ -344,6 +391,7 @@ class SsmModel final : public Model<T> {
 
   mutable Ops ops_;  // GPU backends keep a stream, handles and scratch here
   size_t emb_, start_, lnf_w_, lnf_b_, head_;
+  size_t query_ = 0;  // patch.query, the attention pooling's learned query (patching attn only)
   std::vector<Layer> layers_;
   int batch_ = 0, seq_ = 0;
   size_t capacity_N_ = 0, capacity_M_ = 0;
@@ -351,6 +399,7 @@ class SsmModel final : public Model<T> {
   typename Ops::template Buffer<T> w_, g_;  // device copies of the parameters and gradients (GPU backends)
   typename Ops::template Buffer<A> wa_;     // the parameters as the products read them (kWeightCopy)
   typename Ops::template Buffer<A> e_, up_, z_, logits_, bufA_, bufB_, stream_, acts_, dp_, dtmp_, scratch_;
+  typename Ops::template Buffer<A> pool_weights_;  // the attention pooling's softmax weights (patching attn only)
   typename Ops::template Buffer<T> zstat_, loss_, stats_;
 };
 

@@ -18,7 +18,8 @@ struct Key {
   const char* name;
   std::function<void(RunConfig&, const Json&, const std::string&)> set;
   std::function<std::string(const RunConfig&)> get;
-  bool model;  // belongs to the model config (else training)
+  bool model;         // belongs to the model config (else training)
+  bool text = false;  // a string: a flag's value is taken as it is, not parsed as JSON
 };
 
 template <class F>
@@ -33,6 +34,12 @@ Key int_key(const char* name, F field, bool model) {
 }
 
 template <class F>
+Key text_key(const char* name, F field, bool model) {
+  return {name, [=](RunConfig& c, const Json& v, const std::string& what) { field(c) = v.as_string(what + ": key '" + name + "'"); },
+          [=](const RunConfig& c) { return json_quote(field(const_cast<RunConfig&>(c))); }, model, true};
+}
+
+template <class F>
 Key num_key(const char* name, F field) {
   return {name, [=](RunConfig& c, const Json& v, const std::string& what) { field(c) = v.as_number(what + ": key '" + name + "'"); },
           [=](const RunConfig& c) { return json_number(field(const_cast<RunConfig&>(c))); }, false};
@@ -40,11 +47,11 @@ Key num_key(const char* name, F field) {
 
 const std::vector<Key>& keys() {
   static const std::vector<Key> k = {
-      {"model", [](RunConfig& c, const Json& v, const std::string& what) { c.model.arch = v.as_string(what + ": key 'model'"); },
-       [](const RunConfig& c) { return json_quote(c.model.arch); }, true},
+      text_key("model", [](RunConfig& c) -> std::string& { return c.model.arch; }, true),
       int_key("d", [](RunConfig& c) -> int& { return c.model.d; }, true),
       int_key("layers", [](RunConfig& c) -> int& { return c.model.layers; }, true),
       int_key("patch", [](RunConfig& c) -> int& { return c.model.patch; }, true),
+      text_key("patching", [](RunConfig& c) -> std::string& { return c.model.patching; }, true),
       int_key("steps", [](RunConfig& c) -> int& { return c.train.steps; }, false),
       int_key("batch", [](RunConfig& c) -> int& { return c.train.batch; }, false),
       int_key("seq", [](RunConfig& c) -> int& { return c.train.seq; }, false),
@@ -135,7 +142,7 @@ void apply_config_json(RunConfig& cfg, const Json& j, const std::string& what) {
 void set_config_key(RunConfig& cfg, const std::string& key, const std::string& value, const std::string& what) {
   const Key& k = find_key(key, what);
   Json v;
-  if (key == "model") {
+  if (k.text) {
     v.kind = Json::Kind::String;
     v.string = value;
   } else {
