@@ -55,28 +55,7 @@ TEST(SsmModel, WholeModelGradientDouble) {
     for (int P : {1, 2, 3}) {
       auto m = make_ssm<double>(8, 2, P, patching, 7);
       Rng rng(11);
-      int B = 2, T = 9;
-      auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-      // Perturb every parameter off its init so gradients through LN weights, D, start etc. are generic.
-      for (double& w : m->params()) w += 0.1 * rng.normal();
-      std::vector<double>& W = m->params();
-      auto loss = [&] { return m->forward(x.data(), y.data(), B, T, nullptr); };
-      std::fill(m->grads().begin(), m->grads().end(), 0.0);
-      loss();
-      m->backward();
-      std::vector<double> G = m->grads();
-      // check each tensor separately so a failure names it
-      for (const ParamInfo& p : m->param_info()) {
-        std::vector<double> slice(W.begin() + p.offset, W.begin() + p.offset + p.size);
-        std::vector<double> gslice(G.begin() + p.offset, G.begin() + p.offset + p.size);
-        auto sliced_loss = [&] {
-          std::copy(slice.begin(), slice.end(), W.begin() + p.offset);
-          return loss();
-        };
-        std::string what = p.name + " " + patching + " P=" + std::to_string(P);
-        expect_gradient(what.c_str(), slice, gslice, sliced_loss, 1e-5, 60);
-        std::copy(slice.begin(), slice.end(), W.begin() + p.offset);
-      }
+      expect_model_gradients(*m, 2, 9, rng, patching + " P=" + std::to_string(P) + " ");
     }
 }
 

@@ -147,13 +147,9 @@ class MambaModel final : public Model<T> {
   // std 0.5, so the first loss is about ln 256 + 0.5^2/2.
   void init(uint64_t seed) {
     Rng rng(seed);
-    T* W = this->params_.data();
-    auto normal = [&](size_t off, size_t n, double std) {
-      for (size_t i = 0; i < n; i++) W[off + i] = T(rng.normal() * std);
-    };
-    auto fill = [&](size_t off, size_t n, double v) {
-      for (size_t i = 0; i < n; i++) W[off + i] = T(v);
-    };
+    auto normal = [&](size_t off, size_t n, double std) { this->init_normal(rng, off, n, std); };
+    auto fill = [&](size_t off, size_t n, double v) { this->init_fill(off, n, v); };
+    T* W = this->params_.data();  // for the layers' own initialisers
     size_t d = dims_.d, Di = dims_.inner, N = dims_.state, R = dims_.dt_rank, K = dims_.conv;
     double out_scale = 1.0 / std::sqrt(2.0 * this->config_.layers);
     normal(emb_, 256 * d, 0.5 / std::sqrt(double(d)));

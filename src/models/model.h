@@ -112,6 +112,12 @@ class Model {
     params_.assign(next_offset_, T(0));
     grads_.assign(next_offset_, T(0));
   }
+  // Initialisers for the families' init(): n parameters from `off` drawn from N(0, std^2), or set to v.
+  template <class R>
+  void init_normal(R& rng, size_t off, size_t n, double std) {
+    for (size_t i = 0; i < n; i++) params_[off + i] = T(rng.normal() * std);
+  }
+  void init_fill(size_t off, size_t n, double v) { std::fill(params_.begin() + off, params_.begin() + off + n, T(v)); }
 
   ModelConfig config_;
   T last_loss_ = T(NAN);

@@ -180,13 +180,9 @@ class SsmModel final : public Model<T> {
   void init(uint64_t seed) {
     const ModelConfig& c = this->config_;
     Rng rng(seed);
-    T* W = this->params_.data();
-    auto normal = [&](size_t off, size_t n, double std) {
-      for (size_t i = 0; i < n; i++) W[off + i] = T(rng.normal() * std);
-    };
-    auto fill = [&](size_t off, size_t n, double v) {
-      for (size_t i = 0; i < n; i++) W[off + i] = T(v);
-    };
+    auto normal = [&](size_t off, size_t n, double std) { this->init_normal(rng, off, n, std); };
+    auto fill = [&](size_t off, size_t n, double v) { this->init_fill(off, n, v); };
+    T* W = this->params_.data();  // for the layers' own initialisers
     int d = c.d, H = c.hidden();
     double out_scale = 1.0 / std::sqrt(2.0 * c.layers);
     normal(emb_, 256 * (size_t)d, 1.0);
