@@ -38,10 +38,12 @@ struct Pack {
   __device__ void set(int j, float v) { reinterpret_cast<T*>(&raw)[j] = (T)v; }
 };
 
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 // True when rows of C elements starting at p can be moved in packs (C a multiple of the pack, p aligned).
 template <class T>
 inline bool packable(const T* p, int C) {
-  return C % Pack<T>::n == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+  return C % Pack<T>::n == 0 && aligned16(p);
 }
 
 // Elements [c0, c0 + n) of a row of C; past C reads 0 and writes nothing. `vec`: the row is packable.

@@ -51,7 +51,7 @@ void sum_cuda(float* out, const float* x, size_t n, float* partials, cudaStream_
 template <class A>
 void add_inplace_cuda(A* y, const A* x, size_t n, cudaStream_t stream) {
   if (n == 0) return;
-  bool vec = cuda::packable(y, 0) && cuda::packable(x, 0);
+  bool vec = aligned16(y) && aligned16(x);  // one flat row: only the start's alignment matters
   add_inplace_kernel<<<cuda::blocks_for((n + cuda::Pack<A>::n - 1) / cuda::Pack<A>::n), cuda::kThreads, 0, stream>>>(
       y, x, n, vec);
   BYTELM_CUDA_CHECK(cudaGetLastError());

@@ -11,6 +11,14 @@ namespace bytelm {
 
 namespace {
 
+// The first n elements at p, and p moved past them: how the activation structs below carve one buffer.
+template <class T>
+T* take_front(T*& p, size_t n) {
+  T* front = p;
+  p += n;
+  return front;
+}
+
 // One block's activations over M rows, kept for the backward: pointers carved from one buffer.
 template <class T>
 struct MambaActs {
@@ -25,11 +33,7 @@ struct MambaActs {
   }
   static MambaActs carve(T* p, size_t M, const MambaDims& m) {
     MambaActs a;
-    auto take = [&](size_t n) {
-      T* q = p;
-      p += n;
-      return q;
-    };
+    auto take = [&](size_t n) { return take_front(p, n); };
     a.norm = take(M * m.d);
     a.norm_mean = take(M);
     a.norm_rstd = take(M);
@@ -52,11 +56,7 @@ struct MambaGrads {
   static size_t size(size_t M, const MambaDims& m) { return M * (m.d + 5 * (size_t)m.inner + m.dt_rank + 2 * m.state); }
   static MambaGrads carve(T* p, size_t M, const MambaDims& m) {
     MambaGrads g;
-    auto take = [&](size_t n) {
-      T* q = p;
-      p += n;
-      return q;
-    };
+    auto take = [&](size_t n) { return take_front(p, n); };
     g.y = take(M * m.inner);
     g.u = take(M * m.inner);
     g.dt = take(M * m.inner);
