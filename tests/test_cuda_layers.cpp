@@ -183,8 +183,10 @@ TEST_F(CudaLayers, Linear) {
 }
 
 TEST_F(CudaLayers, LayerNorm) {
-  // The second shape has more rows than the backward has blocks, so warps stride over rows.
-  for (auto [N, C] : {std::pair{37, 48}, std::pair{3001, 130}}) {
+  // Widths from 1 to 16 packs a lane (so every block shape of the backward); all but the first have more rows
+  // than the backward has warps, so warps stride over rows and add several into their partial sums.
+  for (auto [N, C] : {std::pair{37, 48}, std::pair{3001, 130}, std::pair{20000, 260}, std::pair{5000, 520},
+                      std::pair{3000, 1100}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
     tag = "N=" + std::to_string(N) + " ";
     Rng rng(102 + N);
