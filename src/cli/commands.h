@@ -13,6 +13,7 @@ int cmd_score(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_bench_attention(int argc, char** argv);
 int cmd_leakcheck(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
 
