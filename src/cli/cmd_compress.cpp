@@ -23,12 +23,14 @@ namespace {
 
 const char* kDeterminism =
     "Determinism: the decoder must compute the very logits the encoder did, to the bit. It repeats the\n"
-    "encoder's computation exactly (block size, the batch of streams stepped together, device and\n"
-    "precision are in the archive), every softmax is summed in a fixed order in double, and no step\n"
-    "uses atomics. Same build on the same kind of machine (CPU model, BLAS library; or GPU model,\n"
-    "CUDA and cuBLAS versions): archives always decompress; the CPU thread count does not matter.\n"
-    "Another build or machine may round the model's arithmetic differently; that is detected (every\n"
-    "block's CRC-32 and the SHA-256 of the whole are checked) and reported, never written as output.\n";
+    "encoder's computation exactly: block size, the batch of streams stepped together, device and\n"
+    "precision, and the CPU thread count (BLAS rounds a product differently for another batch or\n"
+    "thread count) are in the archive, and decompress runs with them. Every softmax is summed in a\n"
+    "fixed order in double, and no step uses atomics. Holds: the same bytelm build on the same kind of\n"
+    "machine (CPU model and core count, BLAS library; or GPU model, CUDA and cuBLAS versions).\n"
+    "Not promised: another build, BLAS, CPU or GPU, which may round the model's arithmetic differently.\n"
+    "That is detected (every block's CRC-32 and the SHA-256 of the whole are checked) and reported as\n"
+    "an error, never written out as output.\n";
 
 // The whole of a file, or of stdin for "-".
 std::vector<uint8_t> read_all(const std::string& path) {
@@ -95,7 +97,7 @@ int cmd_compress(int argc, char** argv) {
                {"block", "N", "bytes a block (default 65536)"},
                {"streams", "B", "blocks coded together as one batch (default 16 on cpu, 256 on cuda)"},
                {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where the model runs (default cpu); decompress uses the same"},
-               {"threads", "N", "CPU threads (default: all cores)"},
+               {"threads", "N", "CPU threads (default: all cores); decompress uses the same"},
                {"force", "", "overwrite OUT if it exists"},
                {"quiet", "", "no progress bar and no final report"}}};
   Args args = Args::parse(cmd, argc, argv, 2);
@@ -136,16 +138,15 @@ int cmd_decompress(int argc, char** argv) {
               std::string("IN and OUT are paths, or - for stdin / stdout. Without --ckpt the checkpoint is the\n"
                           "path the archive recorded when it was made. A checkpoint other than the one that\n"
                           "compressed (by a SHA-256 of its config and parameters) is refused. The model runs on\n"
-                          "the device, precision and batch of streams the archive records.\n\n") +
+                          "the device and precision, with the batch of streams and CPU threads, that the archive\n"
+                          "records.\n\n") +
                   kDeterminism,
               {{"ckpt", "PATH", "checkpoint file, or a run directory (default: the one the archive names)"},
-               {"threads", "N", "CPU threads (default: all cores)"},
                {"force", "", "overwrite OUT if it exists"},
                {"quiet", "", "no progress bar and no final report"}}};
   Args args = Args::parse(cmd, argc, argv, 2);
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
   Paths p = in_and_out(cmd, args);
-  apply_runtime_flags(args);
   check_writable(p.out, args.has("force"));
   std::vector<uint8_t> archive = read_all(p.in);
   ArchiveHeader h = read_archive_header(archive.data(), archive.size());

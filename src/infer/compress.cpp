@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "infer/range_coder.h"
 #include "train/config.h"
 #include "train/safetensors.h"
@@ -61,6 +62,23 @@ void check_device(const Model<float>& model, const std::string& device) {
     throw Error("the model runs on the " + std::string(model.on_gpu() ? "GPU" : "CPU") + " but the coding is for device '" +
                 device + "': build it with make_model_on(\"" + device + "\", ...)");
 }
+
+// Sets the OpenMP thread count for its lifetime (a no-op without OpenMP).
+class ThreadCount {
+ public:
+  explicit ThreadCount(int threads) : before_(thread_count()) { set(threads); }
+  ~ThreadCount() { set(before_); }
+
+ private:
+  static void set(int threads) {
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+  }
+  int before_;
+};
 
 // f(b) for b in [0, B) on the CPU threads (each row its own coder, so the order does not matter); an Error in any
 // row is rethrown after the loop, the lowest row's first.
@@ -162,6 +180,7 @@ std::vector<uint8_t> compress_bytes(Model<float>& model, const uint8_t* data, si
   h.u64(n);
   h.u32(opt.block);
   h.u32((uint32_t)streams);
+  h.u32((uint32_t)thread_count());
   h.str(opt.device);
   Sha256Digest id = model_hash(model), content = sha256(data, n);
   h.raw(id.data(), id.size());
@@ -201,11 +220,13 @@ ArchiveHeader read_archive_header(const uint8_t* archive, size_t n) {
   h.size = f.uint(8);
   h.block = (uint32_t)f.uint(4);
   h.streams = (uint32_t)f.uint(4);
+  h.threads = (uint32_t)f.uint(4);
   h.device = f.str();
   std::memcpy(h.model.data(), f.take(32), 32);
   h.checkpoint = f.str();
   std::memcpy(h.content.data(), f.take(32), 32);
-  if (h.block < 1 || h.block > kMaxBlock || h.streams < 1) throw Error("corrupt archive header (block size or streams)");
+  if (h.block < 1 || h.block > kMaxBlock || h.streams < 1 || h.threads < 1)
+    throw Error("corrupt archive header (block size, streams or threads)");
   size_t blocks = block_count(h.size, h.block);
   if ((header_len - f.pos) / 8 != blocks || (header_len - f.pos) % 8 != 0)
     throw Error("corrupt archive header (its block table does not match its size)");
@@ -241,24 +262,27 @@ std::vector<uint8_t> decompress_bytes(Model<float>& model, const uint8_t* archiv
     dec.clear();
     for (int b = 0; b < B; b++) dec.emplace_back(archive + offset[first + b], h.coded_size[first + b]);
   };
+  // The header's CRC held, so a block that fails has corrupt coded data, or met logits other than the encoder's.
+  auto failed = [](size_t blk, const std::string& how) {
+    return Error("block " + std::to_string(blk) + " " + how + ": the archive's coded data is corrupt, or this build or "
+                 "machine computes the model differently from the one that compressed it");
+  };
   auto code = [&](size_t blk, size_t pos, const ByteFreqs& f) {
     try {
       return out[blk * h.block + pos] = dec[blk % h.streams].decode(f);
     } catch (const Error& e) {
-      throw Error("block " + std::to_string(blk) + " of the archive: " + e.what());
+      throw failed(blk, std::string("does not decode (") + e.what() + ")");
     }
   };
   auto end = [&](size_t first, int B) {
     for (int b = 0; b < B; b++) {
       size_t blk = first + b, start = blk * h.block, len = std::min<uint64_t>(h.block, h.size - start);
-      if (dec[b].overrun()) throw Error("block " + std::to_string(blk) + " of the archive: its coded data ends too soon (corrupt)");
-      if (!dec[b].clean_end())
-        throw Error("block " + std::to_string(blk) + " of the archive: its coded data does not end where it should (corrupt)");
-      if (crc32_ieee(out.data() + start, len) != h.crc[blk])
-        throw Error("block " + std::to_string(blk) + " decodes to bytes that fail its CRC-32: the archive is corrupt, or "
-                    "this build or machine computes the model's logits differently from the one that compressed it");
+      if (dec[b].overrun()) throw failed(blk, "needs more coded bytes than it has");
+      if (!dec[b].clean_end()) throw failed(blk, "does not end where its encoder ended");
+      if (crc32_ieee(out.data() + start, len) != h.crc[blk]) throw failed(blk, "decodes to bytes that fail its CRC-32");
     }
   };
+  ThreadCount threads((int)h.threads);
   run_rounds(model, h.size, h.block, (int)h.streams, progress, begin, code, end);
   if (sha256(out.data(), out.size()) != h.content)
     throw Error("the decompressed bytes fail the archive's SHA-256 of the original (corrupt archive)");

@@ -81,7 +81,7 @@ RangeDecoder::RangeDecoder(const uint8_t* data, size_t n) : data_(data), n_(n) {
 uint8_t RangeDecoder::decode(const ByteFreqs& f) {
   uint32_t r = range_ >> kFreqBits;
   uint32_t target = code_ / r;
-  if (target >= kFreqTotal) throw Error("corrupt coded data (a value outside every byte's interval)");
+  if (target >= kFreqTotal) throw Error("a coded value outside every byte's interval");
   // the byte whose interval [cum[s], cum[s+1]) holds target
   int s = int(std::upper_bound(f.cum, f.cum + 257, target) - f.cum) - 1;
   code_ -= r * f.cum[s];

@@ -52,7 +52,8 @@ class RangeEncoder {
 class RangeDecoder {
  public:
   RangeDecoder(const uint8_t* data, size_t n);
-  // Error ("corrupt") if the stream cannot have come from RangeEncoder with these frequencies.
+  // Error if the stream cannot have come from RangeEncoder with these frequencies (a value outside every
+  // interval); other damage shows as wrong bytes or an unclean end.
   uint8_t decode(const ByteFreqs& f);
   // After the last symbol: whether the stream ended exactly where the encoder's did. The encoder's final bytes
   // are low itself, so a clean stream leaves every byte read, none past the end, and code (value - low) at 0; any
