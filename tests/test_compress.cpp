@@ -22,6 +22,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#ifdef BYTELM_WITH_CUDA
+#include "core/cuda_check.h"
+#endif
 
 namespace bytelm {
 namespace {
@@ -161,11 +164,12 @@ std::string name_of(const ModelConfig& c) { return c.arch + "/" + c.patching + "
 
 // A freshly initialised model predicts nearly uniformly; scaling its output weights makes the predictions sharp
 // (a few bits a byte), so that the quantiser's choices show in the size.
-std::unique_ptr<Model<float>> sharp_model(const ModelConfig& c, uint64_t seed) {
-  auto m = make_model<float>(c, seed);
+std::unique_ptr<Model<float>> sharp_model(const ModelConfig& c, uint64_t seed, const std::string& device = "cpu") {
+  auto m = make_model_on(device, c, seed);
   for (const ParamInfo& p : m->param_info())
     if (p.name == (c.arch == "mamba" ? "embed.weight" : "head.weight"))
       for (size_t i = 0; i < p.size; i++) m->params()[p.offset + i] *= c.arch == "mamba" ? 5 : 40;
+  m->push_params();
   return m;
 }
 
@@ -399,6 +403,44 @@ TEST(Compress, BadOptionsAreRefused) {
   opt = CompressOptions();
   opt.device = "cuda";  // a CPU model cannot code for a GPU archive
   EXPECT_THROW(compress_bytes(*m, &byte, 1, opt), Error);
+}
+
+bool have_gpu() {
+#ifdef BYTELM_WITH_CUDA
+  return cuda_available();
+#else
+  return false;
+#endif
+}
+
+// On the GPU: make_streams(B) steps the batch in CUDA kernels and cuBLAS, in bf16 (cuda) or fp32 (cuda-fp32).
+// The round trip must hold on each, the archive must say which, and a CPU model of the same weights must be
+// refused (it would compute other logits). In fp32 the size is the model's score as on the CPU.
+TEST(CudaCompress, RoundTripOnEachPrecision) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
+  ModelConfig c{"ssm", 64, 2, 2, "mean"};
+  for (const char* device : {"cuda", "cuda-fp32", "cuda-tf32"}) {
+    auto m = sharp_model(c, 5, device);
+    CompressOptions opt;
+    opt.block = 500;
+    opt.streams = 8;
+    opt.device = device;
+    for (const auto& [what, data] : inputs()) {
+      std::vector<uint8_t> a = compress_bytes(*m, data.data(), data.size(), opt);
+      EXPECT_EQ(decompress_bytes(*m, a.data(), a.size()), data) << device << " " << what;
+      EXPECT_EQ(read_archive_header(a.data(), a.size()).device, device);
+    }
+    std::vector<uint8_t> sampled = sampled_bytes(*m, 4000, opt.block, 1);
+    std::vector<uint8_t> a = compress_bytes(*m, sampled.data(), sampled.size(), opt);
+    EXPECT_EQ(decompress_bytes(*m, a.data(), a.size()), sampled) << device;
+    if (std::string(device) == "cuda-fp32") {
+      ArchiveHeader h = read_archive_header(a.data(), a.size());
+      double coded_bits = 8.0 * (a.size() - h.payload_offset), model_bits = scored_bits(*m, sampled, opt.block);
+      EXPECT_NEAR(coded_bits - 32.0 * h.blocks(), model_bits, 0.01 * model_bits);
+    }
+    auto on_cpu = sharp_model(c, 5, "cpu");
+    EXPECT_THROW(decompress_bytes(*on_cpu, a.data(), a.size()), Error) << device;
+  }
 }
 
 using testing::Cli;
