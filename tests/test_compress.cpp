@@ -265,11 +265,11 @@ std::vector<uint8_t> with_field(std::vector<uint8_t> a, size_t offset, uint32_t 
   std::memcpy(a.data() + crc_at, &crc, 4);
   return a;
 }
-// Where the fields sit: after magic, version and header length (12 bytes), u64 size, u32 block, then these.
-constexpr size_t kStreamsOffset = 24, kThreadsOffset = 28;
+// Where the streams field sits: after magic, version and header length (12 bytes), u64 size and u32 block.
+constexpr size_t kStreamsOffset = 24;
 
-// Decoding under a batch or thread count other than the encoder's gives the original back or an Error that names
-// the possible cause: never wrong bytes. (Here, with OpenBLAS, it is the Error.)
+// Decoding under a batch other than the encoder's gives the original back or an Error that names the possible
+// cause: never wrong bytes. (Here, with OpenBLAS, it is the Error.)
 void expect_exact_or_mismatch_error(Model<float>& m, const std::vector<uint8_t>& a, const std::vector<uint8_t>& original) {
   try {
     EXPECT_EQ(decompress_bytes(m, a.data(), a.size()), original);
@@ -298,27 +298,28 @@ TEST(Compress, BatchIsPartOfTheFormat) {
   }
 }
 
-TEST(Compress, ThreadCountIsPartOfTheFormat) {
+TEST(Compress, ThreadCountDoesNotChangeTheCode) {
 #ifndef _OPENMP
   GTEST_SKIP() << "built without OpenMP";
 #else
-  // OpenBLAS splits a product differently for another thread count (at d = 256, batch >= 8, the logits differ in
-  // their last bits), so the decoder runs on the encoder's thread count, whatever its own setting.
+  // OpenBLAS splits a product differently for another thread count (at d = 256 and 8 rows the logits differ in
+  // their last bits), so each round of streams runs on one thread. One round and several, the archive is the same
+  // bytes whatever the thread count, and decodes under any other.
   auto m = sharp_model(ModelConfig{"ssm", 256, 1, 2, "mean"}, 2);
   std::vector<uint8_t> text = text_bytes(800);
-  CompressOptions opt;
-  opt.block = 100;
-  opt.streams = 8;
   int before = omp_get_max_threads();
-  omp_set_num_threads(2);
-  std::vector<uint8_t> a = compress_bytes(*m, text.data(), text.size(), opt);
-  omp_set_num_threads(1);
-  std::vector<uint8_t> back = decompress_bytes(*m, a.data(), a.size());
-  EXPECT_EQ(omp_get_max_threads(), 1);  // restored
+  for (uint32_t block : {100, 50}) {
+    CompressOptions opt;
+    opt.block = block;
+    opt.streams = 8;
+    omp_set_num_threads(1);
+    std::vector<uint8_t> a = compress_bytes(*m, text.data(), text.size(), opt);
+    omp_set_num_threads(3);
+    EXPECT_EQ(compress_bytes(*m, text.data(), text.size(), opt), a) << block;
+    omp_set_num_threads(2);
+    EXPECT_EQ(decompress_bytes(*m, a.data(), a.size()), text) << block;
+  }
   omp_set_num_threads(before);
-  EXPECT_EQ(read_archive_header(a.data(), a.size()).threads, 2u);
-  EXPECT_EQ(back, text);
-  expect_exact_or_mismatch_error(*m, with_field(a, kThreadsOffset, 1), text);
 #endif
 }
 

@@ -23,14 +23,14 @@ namespace {
 
 const char* kDeterminism =
     "Determinism: the decoder must compute the very logits the encoder did, to the bit. It repeats the\n"
-    "encoder's computation exactly: block size, the batch of streams stepped together, device and\n"
-    "precision, and the CPU thread count (BLAS rounds a product differently for another batch or\n"
-    "thread count) are in the archive, and decompress runs with them. Every softmax is summed in a\n"
-    "fixed order in double, and no step uses atomics. Holds: the same bytelm build on the same kind of\n"
-    "machine (CPU model and core count, BLAS library; or GPU model, CUDA and cuBLAS versions).\n"
-    "Not promised: another build, BLAS, CPU or GPU, which may round the model's arithmetic differently.\n"
-    "That is detected (every block's CRC-32 and the SHA-256 of the whole are checked) and reported as\n"
-    "an error, never written out as output.\n";
+    "encoder's computation exactly: block size, the batch of streams stepped together (BLAS rounds a\n"
+    "row differently in another batch), device and precision are in the archive, and decompress uses\n"
+    "them. On the CPU each batch runs on one thread (batches in parallel), so the thread count does\n"
+    "not matter. Every softmax is summed in a fixed order in double, and no step uses atomics.\n"
+    "Holds: the same bytelm build on the same kind of machine (CPU model, BLAS library; or GPU model,\n"
+    "CUDA and cuBLAS versions). Not promised: another build, BLAS, CPU or GPU, which may round the\n"
+    "model's arithmetic differently. That is detected (every block's CRC-32 and the SHA-256 of the\n"
+    "whole are checked) and reported as an error, never written out as output.\n";
 
 // The whole of a file, or of stdin for "-".
 std::vector<uint8_t> read_all(const std::string& path) {
@@ -88,16 +88,17 @@ int cmd_compress(int argc, char** argv) {
                           "The input is cut into blocks of --block bytes, coded independently: each block's first\n"
                           "byte costs 8 bits (no context), every later byte is predicted from the block's bytes\n"
                           "before it by the model's O(1)-state stream. --streams blocks are stepped together as\n"
-                          "one batch (on --device), and the CPU threads code their rows in parallel. Larger blocks\n"
-                          "give the model more context (a little smaller output); more blocks in flight give\n"
-                          "throughput, which on a GPU needs hundreds (e.g. --block 8192 --streams 256).\n\n") +
+                          "one batch. On the CPU the threads run whole batches side by side, so give them enough\n"
+                          "(blocks / streams >= threads); on a GPU one batch runs at a time, and wants hundreds of\n"
+                          "streams (e.g. --block 8192 --streams 256 for a 2 MiB file). Larger blocks give the\n"
+                          "model more context (a little smaller output), more blocks more parallel work.\n\n") +
                   kDeterminism +
                   "\nProgress on stderr, then one line: sizes, bits per byte, seconds and bytes per second.",
               {{"ckpt", "PATH", "checkpoint file, or a run directory"},
                {"block", "N", "bytes a block (default 65536)"},
-               {"streams", "B", "blocks coded together as one batch (default 16 on cpu, 256 on cuda)"},
+               {"streams", "B", "blocks coded together as one batch (default 8 on cpu, 256 on cuda)"},
                {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where the model runs (default cpu); decompress uses the same"},
-               {"threads", "N", "CPU threads (default: all cores); decompress uses the same"},
+               {"threads", "N", "CPU threads (default: all cores)"},
                {"force", "", "overwrite OUT if it exists"},
                {"quiet", "", "no progress bar and no final report"}}};
   Args args = Args::parse(cmd, argc, argv, 2);
@@ -106,7 +107,7 @@ int cmd_compress(int argc, char** argv) {
   std::string device = apply_runtime_flags(args);
   CompressOptions opt;
   int block = args.get_int("block", 1 << 16);
-  opt.streams = args.get_int("streams", device == "cpu" ? 16 : 256);
+  opt.streams = args.get_int("streams", device == "cpu" ? 8 : 256);
   if (block < 1 || block > (1 << 30)) throw Error("--block must be in 1..1073741824");
   if (opt.streams < 1) throw Error("--streams must be >= 1");
   opt.block = (uint32_t)block;
@@ -138,15 +139,16 @@ int cmd_decompress(int argc, char** argv) {
               std::string("IN and OUT are paths, or - for stdin / stdout. Without --ckpt the checkpoint is the\n"
                           "path the archive recorded when it was made. A checkpoint other than the one that\n"
                           "compressed (by a SHA-256 of its config and parameters) is refused. The model runs on\n"
-                          "the device and precision, with the batch of streams and CPU threads, that the archive\n"
-                          "records.\n\n") +
+                          "the device and precision, with the batch of streams, that the archive records.\n\n") +
                   kDeterminism,
               {{"ckpt", "PATH", "checkpoint file, or a run directory (default: the one the archive names)"},
+               {"threads", "N", "CPU threads (default: all cores)"},
                {"force", "", "overwrite OUT if it exists"},
                {"quiet", "", "no progress bar and no final report"}}};
   Args args = Args::parse(cmd, argc, argv, 2);
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
   Paths p = in_and_out(cmd, args);
+  apply_runtime_flags(args);  // --threads (decompress has no --device: the archive's is used)
   check_writable(p.out, args.has("force"));
   std::vector<uint8_t> archive = read_all(p.in);
   ArchiveHeader h = read_archive_header(archive.data(), archive.size());

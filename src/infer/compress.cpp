@@ -1,10 +1,10 @@
 #include "infer/compress.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "core/error.h"
-#include "core/parallel.h"
 #include "infer/range_coder.h"
 #include "train/config.h"
 #include "train/safetensors.h"
@@ -63,34 +63,17 @@ void check_device(const Model<float>& model, const std::string& device) {
                 device + "': build it with make_model_on(\"" + device + "\", ...)");
 }
 
-// Sets the OpenMP thread count for its lifetime (a no-op without OpenMP).
-class ThreadCount {
- public:
-  explicit ThreadCount(int threads) : before_(thread_count()) { set(threads); }
-  ~ThreadCount() { set(before_); }
-
- private:
-  static void set(int threads) {
-#ifdef _OPENMP
-    omp_set_num_threads(threads);
-#else
-    (void)threads;
-#endif
-  }
-  int before_;
-};
-
-// f(b) for b in [0, B) on the CPU threads (each row its own coder, so the order does not matter); an Error in any
-// row is rethrown after the loop, the lowest row's first.
+// f(i) for i in [0, n), on the CPU threads when `parallel` (and not already inside a parallel region: then one
+// after the other); an exception in any is rethrown after the loop as an Error, the lowest i's.
 template <class F>
-void for_each_row(int B, F f) {
-  std::vector<std::string> errors(B);
-#pragma omp parallel for schedule(static) if (B >= 4)
-  for (int b = 0; b < B; b++) {
+void for_each(size_t n, bool parallel, F f) {
+  std::vector<std::string> errors(n);
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (size_t i = 0; i < n; i++) {
     try {
-      f(b);
+      f(i);
     } catch (const std::exception& e) {
-      errors[b] = e.what();
+      errors[i] = e.what();
     }
   }
   for (const std::string& e : errors)
@@ -100,42 +83,63 @@ void for_each_row(int B, F f) {
 // The computation both directions share, so that the decoder repeats the encoder's to the bit: blocks in rounds of
 // `streams`, each round one make_streams(B) stepped until its longest block ends; a block's byte 0 under the uniform
 // distribution, byte t+1 under the logits of the step that read byte t; a stream whose block has ended reads 0.
-// code(blk, pos, freqs) codes (or decodes) byte `pos` of block `blk` and returns it; begin(first, B) and end(first, B)
-// bracket each round.
-template <class Begin, class Code, class End>
+// code(blk, pos, freqs) codes (or decodes) byte `pos` of block `blk` and returns it; end(blk) runs once a block's
+// round is over. Each block's coder is its own, so blocks may run on any thread in any order.
+// A CPU model runs whole rounds on the threads, each round on one thread: inside the parallel region the layers'
+// loops and OpenBLAS run serially, so no product is split across threads and no logit depends on the thread count
+// (outside one, OpenBLAS splits a product by thread count and rounds differently). That holds for one round too.
+// A GPU model steps one round at a time on its device, and the threads code the round's rows.
+template <class Code, class End>
 void run_rounds(Model<float>& model, uint64_t size, uint32_t block, int streams, const CodingProgress& progress,
-                Begin begin, Code code, End end) {
-  size_t blocks = block_count(size, block);
+                Code code, End end) {
+  size_t blocks = block_count(size, block), rounds = (blocks + streams - 1) / streams;
   const ByteFreqs uniform = uniform_freqs();
-  uint64_t done = 0;
-  for (size_t first = 0; first < blocks; first += streams) {
+  std::atomic<uint64_t> done{0};
+  auto report = [&](uint64_t bytes) {
+    uint64_t total = done += bytes;
+    if (progress) {
+#pragma omp critical(bytelm_compress_progress)
+      progress(total);
+    }
+  };
+  const bool gpu = model.on_gpu();
+  auto run_round = [&](size_t round) {
+    size_t first = round * streams;
     int B = (int)std::min<size_t>(streams, blocks - first);
-    begin(first, B);
     std::vector<size_t> len(B);
-    size_t longest = 0, round_bytes = 0;
+    size_t longest = 0;
     for (int b = 0; b < B; b++) {
       len[b] = (size_t)std::min<uint64_t>(block, size - (first + b) * (uint64_t)block);
       longest = std::max(longest, len[b]);
-      round_bytes += len[b];
     }
     auto batch = model.make_streams(B);
     std::vector<uint8_t> column(B);
     std::vector<float> logits((size_t)B * 256);
-    for_each_row(B, [&](int b) { column[b] = code(first + b, 0, uniform); });
+    for_each(B, gpu, [&](size_t b) { column[b] = code(first + b, 0, uniform); });
+    uint64_t reported = 0;
     for (size_t t = 0; t + 1 < longest; t++) {
       batch->step(column.data(), logits.data());
-      for_each_row(B, [&](int b) {
+      for_each(B, gpu && B >= 4, [&](size_t b) {
         if (t + 1 >= len[b]) return void(column[b] = 0);
         ByteFreqs f;
-        quantise_logits(logits.data() + (size_t)b * 256, f);
+        quantise_logits(logits.data() + b * 256, f);
         column[b] = code(first + b, t + 1, f);
       });
-      if (progress && t % 256 == 255) progress(done + std::min<uint64_t>(round_bytes, (uint64_t)B * (t + 2)));
+      if (t % 256 == 255) {
+        uint64_t now = 0;
+        for (int b = 0; b < B; b++) now += std::min(len[b], t + 2);
+        report(now - reported);
+        reported = now;
+      }
     }
-    end(first, B);
-    done += round_bytes;
-    if (progress) progress(done);
-  }
+    uint64_t round_bytes = 0;
+    for (int b = 0; b < B; b++) {
+      end(first + b);
+      round_bytes += len[b];
+    }
+    report(round_bytes - reported);
+  };
+  for_each(rounds, !gpu, run_round);
 }
 
 }  // namespace
@@ -156,38 +160,31 @@ std::vector<uint8_t> compress_bytes(Model<float>& model, const uint8_t* data, si
   size_t blocks = block_count(n, opt.block);
   int streams = (int)std::min<size_t>(opt.streams, std::max<size_t>(blocks, 1));
 
-  std::vector<RangeEncoder> enc;  // the round's blocks
-  std::vector<uint32_t> coded_size(blocks), crc(blocks);
-  std::vector<uint8_t> payload;
-  auto begin = [&](size_t, int B) { enc.assign(B, RangeEncoder()); };
+  std::vector<RangeEncoder> enc(blocks);
+  std::vector<uint32_t> crc(blocks);
   auto code = [&](size_t blk, size_t pos, const ByteFreqs& f) {
     uint8_t byte = data[blk * opt.block + pos];
-    enc[blk % streams].encode(f, byte);
+    enc[blk].encode(f, byte);
     return byte;
   };
-  auto end = [&](size_t first, int B) {
-    for (int b = 0; b < B; b++) {
-      enc[b].finish();
-      coded_size[first + b] = (uint32_t)enc[b].bytes().size();
-      payload.insert(payload.end(), enc[b].bytes().begin(), enc[b].bytes().end());
-      size_t start = (first + b) * opt.block;
-      crc[first + b] = crc32_ieee(data + start, std::min<size_t>(opt.block, n - start));
-    }
+  auto end = [&](size_t blk) {
+    enc[blk].finish();
+    size_t start = blk * opt.block;
+    crc[blk] = crc32_ieee(data + start, std::min<size_t>(opt.block, n - start));
   };
-  run_rounds(model, n, opt.block, streams, progress, begin, code, end);
+  run_rounds(model, n, opt.block, streams, progress, code, end);
 
   Writer h;
   h.u64(n);
   h.u32(opt.block);
   h.u32((uint32_t)streams);
-  h.u32((uint32_t)thread_count());
   h.str(opt.device);
   Sha256Digest id = model_hash(model), content = sha256(data, n);
   h.raw(id.data(), id.size());
   h.str(opt.checkpoint);
   h.raw(content.data(), content.size());
   for (size_t b = 0; b < blocks; b++) {
-    h.u32(coded_size[b]);
+    h.u32((uint32_t)enc[b].bytes().size());
     h.u32(crc[b]);
   }
   Writer a;
@@ -196,7 +193,7 @@ std::vector<uint8_t> compress_bytes(Model<float>& model, const uint8_t* data, si
   a.u32((uint32_t)h.bytes.size());
   a.raw(h.bytes.data(), h.bytes.size());
   a.u32(crc32_ieee(a.bytes.data(), a.bytes.size()));
-  a.raw(payload.data(), payload.size());
+  for (const RangeEncoder& e : enc) a.raw(e.bytes().data(), e.bytes().size());
   return std::move(a.bytes);
 }
 
@@ -220,13 +217,11 @@ ArchiveHeader read_archive_header(const uint8_t* archive, size_t n) {
   h.size = f.uint(8);
   h.block = (uint32_t)f.uint(4);
   h.streams = (uint32_t)f.uint(4);
-  h.threads = (uint32_t)f.uint(4);
   h.device = f.str();
   std::memcpy(h.model.data(), f.take(32), 32);
   h.checkpoint = f.str();
   std::memcpy(h.content.data(), f.take(32), 32);
-  if (h.block < 1 || h.block > kMaxBlock || h.streams < 1 || h.threads < 1)
-    throw Error("corrupt archive header (block size, streams or threads)");
+  if (h.block < 1 || h.block > kMaxBlock || h.streams < 1) throw Error("corrupt archive header (block size or streams)");
   size_t blocks = block_count(h.size, h.block);
   if ((header_len - f.pos) / 8 != blocks || (header_len - f.pos) % 8 != 0)
     throw Error("corrupt archive header (its block table does not match its size)");
@@ -258,10 +253,7 @@ std::vector<uint8_t> decompress_bytes(Model<float>& model, const uint8_t* archiv
   for (size_t b = 0; b < blocks; b++) offset[b + 1] = offset[b] + h.coded_size[b];
   std::vector<uint8_t> out(h.size);
   std::vector<RangeDecoder> dec;
-  auto begin = [&](size_t first, int B) {
-    dec.clear();
-    for (int b = 0; b < B; b++) dec.emplace_back(archive + offset[first + b], h.coded_size[first + b]);
-  };
+  for (size_t b = 0; b < blocks; b++) dec.emplace_back(archive + offset[b], h.coded_size[b]);
   // The header's CRC held, so a block that fails has corrupt coded data, or met logits other than the encoder's.
   auto failed = [](size_t blk, const std::string& how) {
     return Error("block " + std::to_string(blk) + " " + how + ": the archive's coded data is corrupt, or this build or "
@@ -269,21 +261,18 @@ std::vector<uint8_t> decompress_bytes(Model<float>& model, const uint8_t* archiv
   };
   auto code = [&](size_t blk, size_t pos, const ByteFreqs& f) {
     try {
-      return out[blk * h.block + pos] = dec[blk % h.streams].decode(f);
+      return out[blk * h.block + pos] = dec[blk].decode(f);
     } catch (const Error& e) {
       throw failed(blk, std::string("does not decode (") + e.what() + ")");
     }
   };
-  auto end = [&](size_t first, int B) {
-    for (int b = 0; b < B; b++) {
-      size_t blk = first + b, start = blk * h.block, len = std::min<uint64_t>(h.block, h.size - start);
-      if (dec[b].overrun()) throw failed(blk, "needs more coded bytes than it has");
-      if (!dec[b].clean_end()) throw failed(blk, "does not end where its encoder ended");
-      if (crc32_ieee(out.data() + start, len) != h.crc[blk]) throw failed(blk, "decodes to bytes that fail its CRC-32");
-    }
+  auto end = [&](size_t blk) {
+    size_t start = blk * h.block, len = std::min<uint64_t>(h.block, h.size - start);
+    if (dec[blk].overrun()) throw failed(blk, "needs more coded bytes than it has");
+    if (!dec[blk].clean_end()) throw failed(blk, "does not end where its encoder ended");
+    if (crc32_ieee(out.data() + start, len) != h.crc[blk]) throw failed(blk, "decodes to bytes that fail its CRC-32");
   };
-  ThreadCount threads((int)h.threads);
-  run_rounds(model, h.size, h.block, (int)h.streams, progress, begin, code, end);
+  run_rounds(model, h.size, h.block, (int)h.streams, progress, code, end);
   if (sha256(out.data(), out.size()) != h.content)
     throw Error("the decompressed bytes fail the archive's SHA-256 of the original (corrupt archive)");
   return out;

@@ -6,13 +6,13 @@
 // it). Blocks are coded in rounds of `streams`: round r steps blocks r*B .. r*B+B-1 together through one
 // make_streams(B) (the last round may be smaller; a stream whose block has ended is fed byte 0 until the round
 // ends). The decoder repeats exactly that computation (same rounds, same batch, same filler bytes, same device
-// and precision, same CPU thread count), because a batched layer may round a row differently depending on the
-// batch it is in, and the BLAS library splits a product differently for another thread count (both seen with
-// OpenBLAS at d >= 64). The archive records all of it.
+// and precision), because a batched layer may round a row differently depending on the batch it is in (OpenBLAS
+// does, at d >= 64). The archive records all of it. The CPU thread count is not part of it: on the CPU each
+// round runs on one thread, whole rounds in parallel (see run_rounds in compress.cpp).
 //
 // Archive (version 1, little-endian):
 //   "BLMZ"  u32 version  u32 header_len  header[header_len]  u32 CRC-32 of everything before it  payload
-// header: u64 size, u32 block, u32 streams, u32 threads, str device, 32 bytes model hash, str checkpoint (a path hint),
+// header: u64 size, u32 block, u32 streams, str device, 32 bytes model hash, str checkpoint (a path hint),
 //         32 bytes SHA-256 of the original bytes, then a table of u32 coded size and u32 CRC-32 of the original
 //         bytes for each block (str: u16 length, then the bytes)
 // payload: the blocks' coded bytes, in block order, nothing after.
@@ -31,8 +31,7 @@ constexpr uint32_t kArchiveVersion = 1;
 
 struct CompressOptions {
   uint32_t block = 1 << 16;  // bytes a block
-  int streams = 16;          // blocks stepped together (make_streams(B)); fewer if the input has fewer blocks
-                             // the CPU threads are the OpenMP setting (thread_count()) at the call
+  int streams = 8;           // blocks stepped together (make_streams(B)); fewer if the input has fewer blocks
   std::string device = "cpu";  // the device string the model was built with (make_model_on); the decoder uses it
   std::string checkpoint;      // where the model came from, a hint for the decoder
 };
@@ -42,7 +41,6 @@ struct ArchiveHeader {
   uint64_t size = 0;  // original bytes
   uint32_t block = 0;
   uint32_t streams = 0;
-  uint32_t threads = 0;  // the CPU threads (OpenMP, and so OpenBLAS) the encoder ran with
   std::string device, checkpoint;
   Sha256Digest model{}, content{};          // model_hash of the coder's model; SHA-256 of the original bytes
   std::vector<uint32_t> coded_size, crc;  // per block
@@ -63,7 +61,6 @@ std::vector<uint8_t> compress_bytes(Model<float>& model, const uint8_t* data, si
 // message for anything else, a truncated or corrupt archive.
 ArchiveHeader read_archive_header(const uint8_t* archive, size_t n);
 
-// Runs on the archive's thread count (the OpenMP setting is restored afterwards).
 // Error if `model` is not the archive's (by model_hash) or not on its kind of device, if the payload is corrupt,
 // or if a block does not come back to its checksum (which is also what another build or machine that rounds
 // the model differently produces: detected, never silent).
