@@ -25,6 +25,8 @@ const Entry kCommands[] = {
     {"bench-attention", bytelm::cmd_bench_attention, "time the fused attention kernel on the GPU (JSON lines)"},
     {"leakcheck", bytelm::cmd_leakcheck, "check that a model never reads the bytes it predicts (JSON)"},
     {"compare", bytelm::cmd_compare, "train several configs for the same time on the same data; a table"},
+    {"compress", bytelm::cmd_compress, "compress a file losslessly with a checkpoint (range coding)"},
+    {"decompress", bytelm::cmd_decompress, "restore a file that compress made, with the same checkpoint"},
 };
 
 void usage(FILE* out) {
