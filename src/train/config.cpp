@@ -40,9 +40,9 @@ Key text_key(const char* name, F field, bool model) {
 }
 
 template <class F>
-Key num_key(const char* name, F field) {
+Key num_key(const char* name, F field, bool model = false) {
   return {name, [=](RunConfig& c, const Json& v, const std::string& what) { field(c) = v.as_number(what + ": key '" + name + "'"); },
-          [=](const RunConfig& c) { return json_number(field(const_cast<RunConfig&>(c))); }, false};
+          [=](const RunConfig& c) { return json_number(field(const_cast<RunConfig&>(c))); }, model};
 }
 
 const std::vector<Key>& keys() {
@@ -52,6 +52,19 @@ const std::vector<Key>& keys() {
       int_key("layers", [](RunConfig& c) -> int& { return c.model.layers; }, true),
       int_key("patch", [](RunConfig& c) -> int& { return c.model.patch; }, true),
       text_key("patching", [](RunConfig& c) -> std::string& { return c.model.patching; }, true),
+      // the transformer and hybrid families
+      int_key("head_dim", [](RunConfig& c) -> int& { return c.model.head_dim; }, true),
+      int_key("context", [](RunConfig& c) -> int& { return c.model.context; }, true),
+      int_key("rope", [](RunConfig& c) -> int& { return c.model.rope; }, true),
+      int_key("tie_embeddings", [](RunConfig& c) -> int& { return c.model.tie_embeddings; }, true),
+      num_key("softcap", [](RunConfig& c) -> double& { return c.model.softcap; }, true),
+      num_key("mlp_leak", [](RunConfig& c) -> double& { return c.model.mlp_leak; }, true),
+      int_key("smear", [](RunConfig& c) -> int& { return c.model.smear; }, true),
+      int_key("bigram_buckets", [](RunConfig& c) -> int& { return c.model.bigram_buckets; }, true),
+      int_key("bigram_dim", [](RunConfig& c) -> int& { return c.model.bigram_dim; }, true),
+      int_key("unet", [](RunConfig& c) -> int& { return c.model.unet; }, true),
+      text_key("hybrid_layers", [](RunConfig& c) -> std::string& { return c.model.hybrid_layers; }, true),
+      int_key("conv_len", [](RunConfig& c) -> int& { return c.model.conv_len; }, true),
       int_key("steps", [](RunConfig& c) -> int& { return c.train.steps; }, false),
       int_key("batch", [](RunConfig& c) -> int& { return c.train.batch; }, false),
       int_key("seq", [](RunConfig& c) -> int& { return c.train.seq; }, false),
@@ -94,7 +107,8 @@ std::string object_json(bool model, const RunConfig& c) {
 }  // namespace
 
 std::vector<std::string> preset_names() {
-  return {"ssm-demo", "ssm-2m", "ssm-10m", "ssm-100m", "mamba-1m", "mamba-10m", "mamba-100m"};
+  return {"ssm-demo",  "ssm-2m",          "ssm-10m",         "ssm-100m", "mamba-1m", "mamba-10m", "mamba-100m",
+          "transformer-10m", "transformer-30m", "hybrid-10m"};
 }
 
 RunConfig preset(const std::string& name) {
@@ -126,6 +140,18 @@ RunConfig preset(const std::string& name) {
   } else if (name == "mamba-100m") {
     c.model = {"mamba", 768, 26, 1};  // 98,280,960 parameters
     c.train.lr = 6e-4;
+  } else if (name == "transformer-10m") {
+    c.model = {"transformer", 320, 8, 1};  // 5 heads of 64
+    c.train.lr = 1e-3;
+  } else if (name == "transformer-30m") {
+    c.model = {"transformer", 512, 10, 1};  // 8 heads of 64
+    c.train.lr = 8e-4;
+  } else if (name == "hybrid-10m") {
+    // long convolutions in the bottom half, where local byte patterns are, attention above (untuned;
+    // `hybrid_layers` moves them)
+    c.model = {"hybrid", 320, 8, 1};
+    c.model.hybrid_layers = "ssssaaaa";
+    c.train.lr = 1e-3;
   } else {
     std::string known;
     for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
