@@ -99,8 +99,8 @@ TEST(TransformerLayers, MlpGradient) {
     };
     loss();
     V dx(N * d, 3.0), dW1(H * d, 0.0), dW2(d * H, 0.0);
-    mlp_backward(dx.data(), dW1.data(), dW2.data(), R.data(), x.data(), h.data(), a.data(), W1.data(), W2.data(), N,
-                 d, H, leak, scratch.data());
+    mlp_backward(dx.data(), dW1.data(), dW2.data(), R.data(), x.data(), h.data(), a.data(), W1.data(), W2.data(), N, d,
+                 H, leak, scratch.data());
     std::string what = " leak=" + std::to_string(leak);
     expect_gradient(("dx" + what).c_str(), x, dx, loss);
     expect_gradient(("dW1" + what).c_str(), W1, dW1, loss);
@@ -248,8 +248,8 @@ TEST(TransformerLayers, S4dLinInitDecays) {
   for (int c = 0; c < C; c++)
     for (int j = 0; j < 16; j++) {
       ASSERT_TRUE(std::isfinite(w[(size_t)c * K + K - 1 - j]));
-      near += std::fabs(w[(size_t)c * K + K - 1 - j]);     // lags 0..15
-      far += std::fabs(w[(size_t)c * K + 15 - j]);          // lags 240..255
+      near += std::fabs(w[(size_t)c * K + K - 1 - j]);  // lags 0..15
+      far += std::fabs(w[(size_t)c * K + 15 - j]);      // lags 240..255
     }
   EXPECT_GT(near, 3 * far);
   EXPECT_GT(far, 0.0);  // the slowest channels still reach the far end
@@ -414,8 +414,9 @@ TEST(TransformerModel, ConfigErrors) {
   EXPECT_EQ(message(c), "hybrid_layers applies to the hybrid family only");
   c = tiny_hybrid("sas", 4);
   c.hybrid_layers = "sa";
-  EXPECT_EQ(message(c),
-            "hybrid_layers must give one letter a layer ('a' attention, 's' long convolution): 'sa' has 2 for 3 layers");
+  EXPECT_EQ(
+      message(c),
+      "hybrid_layers must give one letter a layer ('a' attention, 's' long convolution): 'sa' has 2 for 3 layers");
   c.hybrid_layers = "sxa";
   EXPECT_EQ(message(c), "hybrid_layers takes the letters a (attention) and s (long convolution), got 'sxa'");
   c = tiny_transformer();

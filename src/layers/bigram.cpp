@@ -24,8 +24,7 @@ int bucket_at(const uint8_t* x, int b, int t, int T_, int buckets, const uint8_t
 }  // namespace
 
 template <class T>
-void bigram_forward(T* e, const uint8_t* x, const T* table, int B, int T_, int buckets, int dim,
-                    const uint8_t* prev) {
+void bigram_forward(T* e, const uint8_t* x, const T* table, int B, int T_, int buckets, int dim, const uint8_t* prev) {
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T_; t++) {
       const T* r = table + (size_t)bucket_at(x, b, t, T_, buckets, prev) * dim;

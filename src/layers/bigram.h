@@ -13,8 +13,7 @@ int bigram_bucket(int prev, int byte, int buckets);
 // e [B, T, dim] from x [B, T] and table [buckets, dim]. prev [B] (or null) holds each row's byte before
 // position 0, for a stream continuing past a step; null means none.
 template <class T>
-void bigram_forward(T* e, const uint8_t* x, const T* table, int B, int T_, int buckets, int dim,
-                    const uint8_t* prev);
+void bigram_forward(T* e, const uint8_t* x, const T* table, int B, int T_, int buckets, int dim, const uint8_t* prev);
 
 // dtable[bucket of (b, t)] += de[b, t], for windows starting the sequence.
 template <class T>

@@ -33,10 +33,10 @@ void mlp_backward(T* dx, T* dW1, T* dW2, const T* dy, const T* x, const T* h, co
   linear_backward(dx, dW1, dh, x, W1, N, d, H, false);
 }
 
-#define BYTELM_INSTANTIATE(T)                                                                     \
-  template void mlp_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int, T);       \
-  template void mlp_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*, int, int, \
-                                int, T, T*);
+#define BYTELM_INSTANTIATE(T)                                                                                          \
+  template void mlp_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int, T);                            \
+  template void mlp_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*, int, int, int, \
+                                T, T*);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(double)
 #undef BYTELM_INSTANTIATE

@@ -20,8 +20,7 @@ T dot(const T* a, const T* b, int n) {
 }  // namespace
 
 template <class T>
-void smear_forward(T* y, T* gate, const T* x, const T* w, const T* lambda, int B, int T_, int d, int k,
-                   const T* prev) {
+void smear_forward(T* y, T* gate, const T* x, const T* w, const T* lambda, int B, int T_, int d, int k, const T* prev) {
 #pragma omp parallel for schedule(static) if ((size_t)B * T_ * d > 65536)
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T_; t++) {
@@ -66,10 +65,9 @@ void smear_backward(T* dx, T* dw, T* dlambda, const T* dy, const T* x, const T* 
   dlambda[0] += part[k];
 }
 
-#define BYTELM_INSTANTIATE(T)                                                                                    \
-  template void smear_forward<T>(T*, T*, const T*, const T*, const T*, int, int, int, int, const T*);         \
-  template void smear_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, int, \
-                                  int);
+#define BYTELM_INSTANTIATE(T)                                                                         \
+  template void smear_forward<T>(T*, T*, const T*, const T*, const T*, int, int, int, int, const T*); \
+  template void smear_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, int, int);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(double)
 #undef BYTELM_INSTANTIATE

@@ -11,8 +11,7 @@ namespace bytelm {
 // prev [B, d] (or null) is the input at position -1 of each row, for a stream that continues past a step;
 // null means the window starts the sequence. y must not alias x.
 template <class T>
-void smear_forward(T* y, T* gate, const T* x, const T* w, const T* lambda, int B, int T_, int d, int k,
-                   const T* prev);
+void smear_forward(T* y, T* gate, const T* x, const T* w, const T* lambda, int B, int T_, int d, int k, const T* prev);
 
 // From the start of the sequence (prev null), as training runs: dx overwritten, dw [k] and dlambda [1] accumulate.
 template <class T>

@@ -16,7 +16,9 @@ void check_transformer_config(const ModelConfig& c) {
   auto need = [](bool ok, const std::string& msg) {
     if (!ok) throw Error(msg);
   };
-  auto flag = [&](int v, const char* key) { need(v == 0 || v == 1, std::string(key) + " must be 0 or 1, got " + std::to_string(v)); };
+  auto flag = [&](int v, const char* key) {
+    need(v == 0 || v == 1, std::string(key) + " must be 0 or 1, got " + std::to_string(v));
+  };
   std::string family = "the " + c.arch + " family reads every byte: ";
   need(c.patch == 1, family + "patch must be 1, got " + std::to_string(c.patch));
   need(c.patching != "attn", family + "patching attn does not apply to it");
@@ -32,7 +34,8 @@ void check_transformer_config(const ModelConfig& c) {
   need(c.softcap >= 0 && std::isfinite(c.softcap), "softcap must be >= 0 (0 turns it off)");
   need(c.mlp_leak >= 0 && c.mlp_leak <= 1, "mlp_leak must be in [0, 1]");
   need(c.bigram_buckets >= 0 && c.bigram_buckets <= (1 << 20),
-       "bigram_buckets must be in 0..1048576 (0 turns the bigram embedding off), got " + std::to_string(c.bigram_buckets));
+       "bigram_buckets must be in 0..1048576 (0 turns the bigram embedding off), got " +
+           std::to_string(c.bigram_buckets));
   need(c.bigram_buckets == 0 || (c.bigram_dim >= 1 && c.bigram_dim <= 4096),
        "bigram_dim must be in 1..4096, got " + std::to_string(c.bigram_dim));
   if (c.arch == "hybrid") {
@@ -40,8 +43,8 @@ void check_transformer_config(const ModelConfig& c) {
          "hybrid_layers must give one letter a layer ('a' attention, 's' long convolution): '" + c.hybrid_layers +
              "' has " + std::to_string(c.hybrid_layers.size()) + " for " + std::to_string(c.layers) + " layers");
     for (char k : c.hybrid_layers)
-      need(k == 'a' || k == 's', "hybrid_layers takes the letters a (attention) and s (long convolution), got '" +
-                                     c.hybrid_layers + "'");
+      need(k == 'a' || k == 's',
+           "hybrid_layers takes the letters a (attention) and s (long convolution), got '" + c.hybrid_layers + "'");
     need(c.conv_len >= 1 && c.conv_len <= 65536, "conv_len must be in 1..65536, got " + std::to_string(c.conv_len));
   } else {
     need(c.hybrid_layers.empty(), "hybrid_layers applies to the hybrid family only");
@@ -54,8 +57,8 @@ int64_t transformer_param_count(const ModelConfig& c) {
   if (c.bigram_buckets > 0) total += (int64_t)c.bigram_buckets * c.bigram_dim + d * c.bigram_dim;
   if (c.smear) total += m.smear_width + 1;
   for (int l = 0; l < c.layers; l++) {
-    total += 4 * d + 2 * d * H;  // two LayerNorms, the MLP
-    total += transformer_mixer(c, l) == 'a' ? 4 * d * d                               // qkv, out projection
+    total += 4 * d + 2 * d * H;                                                         // two LayerNorms, the MLP
+    total += transformer_mixer(c, l) == 'a' ? 4 * d * d                                 // qkv, out projection
                                             : 3 * d * d + d * (int64_t)c.conv_len + d;  // in, out, kernel, bias
   }
   total += m.skips + 2 * d;  // skip weights, final norm
@@ -80,7 +83,11 @@ struct BlockActs {
   static BlockActs carve(A* rows, T* stats, size_t N, const TransformerDims& m) {
     BlockActs a;
     size_t d = m.d;
-    auto take = [&](size_t n) { A* p = rows; rows += n; return p; };
+    auto take = [&](size_t n) {
+      A* p = rows;
+      rows += n;
+      return p;
+    };
     a.ln1 = take(N * d);
     a.mix = take(3 * N * d);
     a.mixed = take(N * d);
@@ -175,8 +182,8 @@ class TransformerModel final : public Model<T> {
     if (c.softcap > 0) ops_.softcap_backward(dlogits, dlogits, raw_logits_.data(), (size_t)N * 256, T(c.softcap));
     A* dz = dln_.data();
     ops_.linear_backward(dz, G + head_, dlogits, z_.data(), W + head_, N, d, 256, false);
-    ops_.layernorm_backward(dstream_.data(), G + lnf_w_, G + lnf_b_, dz, stream_at(L), zstat_.data(),
-                            zstat_.data() + N, W + lnf_w_, N, d, false);
+    ops_.layernorm_backward(dstream_.data(), G + lnf_w_, G + lnf_b_, dz, stream_at(L), zstat_.data(), zstat_.data() + N,
+                            W + lnf_w_, N, d, false);
     for (int l = L - 1; l >= 0; l--) {
       if (int i = skip_source(l); i >= 0)  // the skip's share, added to block i's input gradient when we get there
         ops_.scaled_add_backward(skip_grad(i), G + skip_ + i, dstream_.data(), stream_at(i), W + skip_ + i,
@@ -345,7 +352,8 @@ class TransformerModel final : public Model<T> {
     if (L.mixer == 'a') {
       ops_.linear_forward(a.mix, a.ln1, W + L.w_in, N, d, 3 * d);
       // q and k lie side by side in each packed row: one rotation of 2 * heads heads
-      if (c.rope) ops_.rope_forward(a.mix, RopeShape{B, T_, 2 * dims_.heads, dims_.head_dim, 3 * d, step ? step->pos : 0});
+      if (c.rope)
+        ops_.rope_forward(a.mix, RopeShape{B, T_, 2 * dims_.heads, dims_.head_dim, 3 * d, step ? step->pos : 0});
       if (step)
         ops_.attention_decode(a.mixed, step->keys[l], step->values[l], a.mix, a.mix + d, a.mix + 2 * d, 3 * d, B,
                               dims_.heads, dims_.head_dim, c.context, step->pos, attention_scale());
@@ -355,7 +363,8 @@ class TransformerModel final : public Model<T> {
     } else {
       ops_.linear_forward(a.v, a.ln1, W + L.w_in, N, d, d);
       ops_.linear_forward(a.z, a.ln1, W + L.w_in + (size_t)d * d, N, d, d);
-      ops_.causal_conv_forward(a.c, a.v, W + L.kernel, W + L.bias, B, T_, d, c.conv_len, step ? step->conv[l] : nullptr);
+      ops_.causal_conv_forward(a.c, a.v, W + L.kernel, W + L.bias, B, T_, d, c.conv_len,
+                               step ? step->conv[l] : nullptr);
       ops_.silu_gate_forward(a.mixed, a.c, a.z, (size_t)N * d);
     }
     ops_.linear_forward(a.mid, a.mixed, W + L.w_out, N, d, d);
@@ -376,7 +385,8 @@ class TransformerModel final : public Model<T> {
     ops_.mlp_backward(dln, G + L.fc, G + L.fc2, dout, a.ln2, a.h, a.a, W + L.fc, W + L.fc2, N, d, dims_.hidden,
                       T(c.mlp_leak), mlp_scratch_.data());
     // dout becomes d/d(mid): out = mid + MLP(LN2(mid))
-    ops_.layernorm_backward(dout, G + L.ln2_w, G + L.ln2_b, dln, a.mid, a.ln2_mean, a.ln2_rstd, W + L.ln2_w, N, d, true);
+    ops_.layernorm_backward(dout, G + L.ln2_w, G + L.ln2_b, dln, a.mid, a.ln2_mean, a.ln2_rstd, W + L.ln2_w, N, d,
+                            true);
     ops_.linear_backward(dmixed, G + L.w_out, dout, a.mixed, W + L.w_out, N, d, d, false);
     if (L.mixer == 'a') {
       ops_.attention_backward(dmix, dmix + d, dmix + 2 * d, delta_.data(), dmixed, a.mix, a.mix + d, a.mix + 2 * d,
