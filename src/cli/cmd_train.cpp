@@ -46,7 +46,7 @@ Command train_command() {
             "--val-fraction of --data is held out. DIR receives checkpoint.safetensors (written\n"
             "atomically every --eval-every steps and at the end), metrics.jsonl and run.json.\n"
             "Presets: ssm-demo (d128 L4, trains on 2 CPU cores in minutes), ssm-2m, ssm-10m, ssm-100m;\n"
-            "mamba-1m, mamba-10m, mamba-100m (Mamba's selective SSM a byte a step; CPU only for now).\n"
+            "mamba-1m, mamba-10m, mamba-100m (Mamba's selective SSM a byte a step).\n"
             "--max-seconds S ends the run at whichever comes first, --steps or S seconds of training\n"
             "(counted from the first step, evaluations and checkpoints included): the last step is\n"
             "evaluated and checkpointed, and --resume DIR goes on from it. The learning-rate schedule\n"
