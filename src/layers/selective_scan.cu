@@ -1,7 +1,8 @@
 // Selective scan on the GPU. A block is one warp: 32 consecutive channels of one sequence (lane = channel, so
-// the loads of x, dt, z and dy are 32 consecutive elements, and the row's B and C are one broadcast each).
-// Each thread steps its channel through time with h [N] in registers, exactly the CPU's recurrence
-// (exp(delta A) in (0, 1] a step: no cumulative sums, nothing to overflow at any length).
+// the loads of x, dt, z and dy are 32 consecutive elements). The warp stages kChunk rows of inputs at a time in
+// shared memory (StagedRows: one burst of loads instead of a memory latency a step), then each thread steps its
+// channel through them with h [N] in registers, exactly the CPU's recurrence (exp(delta A) in (0, 1] a step: no
+// cumulative sums, nothing to overflow at any length).
 //
 // Backward, per thread, three walks over time:
 //   1. the recurrence from zero, storing the state before every chunk of kChunk steps (the only global
@@ -67,22 +68,56 @@ __device__ inline float warp_transpose_sum(float (&v)[32]) {
   else return v[0];
 }
 
+// The inputs of up to kChunk consecutive rows of one sequence, staged in shared memory by the warp in one burst
+// of independent loads (a thread walking time would otherwise wait a memory latency at every step): each row's B
+// and C (lane j loads element j of the row) and the warp's 32 channels of x, dt + dt_bias, z and dy (backward).
+struct StagedRows {
+  float BC[kChunk][32];
+  float x[kChunk][32], pre[kChunk][32], z[kChunk][32], dy[kChunk][32];
+};
+
+// Rows row0 .. row0 + len - 1 into st (dy: null in the forward). Every lane of the warp takes part.
+template <class T>
+__device__ inline void stage_rows(StagedRows& st, ScanInputs<T> in, const T* dy, size_t row0, int len, int Di, int N,
+                                  int i, bool active, float bias) {
+  int lane = threadIdx.x % 32;
+  __syncwarp();  // every lane is done with the rows staged before
+#pragma unroll
+  for (int s = 0; s < kChunk; s++) {
+    if (s < len) {
+      size_t row = row0 + s, k = row * Di + i;
+      st.BC[s][lane] = lane < 2 * N ? (float)in.BC[row * 2 * N + lane] : 0.f;
+      st.x[s][lane] = active ? (float)in.x[k] : 0.f;
+      st.pre[s][lane] = active ? (float)in.dt[k] + bias : 0.f;
+      st.z[s][lane] = active ? (float)in.z[k] : 0.f;
+      if (dy) st.dy[s][lane] = active ? (float)dy[k] : 0.f;
+    }
+  }
+  __syncwarp();  // the rows are visible to every lane
+}
+
 template <class T>
 __global__ void __launch_bounds__(32) scan_forward_kernel(T* y, ScanInputs<T> in, SelectiveScanWeights<float> w,
                                                           int T_, int Di, int N, float* state) {
-  int i = blockIdx.x * 32 + threadIdx.x, b = blockIdx.y;
-  if (i >= Di) return;
+  __shared__ StagedRows st;
+  int lane = threadIdx.x, i = blockIdx.x * 32 + lane, b = blockIdx.y;
+  bool active = i < Di;  // inactive lanes still help stage the rows
   float A[kMaxN], h[kMaxN];
-  load_state_matrix(A, w.A_log, i, N, true);
-  float* hs = state ? state + (size_t)b * N * Di + i : nullptr;
+  load_state_matrix(A, w.A_log, i, N, active);
+  float* hs = active && state ? state + (size_t)b * N * Di + i : nullptr;
 #pragma unroll
   for (int n = 0; n < kMaxN; n++) h[n] = hs && n < N ? hs[(size_t)n * Di] : 0.f;
-  float D = w.D[i], bias = w.dt_bias[i];
-  for (int t = 0; t < T_; t++) {
-    size_t row = (size_t)b * T_ + t, k = row * Di + i;
-    float x = (float)in.x[k], delta = softplus((float)in.dt[k] + bias);
-    float out = scan_step(h, A, in.BC + row * 2 * N, N, delta, delta * x);
-    y[k] = (T)((out + D * x) * silu((float)in.z[k]));
+  float D = active ? w.D[i] : 0.f, bias = active ? w.dt_bias[i] : 0.f;
+  for (int t0 = 0; t0 < T_; t0 += kChunk) {
+    int len = min(kChunk, T_ - t0);
+    size_t row0 = (size_t)b * T_ + t0;
+    stage_rows(st, in, (const T*)nullptr, row0, len, Di, N, i, active, bias);
+    if (!active) continue;
+    for (int s = 0; s < len; s++) {
+      float x = st.x[s][lane], delta = softplus(st.pre[s][lane]);
+      float out = scan_step(h, A, st.BC[s], N, delta, delta * x);
+      y[(row0 + s) * Di + i] = (T)((out + D * x) * silu(st.z[s][lane]));
+    }
   }
   if (hs) {
 #pragma unroll
@@ -98,8 +133,9 @@ __global__ void __launch_bounds__(32)
     scan_backward_kernel(ScanInputGrads<T> gin, float* bounds, float* bc_part, float* w_part, const T* dy,
                          ScanInputs<T> in, SelectiveScanWeights<float> w, int T_, int Di, int N) {
   __shared__ float hist[kChunk + 1][kMaxN][32];  // hist[s][n]: the state before step s of the chunk
+  __shared__ StagedRows st;
   int lane = threadIdx.x, i = blockIdx.x * 32 + lane, b = blockIdx.y, tiles = gridDim.x;
-  bool active = i < Di;  // inactive lanes still take part in the warp sums, with zeros
+  bool active = i < Di;  // inactive lanes still stage rows and take part in the warp sums, with zeros
   int chunks = (T_ + kChunk - 1) / kChunk;
   float A[kMaxN], h[kMaxN];
   load_state_matrix(A, w.A_log, i, N, active);
@@ -110,17 +146,18 @@ __global__ void __launch_bounds__(32)
   float dD = 0.f;
 #pragma unroll
   for (int n = 0; n < kMaxN; n++) h[n] = 0.f;
-  if (active) {
-    for (int t = 0; t < T_; t++) {
-      if (t % kChunk == 0) {
+  for (int c = 0; c < chunks; c++) {
+    int len = min(kChunk, T_ - c * kChunk);
+    size_t row0 = (size_t)b * T_ + c * kChunk;
+    stage_rows(st, in, dy, row0, len, Di, N, i, active, bias);
+    if (!active) continue;
 #pragma unroll
-        for (int n = 0; n < kMaxN; n++)
-          if (n < N) bnd[((size_t)(t / kChunk) * N + n) * Di] = h[n];
-      }
-      size_t row = (size_t)b * T_ + t, k = row * Di + i;
-      float x = (float)in.x[k], delta = softplus((float)in.dt[k] + bias), z = (float)in.z[k], g = (float)dy[k];
-      float out = scan_step(h, A, in.BC + row * 2 * N, N, delta, delta * x);
-      gin.z[k] = (T)(g * (out + D * x) * silu_grad(z));
+    for (int n = 0; n < kMaxN; n++)
+      if (n < N) bnd[((size_t)c * N + n) * Di] = h[n];
+    for (int s = 0; s < len; s++) {
+      float x = st.x[s][lane], delta = softplus(st.pre[s][lane]), z = st.z[s][lane], g = st.dy[s][lane];
+      float out = scan_step(h, A, st.BC[s], N, delta, delta * x);
+      gin.z[(row0 + s) * Di + i] = (T)(g * (out + D * x) * silu_grad(z));
       dD += g * silu(z) * x;
     }
   }
@@ -130,7 +167,9 @@ __global__ void __launch_bounds__(32)
 #pragma unroll
   for (int n = 0; n < kMaxN; n++) dh[n] = dA[n] = 0.f;
   for (int c = chunks - 1; c >= 0; c--) {
-    int start = c * kChunk, len = min(kChunk, T_ - start);
+    int len = min(kChunk, T_ - c * kChunk);
+    size_t row0 = (size_t)b * T_ + c * kChunk;
+    stage_rows(st, in, dy, row0, len, Di, N, i, active, bias);
     if (active) {
 #pragma unroll
       for (int n = 0; n < kMaxN; n++) {
@@ -138,28 +177,27 @@ __global__ void __launch_bounds__(32)
         hist[0][n][lane] = h[n];
       }
       for (int s = 0; s < len; s++) {
-        size_t row = (size_t)b * T_ + start + s, k = row * Di + i;
-        float x = (float)in.x[k], delta = softplus((float)in.dt[k] + bias);
-        scan_step(h, A, in.BC + row * 2 * N, N, delta, delta * x);
+        float delta = softplus(st.pre[s][lane]);
+        scan_step(h, A, st.BC[s], N, delta, delta * st.x[s][lane]);
 #pragma unroll
         for (int n = 0; n < kMaxN; n++) hist[s + 1][n][lane] = h[n];
       }
     }
     for (int s = len - 1; s >= 0; s--) {
-      size_t row = (size_t)b * T_ + start + s, k = row * Di + i;
+      size_t row = row0 + s, k = row * Di + i;
       float v[32];  // this lane's dB (0..kMaxN-1) and dC (kMaxN..) for the row
 #pragma unroll
       for (int j = 0; j < 32; j++) v[j] = 0.f;
       if (active) {
-        const T* BC = in.BC + row * 2 * N;
-        float x = (float)in.x[k], pre = (float)in.dt[k] + bias, z = (float)in.z[k];
+        const float* BC = st.BC[s];
+        float x = st.x[s][lane], pre = st.pre[s][lane], z = st.z[s][lane];
         float delta = softplus(pre), delta_x = delta * x;
-        float dgate = (float)dy[k] * silu(z);  // d/d(C.h + D x)
+        float dgate = st.dy[s][lane] * silu(z);  // d/d(C.h + D x)
         float dx = dgate * D, ddelta = 0.f;
 #pragma unroll
         for (int n = 0; n < kMaxN; n++) {
           if (n < N) {
-            float Bn = (float)BC[n], Cn = (float)BC[N + n];
+            float Bn = BC[n], Cn = BC[N + n];
             float h_prev = hist[s][n][lane], h_t = hist[s + 1][n][lane], decay = expf(delta * A[n]);
             float dhn = dh[n] + dgate * Cn;  // all of d/d(h_t[n])
             v[kMaxN + n] = dgate * h_t;
