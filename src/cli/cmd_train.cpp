@@ -20,7 +20,7 @@ const std::vector<std::pair<std::string, std::string>> kKeyHelp = {
     {"d", "model width"},
     {"layers", "number of blocks"},
     {"patch", "bytes per patch P (1 = no patching; mamba: 1 only)"},
-    {"patching", "how a patch pools its bytes: mean (default), attn (learned query; CPU only) or none (patch 1)"},
+    {"patching", "how a patch pools its bytes: mean (default), attn (learned query) or none (patch 1)"},
     {"steps", "total optimizer steps"},
     {"batch", "windows per step"},
     {"seq", "bytes per window"},

@@ -42,6 +42,11 @@ struct CpuOps {
   }
   template <class T>
   void zero(T* p, size_t n) { std::memset(p, 0, n * sizeof(T)); }
+  // rows rows of n elements: dst + i dst_pitch = src + i src_pitch (pitches in elements).
+  template <class T>
+  void copy_rows(T* dst, size_t dst_pitch, const T* src, size_t src_pitch, size_t n, size_t rows) {
+    for (size_t i = 0; i < rows; i++) std::memcpy(dst + i * dst_pitch, src + i * src_pitch, n * sizeof(T));
+  }
   template <class T>
   void copy_to_host(T* dst, const T* src, size_t n) { std::memcpy(dst, src, n * sizeof(T)); }
   // Mean of the N losses; copies them to row_loss (host) when given.
@@ -61,7 +66,6 @@ struct CpuOps {
   void patch_mean_forward(T* p, const T* e, int B, int T_, int P, int d) { bytelm::patch_mean_forward(p, e, B, T_, P, d); }
   template <class T>
   void patch_mean_backward(T* de, const T* dp, int B, int T_, int P, int d) { bytelm::patch_mean_backward(de, dp, B, T_, P, d); }
-  // Attention pooling has no CUDA kernel yet, so only this backend has it (ssm.cpp calls it for the host only).
   template <class T>
   void patch_attn_forward(T* p, T* weights, const T* e, const T* q, int B, int T_, int P, int d) {
     bytelm::patch_attn_forward(p, weights, e, q, B, T_, P, d);

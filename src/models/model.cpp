@@ -48,8 +48,6 @@ std::unique_ptr<Model<float>> make_model_on(const std::string& device, const Mod
   if (device == "cpu") return make_model<float>(config, seed);
   if (device != "cuda" && device != "cuda-tf32" && device != "cuda-fp32")
     throw Error("--device must be cpu, cuda, cuda-tf32 or cuda-fp32, got '" + device + "'");
-  // Refused before a GPU model is built: the CUDA backend has no attention-pooling op (see ssm.cpp).
-  if (config.patching == "attn") throw Error("patching attn has no CUDA kernel yet; use --device cpu");
 #ifdef BYTELM_WITH_CUDA
   check_config(config);
   std::string gemm = device == "cuda" ? "bf16" : device.substr(5);

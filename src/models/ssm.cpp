@@ -56,10 +56,6 @@ class SsmModel final : public OpsModel<T, Ops> {
   // ops_args go to the backend (CudaOps takes its GemmPrecision).
   template <class... OpsArgs>
   SsmModel(const ModelConfig& config, uint64_t seed, OpsArgs... ops_args) : OpsModel<T, Ops>(ops_args...) {
-    // make_model_on refuses this first, in words for the user; here it keeps a GPU model from pooling by the mean
-    // in silence, since the attention branches below exist for the host backend only.
-    if constexpr (!Ops::on_host)
-      if (config.patching == "attn") throw Error("patching attn has no CUDA kernel yet");
     this->config_ = config;
     int d = config.d, H = config.hidden();
     emb_ = this->add_param("embed.weight", {256, d});
@@ -195,24 +191,19 @@ class SsmModel final : public OpsModel<T, Ops> {
   bool attn_pooling() const { return this->config_.patching == "attn"; }
 
   // p [B, T_/P, d] = the pool of each complete patch of e [B, T_, d]: by attention (weights [B, T_/P, P] kept
-  // for the backward) or the mean. Patching "none" is patch 1, where the mean of one byte is that byte. The
-  // attention branch compiles for the host backend only: CudaOps has no such op (the constructor refuses it).
-  void pool_forward(A* p, A* weights, const A* e, int B, int T_) const {
+  // for the backward) or the mean. Patching "none" is patch 1, where the mean of one byte is that byte.
+  void pool_forward(A* p, T* weights, const A* e, int B, int T_) const {
     const ModelConfig& c = this->config_;
-    if constexpr (Ops::on_host) {
-      if (attn_pooling()) return ops_.patch_attn_forward(p, weights, e, W() + query_, B, T_, c.patch, c.d);
-    }
+    if (attn_pooling()) return ops_.patch_attn_forward(p, weights, e, W() + query_, B, T_, c.patch, c.d);
     ops_.patch_mean_forward(p, e, B, T_, c.patch, c.d);
   }
 
   // de += d(loss)/de from dp = d(loss)/dp, for the last forward's pooling (and the query's gradient for attn).
   void pool_backward(A* de, const A* dp, int B, int T_) {
     const ModelConfig& c = this->config_;
-    if constexpr (Ops::on_host) {
-      if (attn_pooling())
-        return ops_.patch_attn_backward(de, G() + query_, dp, e_.data(), W() + query_, pool_weights_.data(), B, T_,
-                                        c.patch, c.d);
-    }
+    if (attn_pooling())
+      return ops_.patch_attn_backward(de, G() + query_, dp, e_.data(), W() + query_, pool_weights_.data(), B, T_,
+                                      c.patch, c.d);
     ops_.patch_mean_backward(de, dp, B, T_, c.patch, c.d);
   }
 
@@ -271,8 +262,8 @@ class SsmModel final : public OpsModel<T, Ops> {
     int B, d, P, count = 0;
     bool have_patch = false;  // before the first complete patch, bytes read the learned start vector
     typename Ops::template Buffer<uint8_t> bytes;
-    typename Ops::template Buffer<T> h, zstat, stats;  // h: [layers][B][d]
-    typename Ops::template Buffer<A> open, open_by_stream, pool_weights, patch_a, patch_b, latest, up, z, logits, acts;
+    typename Ops::template Buffer<T> h, zstat, stats, pool_weights;  // h: [layers][B][d]
+    typename Ops::template Buffer<A> open, open_by_stream, patch_a, patch_b, latest, up, z, logits, acts;
     Streams(const SsmModel& model, int streams) : m(model), B(streams) {
       const ModelConfig& c = m.config_;
       d = c.d;
@@ -314,17 +305,13 @@ class SsmModel final : public OpsModel<T, Ops> {
       m.output_forward(logits.data(), z.data(), zstat.data(), up.data(), B);
       m.ops_.copy_to_host(logits_host, logits.data(), (size_t)B * 256);
     }
-    // patch_a [B, d] = the pool of every stream's open patch, now complete (attention on the host only, as in
-    // pool_forward).
+    // patch_a [B, d] = the pool of every stream's open patch, now complete.
     void pool_open_patch() {
-      if constexpr (Ops::on_host) {
-        if (m.attn_pooling()) {
-          for (int b = 0; b < B; b++)
-            for (int r = 0; r < P; r++)
-              std::memcpy(open_by_stream.data() + ((size_t)b * P + r) * d, open.data() + ((size_t)r * B + b) * d,
-                          sizeof(A) * d);
-          return m.pool_forward(patch_a.data(), pool_weights.data(), open_by_stream.data(), B, P);
-        }
+      if (m.attn_pooling()) {
+        for (int r = 0; r < P; r++)  // slot r of every stream: B rows of d, from [r][B][d] to [B][P][d]
+          m.ops_.copy_rows(open_by_stream.data() + (size_t)r * d, (size_t)P * d, open.data() + (size_t)r * B * d, d, d,
+                           B);
+        return m.pool_forward(patch_a.data(), pool_weights.data(), open_by_stream.data(), B, P);
       }
       m.ops_.patch_mean_forward(patch_a.data(), open.data(), 1, P, P, B * d);
     }
@@ -340,8 +327,8 @@ class SsmModel final : public OpsModel<T, Ops> {
   size_t capacity_N_ = 0, capacity_M_ = 0;
   typename Ops::template Buffer<uint8_t> x_, y_;
   typename Ops::template Buffer<A> e_, up_, z_, logits_, bufA_, bufB_, stream_, acts_, dp_, dtmp_, scratch_;
-  typename Ops::template Buffer<A> pool_weights_;  // the attention pooling's softmax weights (patching attn only)
   typename Ops::template Buffer<T> zstat_, loss_, stats_;
+  typename Ops::template Buffer<T> pool_weights_;  // the attention pooling's softmax weights (patching attn only)
 };
 
 }  // namespace
