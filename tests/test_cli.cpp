@@ -244,3 +244,40 @@ TEST_F(Cli, NoTempFilesLeftBehind) {
 }
 
 }  // namespace
+
+// The transformer and hybrid families from the command line: train, eval (plain and sliding-window), score,
+// generate; bad family keys and the GPU are one line.
+TEST_F(Cli, TransformerAndHybridTrainEvalScoreGenerate) {
+  std::string text;
+  for (int i = 0; i < 100; i++) text += "the quick brown fox jumps over the lazy dog. ";
+  std::string data = file("text.txt", text), probe = file("probe.txt", "ROMEO: the lazy dog.");
+  for (std::string family : {"transformer", "hybrid"}) {
+    std::string out = (dir / family).string();
+    std::string keys = family == "hybrid" ? " --hybrid-layers sa --conv-len 8" : " --smear 0 --softcap 15";
+    Result t = run(tiny_train(data, out, "--preset " + family + "-10m --layers 2 --head-dim 8" + keys));
+    ASSERT_EQ(t.code, 0) << family << ": " << t.err;
+    Result e = run("eval --ckpt " + out + " --data " + probe);
+    ASSERT_EQ(e.code, 0) << e.err;
+    EXPECT_NE(e.out.find("\"bytes\":20"), std::string::npos) << e.out;
+    Result sliding = run("eval --ckpt " + out + " --data " + probe + " --window 8 --stride 3");
+    ASSERT_EQ(sliding.code, 0) << sliding.err;
+    EXPECT_NE(sliding.out.find("\"bytes\":20"), std::string::npos) << sliding.out;
+    EXPECT_NE(sliding.out, e.out);
+    Result s = run("score --ckpt " + out + " --input " + probe + " --window 8 --stride 2");
+    ASSERT_EQ(s.code, 0) << s.err;
+    EXPECT_EQ(std::count(s.out.begin(), s.out.end(), '\n'), 20);
+    Result g = run("generate --ckpt " + out + " --prompt 'ROMEO:' --bytes 40 --seed 3");
+    ASSERT_EQ(g.code, 0) << g.err;
+    EXPECT_EQ(g.out.size(), 46u);
+    expect_clean_error(run("eval --device cuda --ckpt " + out + " --data " + probe),
+                       "the " + family + " family has no CUDA path yet; use --device cpu");
+  }
+  std::string ckpt = (dir / "transformer").string();
+  expect_clean_error(run("eval --ckpt " + ckpt + " --data " + probe + " --window 8 --stride 9"), "--stride must be in 1..window (8)");
+  expect_clean_error(run("eval --ckpt " + ckpt + " --data " + probe + " --window 8 --seq 8"), "--window is another name for --seq");
+  expect_clean_error(run(tiny_train(data, (dir / "bad").string(), "--preset hybrid-10m --layers 2 --head-dim 8 --hybrid-layers sx")),
+                     "hybrid_layers takes the letters a (attention) and s (long convolution)");
+  expect_clean_error(run(tiny_train(data, (dir / "bad").string(), "--preset transformer-10m --head-dim 5")),
+                     "head_dim must be even");
+  EXPECT_FALSE(fs::exists(dir / "bad"));
+}

@@ -15,6 +15,22 @@ T dot(const T* a, const T* b, int n) {
   return s;
 }
 
+// o [Dh] = sum_j softmax_j(scale q . key(j)) value(j) over j = 0..n-1, in that order; returns the log-sum-exp of
+// the scaled scores. p [n] is scratch. The parallel forward and the streaming step both attend through here.
+template <class T, class KeyAt, class ValueAt>
+T attend(T* o, const T* q, int n, KeyAt key, ValueAt value, int Dh, T scale, T* p) {
+  T m = -INFINITY;
+  for (int j = 0; j < n; j++) m = std::max(m, p[j] = scale * dot(q, key(j), Dh));
+  T z = 0;
+  for (int j = 0; j < n; j++) z += p[j] = std::exp(p[j] - m);
+  std::fill(o, o + Dh, T(0));
+  for (int j = 0; j < n; j++) {
+    const T* vj = value(j);
+    for (int i = 0; i < Dh; i++) o[i] += p[j] / z * vj[i];
+  }
+  return m + std::log(z);
+}
+
 }  // namespace
 
 template <class T>
@@ -25,19 +41,11 @@ void attention_forward(T* o, T* lse, const T* q, const T* k, const T* v, Attenti
   for (int b = 0; b < s.B; b++)
     for (int h = 0; h < s.H; h++) {
       auto qkv_row = [&](const T* base, int t) { return base + ((size_t)b * s.T + t) * ld + (size_t)h * s.Dh; };
+      auto key = [&](int j) { return qkv_row(k, j); };
+      auto value = [&](int j) { return qkv_row(v, j); };
       for (int t = 0; t < s.T; t++) {
-        const T* qt = qkv_row(q, t);
-        T m = -INFINITY;
-        for (int j = 0; j <= t; j++) m = std::max(m, p[j] = scale * dot(qt, qkv_row(k, j), s.Dh));
-        T z = 0;
-        for (int j = 0; j <= t; j++) z += p[j] = std::exp(p[j] - m);
         T* ot = o + ((size_t)b * s.T + t) * D + (size_t)h * s.Dh;
-        std::fill(ot, ot + s.Dh, T(0));
-        for (int j = 0; j <= t; j++) {
-          const T* vj = qkv_row(v, j);
-          for (int i = 0; i < s.Dh; i++) ot[i] += p[j] / z * vj[i];
-        }
-        lse[((size_t)b * s.H + h) * s.T + t] = m + std::log(z);
+        lse[((size_t)b * s.H + h) * s.T + t] = attend(ot, qkv_row(q, t), t + 1, key, value, s.Dh, scale, p.data());
       }
     }
 }
@@ -82,6 +90,30 @@ void attention_backward(T* dq, T* dk, T* dv, T* delta, const T* dout, const T* q
     }
 }
 
+template <class T>
+void attention_decode(T* o, T* k_cache, T* v_cache, const T* q, const T* k, const T* v, int qkv_stride, int B, int H,
+                      int Dh, int slots, int pos, T scale) {
+  const int D = H * Dh, first = std::max(0, pos - slots + 1), n = pos - first + 1;
+  for (int b = 0; b < B; b++) {
+    size_t at = ((size_t)b * slots + pos % slots) * D, from = (size_t)b * qkv_stride;
+    std::copy(k + from, k + from + D, k_cache + at);
+    std::copy(v + from, v + from + D, v_cache + at);
+  }
+  std::vector<T> p(n);
+#pragma omp parallel for collapse(2) schedule(static) firstprivate(p) if ((size_t)B * H * n * Dh > 65536)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      // the j-th oldest position still cached, first + j, sits in slot (first + j) % slots
+      auto slot = [&](const T* cache, int j) {
+        return cache + ((size_t)b * slots + (first + j) % slots) * D + (size_t)h * Dh;
+      };
+      auto key = [&](int j) { return slot(k_cache, j); };
+      auto value = [&](int j) { return slot(v_cache, j); };
+      attend(o + (size_t)b * D + (size_t)h * Dh, q + (size_t)b * qkv_stride + (size_t)h * Dh, n, key, value, Dh,
+             scale, p.data());
+    }
+}
+
 template void attention_forward<float>(float*, float*, const float*, const float*, const float*, AttentionShape, float);
 template void attention_forward<double>(double*, double*, const double*, const double*, const double*, AttentionShape,
                                         double);
@@ -90,5 +122,9 @@ template void attention_backward<float>(float*, float*, float*, float*, const fl
 template void attention_backward<double>(double*, double*, double*, double*, const double*, const double*,
                                          const double*, const double*, const double*, const double*, AttentionShape,
                                          double);
+template void attention_decode<float>(float*, float*, float*, const float*, const float*, const float*, int, int, int,
+                                      int, int, int, float);
+template void attention_decode<double>(double*, double*, double*, const double*, const double*, const double*, int, int,
+                                       int, int, int, int, double);
 
 }  // namespace bytelm

@@ -22,4 +22,13 @@ template <class T>
 void attention_backward(T* dq, T* dk, T* dv, T* delta, const T* dout, const T* q, const T* k, const T* v, const T* o,
                         const T* lse, AttentionShape s, T scale);
 
+// The streaming step: one new position a row against a key/value cache. q, k, v [B, H, Dh] (row stride
+// `qkv_stride`, so they can point into a packed qkv row) are the new position's; k_cache and v_cache
+// [B, slots, H, Dh] are ring buffers holding position p in slot p % slots. The step writes k and v at position
+// `pos`, then the query attends to positions max(0, pos - slots + 1)..pos, oldest first as the parallel forward
+// sums them: while pos < slots, o [B, H, Dh] is row pos of attention_forward over the positions so far.
+template <class T>
+void attention_decode(T* o, T* k_cache, T* v_cache, const T* q, const T* k, const T* v, int qkv_stride, int B, int H,
+                      int Dh, int slots, int pos, T scale);
+
 }  // namespace bytelm

@@ -5,10 +5,11 @@
 #include "core/error.h"
 #include "models/mamba.h"
 #include "models/ssm.h"
+#include "models/transformer.h"
 
 namespace bytelm {
 
-static const char* const kArchitectures[] = {"ssm", "mamba"};
+static const char* const kArchitectures[] = {"ssm", "mamba", "transformer", "hybrid"};
 static const char* const kPatchings[] = {"mean", "attn", "none"};
 
 bool is_known_architecture(const std::string& arch) {
@@ -35,12 +36,14 @@ static void check_config(const ModelConfig& c) {
     throw Error("the mamba family reads every byte: patch must be 1, got " + std::to_string(c.patch));
   if (c.arch == "mamba" && c.patching == "attn")
     throw Error("the mamba family reads every byte: patching attn does not apply to it");
+  if (c.arch == "transformer" || c.arch == "hybrid") check_transformer_config(c);
 }
 
 template <class T>
 std::unique_ptr<Model<T>> make_model(const ModelConfig& config, uint64_t seed) {
   check_config(config);
   if (config.arch == "mamba") return make_mamba_model<T>(config, seed);
+  if (config.arch == "transformer" || config.arch == "hybrid") return make_transformer_model<T>(config, seed);
   return make_ssm_model<T>(config, seed);
 }
 
@@ -48,6 +51,8 @@ std::unique_ptr<Model<float>> make_model_on(const std::string& device, const Mod
   if (device == "cpu") return make_model<float>(config, seed);
   if (device != "cuda" && device != "cuda-tf32" && device != "cuda-fp32")
     throw Error("--device must be cpu, cuda, cuda-tf32 or cuda-fp32, got '" + device + "'");
+  if (config.arch == "transformer" || config.arch == "hybrid")
+    throw Error("the " + config.arch + " family has no CUDA path yet; use --device cpu");
 #ifdef BYTELM_WITH_CUDA
   check_config(config);
   std::string gemm = device == "cuda" ? "bf16" : device.substr(5);
@@ -61,6 +66,7 @@ std::unique_ptr<Model<float>> make_model_on(const std::string& device, const Mod
 int64_t param_count(const ModelConfig& c) {
   check_config(c);
   if (c.arch == "mamba") return mamba_param_count(c);
+  if (c.arch == "transformer" || c.arch == "hybrid") return transformer_param_count(c);
   int64_t d = c.d, H = c.hidden();
   int64_t block = 4 * d + 2 * d * d + 2 * d + 3 * d * H;  // two LayerNorms, W_in, W_out, decay, D, SwiGLU
   int64_t query = c.patching == "attn" ? d : 0;  // patch.query
