@@ -213,7 +213,7 @@ double scored_bits(Model<float>& m, const std::vector<uint8_t>& data, size_t blo
   double bits = 0;
   for (size_t s = 0; s < data.size(); s += block) {
     size_t len = std::min(block, data.size() - s);
-    for (float b : score_bytes(m, data.data() + s, len, (int)len, 1)) bits += b;
+    for (float b : score_bytes(m, data.data() + s, len, (int)len, (int)len, 1)) bits += b;
   }
   return bits;
 }
