@@ -8,63 +8,16 @@
 #include <string>
 
 #include "causality.h"
+#include "model_testing.h"
 #include "stream_parity.h"
 #include "core/rng.h"
 #include "models/model.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/train_step.h"
-#ifdef BYTELM_WITH_CUDA
-#include "core/cuda_check.h"
-#endif
 
 using namespace bytelm;
-
-namespace {
-
-bool have_gpu() {
-#ifdef BYTELM_WITH_CUDA
-  return cuda_available();
-#else
-  return false;
-#endif
-}
-
-#define REQUIRE_GPU()                                           \
-  if (!have_gpu()) {                                            \
-    GTEST_SKIP() << "no CUDA device (or a build without CUDA)"; \
-  }
-
-std::vector<uint8_t> random_bytes(size_t n, Rng& rng) {
-  std::vector<uint8_t> v(n);
-  for (auto& b : v) b = uint8_t(rng.next_u64());
-  return v;
-}
-
-// B windows of T bytes of a pangram text at random offsets (x), and the bytes after them (y).
-void text_batch(Rng& rng, int B, int T, std::vector<uint8_t>& x, std::vector<uint8_t>& y) {
-  static const std::string text = "the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. ";
-  x.resize(B * T);
-  y.resize(B * T);
-  for (int b = 0; b < B; b++) {
-    size_t o = rng.next_u64() % (text.size() - 1);
-    for (int i = 0; i < T; i++) {
-      x[b * T + i] = (uint8_t)text[(o + i) % text.size()];
-      y[b * T + i] = (uint8_t)text[(o + i + 1) % text.size()];
-    }
-  }
-}
-
-double rel_err(const float* a, const float* b, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
-
-}  // namespace
+using namespace bytelm::testing;
 
 TEST(CudaModel, LossAndGradientsMatchCpu) {
   REQUIRE_GPU();

@@ -20,6 +20,9 @@
 #include "stream_parity.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#ifdef BYTELM_WITH_CUDA
+#include "core/cuda_check.h"
+#endif
 
 using namespace bytelm;
 using namespace bytelm::testing;
@@ -308,9 +311,18 @@ TEST(MambaCli, TrainEvalScoreGenerate) {
   CliResult info = run_bytelm("info --preset mamba-10m", dir);
   ASSERT_EQ(info.code, 0) << info.err;
   EXPECT_NE(info.out.find("\"params\":9708032"), std::string::npos) << info.out;
-  // no GPU path yet: one clear line, whatever this build or machine has
-  CliResult cuda = run_bytelm("eval --device cuda --ckpt " + run + " --data " + data, dir);
-  EXPECT_NE(cuda.code, 0);
-  EXPECT_EQ(cuda.err, "bytelm eval: error: the mamba family has no CUDA path yet; use --device cpu\n");
+  // on the GPU the same checkpoint evaluates; a build or machine without one says so in one line
+  CliResult cuda = run_bytelm("eval --device cuda --ckpt " + run + " --data " + probe, dir);
+  bool gpu = false;
+#ifdef BYTELM_WITH_CUDA
+  gpu = cuda_available();
+#endif
+  if (gpu) {
+    ASSERT_EQ(cuda.code, 0) << cuda.err;
+    EXPECT_NE(cuda.out.find("\"bytes\":20"), std::string::npos) << cuda.out;
+  } else {
+    EXPECT_NE(cuda.code, 0);
+    EXPECT_EQ(std::count(cuda.err.begin(), cuda.err.end(), '\n'), 1) << cuda.err;
+  }
   fs::remove_all(dir);
 }

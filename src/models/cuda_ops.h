@@ -13,6 +13,7 @@
 #include "core/device_buffer.h"
 #include "core/pinned_buffer.h"
 #include "core/op_profile.h"
+#include "layers/causal_conv_cuda.h"
 #include "layers/cross_entropy_cuda.h"
 #include "layers/diag_ssm_cuda.h"
 #include "layers/embedding_cuda.h"
@@ -20,6 +21,7 @@
 #include "layers/linear_cuda.h"
 #include "layers/patch_attn_cuda.h"
 #include "layers/patch_cuda.h"
+#include "layers/selective_scan_cuda.h"
 #include "layers/swiglu_cuda.h"
 
 namespace bytelm {
@@ -207,6 +209,29 @@ class CudaOps {
   void cross_entropy(float* loss, A* dlogits, const A* logits, const uint8_t* y, int N, float scale) {
     OpScope scope_("cross_entropy");
     cross_entropy_forward_backward_cuda(loss, dlogits, logits, y, N, scale, stream_);
+  }
+  // The mamba family's two layers (models/mamba.cpp); the streaming states are fp32.
+  void causal_conv_forward(A* y, const A* x, const float* w, const float* bias, int B, int T_, int C, int K,
+                           float* state) {
+    OpScope scope_("causal_conv_forward");
+    causal_conv_forward_cuda(y, x, w, bias, B, T_, C, K, state, stream_);
+  }
+  void causal_conv_backward(A* dx, float* dw, float* dbias, const A* dy, const A* x, const float* w,
+                            const float* bias, int B, int T_, int C, int K) {
+    OpScope scope_("causal_conv_backward");
+    causal_conv_backward_cuda(dx, dw, dbias, dy, x, w, bias, B, T_, C, K,
+                              partials(causal_conv_backward_cuda_partials(B, T_, C, K)), stream_);
+  }
+  void selective_scan_forward(A* y, ScanInputs<A> in, SelectiveScanWeights<float> w, int B, int T_, int Di, int N,
+                              float* state) {
+    OpScope scope_("selective_scan_forward");
+    selective_scan_forward_cuda(y, in, w, B, T_, Di, N, state, stream_);
+  }
+  void selective_scan_backward(ScanInputGrads<A> grad_in, SelectiveScanGrads<float> g, const A* dy, ScanInputs<A> in,
+                               SelectiveScanWeights<float> w, int B, int T_, int Di, int N) {
+    OpScope scope_("selective_scan_backward");
+    selective_scan_backward_cuda(grad_in, g, dy, in, w, B, T_, Di, N,
+                                 workspace(selective_scan_backward_cuda_workspace_bytes(B, T_, Di, N)), stream_);
   }
 
  private:

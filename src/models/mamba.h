@@ -3,10 +3,12 @@
 //   L blocks:  n = LN(r);  u = SiLU(CausalConv(n W_x^T));  r += Scan(u, dt, B, C; gate n W_z^T) W_out^T
 //              where (dt_low, B, C) = u W_xproj^T and dt = dt_low W_dt^T
 //   logits = LN(r) E^T  (the head is the embedding, transposed)
-// The CPU reference (fp32 for training, fp64 for gradient checks); there is no GPU path yet.
+// One composition over two backends, as the ssm family: the CPU reference (fp32 for training, fp64 for
+// gradient checks) and the GPU (CudaOps: bf16 or fp32 activations, fp32 parameters and scan state).
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "models/model.h"
 
@@ -21,6 +23,11 @@ struct MambaDims {
 
 template <class T>
 std::unique_ptr<Model<T>> make_mamba_model(const ModelConfig& config, uint64_t seed);
+#ifdef BYTELM_WITH_CUDA
+// gemm: "bf16", "tf32" or "fp32" (see GemmPrecision in cuda_ops.h).
+std::unique_ptr<Model<float>> make_mamba_model_cuda(const ModelConfig& config, uint64_t seed,
+                                                    const std::string& gemm);
+#endif
 
 int64_t mamba_param_count(const ModelConfig& config);
 

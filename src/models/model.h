@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bytelm {
@@ -57,6 +58,18 @@ struct ByteStreams {
   virtual ~ByteStreams() = default;
   virtual void step(const uint8_t* bytes, T* logits) = 0;
 };
+
+// A batch of one stream as a ByteStream: make_stream() for the families whose streams step batched.
+template <class T>
+std::unique_ptr<ByteStream<T>> single_stream(std::unique_ptr<ByteStreams<T>> streams) {
+  struct One final : ByteStream<T> {
+    std::unique_ptr<ByteStreams<T>> streams;
+    void step(uint8_t byte, T* logits) override { streams->step(&byte, logits); }
+  };
+  auto one = std::make_unique<One>();
+  one->streams = std::move(streams);
+  return one;
+}
 
 template <class T>
 class Model {

@@ -2,11 +2,11 @@
 
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 
 #include "core/error.h"
 #include "core/rng.h"
 #include "models/cpu_ops.h"
+#include "models/ops_model.h"
 #ifdef BYTELM_WITH_CUDA
 #include "core/bf16.h"
 #include "models/cuda_ops.h"
@@ -25,14 +25,14 @@ template <class T, class A>
 struct BlockActs {
   A *ln1, *u, *h, *q, *ln2, *g, *m;
   T *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
-  static size_t aligned(size_t n) { return (n * sizeof(A) + 15) / 16 * 16 / sizeof(A); }
   static size_t rows_size(size_t M, int d, int S) {
+    auto aligned = [](size_t n) { return aligned16_count<A>(n); };
     return 5 * aligned(M * d) + aligned(M * 2 * S) + aligned(M * S);
   }
   static size_t stats_size(size_t M) { return 4 * M; }
   static BlockActs carve(A* rows, T* stats, size_t M, int d, int S) {
     BlockActs a;
-    auto take = [&](size_t n) { A* p = rows; rows += aligned(n); return p; };
+    auto take = [&](size_t n) { return take_aligned16(rows, n); };
     a.ln1 = take(M * d); a.u = take(M * d); a.h = take(M * d); a.q = take(M * d); a.ln2 = take(M * d);
     a.g = take(M * 2 * S); a.m = take(M * S);
     a.ln1_mean = stats; a.ln1_rstd = stats + M; a.ln2_mean = stats + 2 * M; a.ln2_rstd = stats + 3 * M;
@@ -41,21 +41,21 @@ struct BlockActs {
 };
 
 // One composition for every backend: Ops (cpu_ops.h, cuda_ops.h) supplies the
-// buffers and the layer calls. The host vectors params_/grads_ of Model are the
-// parameters on CPU; on a GPU the kernels use device copies (w_, g_) that
-// push_params/pull_params keep in step with them. Activations are stored as
-// A = Ops::Act<T> (T on the CPU, bf16 on the GPU's fast path), and the matrix
-// products read their weights as A: a copy (wa_) refreshed whenever the
-// parameters change, where A is not T.
+// buffers and the layer calls, OpsModel the device copies of the parameters
+// (ops_model.h). Activations are stored as A = Ops::Act<T> (T on the CPU, bf16
+// on the GPU's fast path), and the matrix products read their weights as A (WA()).
 template <class T, class Ops>
-class SsmModel final : public Model<T> {
-  using A = typename Ops::template Act<T>;
-  static constexpr bool kWeightCopy = !Ops::on_host && !std::is_same_v<A, T>;
+class SsmModel final : public OpsModel<T, Ops> {
+  using A = typename OpsModel<T, Ops>::A;
+  using OpsModel<T, Ops>::ops_;
+  using OpsModel<T, Ops>::W;
+  using OpsModel<T, Ops>::WA;
+  using OpsModel<T, Ops>::G;
 
  public:
   // ops_args go to the backend (CudaOps takes its GemmPrecision).
   template <class... OpsArgs>
-  SsmModel(const ModelConfig& config, uint64_t seed, OpsArgs... ops_args) : ops_(ops_args...) {
+  SsmModel(const ModelConfig& config, uint64_t seed, OpsArgs... ops_args) : OpsModel<T, Ops>(ops_args...) {
     this->config_ = config;
     int d = config.d, H = config.hidden();
     emb_ = this->add_param("embed.weight", {256, d});
@@ -81,37 +81,7 @@ class SsmModel final : public Model<T> {
     head_ = this->add_param("head.weight", {256, d});
     this->allocate();
     init(seed);
-    if constexpr (!Ops::on_host) {
-      Ops::resize(g_, this->grads_.size());
-      push_params();
-    }
-  }
-
-  void push_params() override {
-    if constexpr (!Ops::on_host) ops_.upload(w_, this->params_);
-    if constexpr (kWeightCopy) ops_.convert(wa_, w_);
-  }
-  void pull_params() override {
-    if constexpr (!Ops::on_host) ops_.download(this->params_, w_);
-  }
-  void pull_grads() override {
-    if constexpr (!Ops::on_host) ops_.download(this->grads_, g_);
-  }
-  void zero_grads() override { ops_.zero(G(), this->grads_.size()); }
-  T* compute_params() override { return const_cast<T*>(W()); }
-  T* compute_grads() override { return G(); }
-  T last_loss() const override {
-    if constexpr (Ops::on_host) return this->last_loss_;
-    else return ops_.last_mean_loss();
-  }
-  void* compute_params_bf16() override {
-    if constexpr (kWeightCopy) return wa_.data();
-    else return nullptr;
-  }
-  bool on_gpu() const override { return !Ops::on_host; }
-  void* compute_stream() override {
-    if constexpr (Ops::on_host) return nullptr;
-    else return (void*)ops_.stream();
+    this->place_params();
   }
 
   T forward(const uint8_t* x, const uint8_t* y, int B, int T_, T* row_loss) override {
@@ -155,15 +125,7 @@ class SsmModel final : public Model<T> {
     if (B < 1) throw Error("make_streams needs at least one stream");
     return std::make_unique<Streams>(*this, B);
   }
-  std::unique_ptr<ByteStream<T>> make_stream() const override {
-    struct One final : ByteStream<T> {
-      std::unique_ptr<ByteStreams<T>> streams;
-      void step(uint8_t byte, T* logits) override { streams->step(&byte, logits); }
-    };
-    auto one = std::make_unique<One>();
-    one->streams = make_streams(1);
-    return one;
-  }
+  std::unique_ptr<ByteStream<T>> make_stream() const override { return single_stream(make_streams(1)); }
 
  private:
   struct Layer {
@@ -194,20 +156,6 @@ class SsmModel final : public Model<T> {
     }
     fill(lnf_w_, d, 1);
     normal(head_, 256 * (size_t)d, 0.1 / std::sqrt(double(d)));
-  }
-
-  const T* W() const {
-    if constexpr (Ops::on_host) return this->params_.data();
-    else return w_.data();
-  }
-  // The parameters as the matrix products read them.
-  const A* WA() const {
-    if constexpr (kWeightCopy) return wa_.data();
-    else return W();
-  }
-  T* G() {
-    if constexpr (Ops::on_host) return this->grads_.data();
-    else return g_.data();
   }
 
   void ensure(int B, int seq) {
@@ -372,15 +320,12 @@ class SsmModel final : public Model<T> {
   template <class, class>
   friend class SsmModel;
 
-  mutable Ops ops_;  // GPU backends keep a stream, handles and scratch here
   size_t emb_, start_, lnf_w_, lnf_b_, head_;
   size_t query_ = 0;  // patch.query, the attention pooling's learned query (patching attn only)
   std::vector<Layer> layers_;
   int batch_ = 0, seq_ = 0;
   size_t capacity_N_ = 0, capacity_M_ = 0;
   typename Ops::template Buffer<uint8_t> x_, y_;
-  typename Ops::template Buffer<T> w_, g_;  // device copies of the parameters and gradients (GPU backends)
-  typename Ops::template Buffer<A> wa_;     // the parameters as the products read them (kWeightCopy)
   typename Ops::template Buffer<A> e_, up_, z_, logits_, bufA_, bufB_, stream_, acts_, dp_, dtmp_, scratch_;
   typename Ops::template Buffer<T> zstat_, loss_, stats_;
   typename Ops::template Buffer<T> pool_weights_;  // the attention pooling's softmax weights (patching attn only)
