@@ -40,9 +40,9 @@ Key text_key(const char* name, F field, bool model) {
 }
 
 template <class F>
-Key num_key(const char* name, F field) {
+Key num_key(const char* name, F field, bool model = false) {
   return {name, [=](RunConfig& c, const Json& v, const std::string& what) { field(c) = v.as_number(what + ": key '" + name + "'"); },
-          [=](const RunConfig& c) { return json_number(field(const_cast<RunConfig&>(c))); }, false};
+          [=](const RunConfig& c) { return json_number(field(const_cast<RunConfig&>(c))); }, model};
 }
 
 const std::vector<Key>& keys() {
@@ -52,6 +52,7 @@ const std::vector<Key>& keys() {
       int_key("layers", [](RunConfig& c) -> int& { return c.model.layers; }, true),
       int_key("patch", [](RunConfig& c) -> int& { return c.model.patch; }, true),
       text_key("patching", [](RunConfig& c) -> std::string& { return c.model.patching; }, true),
+      num_key("entropy_threshold", [](RunConfig& c) -> double& { return c.model.entropy_threshold; }, true),
       int_key("steps", [](RunConfig& c) -> int& { return c.train.steps; }, false),
       int_key("batch", [](RunConfig& c) -> int& { return c.train.batch; }, false),
       int_key("seq", [](RunConfig& c) -> int& { return c.train.seq; }, false),
