@@ -39,11 +39,13 @@ EntropyPatches entropy_patches(const T* G, const uint8_t* x, int B, int T_, int 
   s.length.assign((size_t)B * s.slots, 0);
   s.source.assign((size_t)B * T_, -1);
   T entropy[256];
-  for (int a = 0; a < 256; a++) entropy[a] = bigram_entropy_bits(G + (size_t)a * 256);
+  bool known[256] = {};  // a row's entropy is worked out when a byte first reads it
   for (int b = 0; b < B; b++) {
     int closed = 0, open_first = 0;
     for (int t = 0; t < T_; t++) {
-      if (entropy_patch_closes(t + 1 - open_first, entropy[x[(size_t)b * T_ + t]], P, threshold)) {
+      uint8_t a = x[(size_t)b * T_ + t];
+      if (!known[a]) entropy[a] = bigram_entropy_bits(G + (size_t)a * 256), known[a] = true;
+      if (entropy_patch_closes(t + 1 - open_first, entropy[a], P, threshold)) {
         s.first[(size_t)b * s.slots + closed] = open_first;
         s.length[(size_t)b * s.slots + closed] = t + 1 - open_first;
         closed++;
@@ -58,9 +60,12 @@ EntropyPatches entropy_patches(const T* G, const uint8_t* x, int B, int T_, int 
 template <class T>
 T bigram_loss_forward(const T* G, const uint8_t* x, const uint8_t* y, int N) {
   T lse[256];
-  for (int a = 0; a < 256; a++) lse[a] = log_sum_exp(G + (size_t)a * 256);
+  bool known[256] = {};  // the rows read, only
   T total = 0;
-  for (int i = 0; i < N; i++) total += lse[x[i]] - G[(size_t)x[i] * 256 + y[i]];
+  for (int i = 0; i < N; i++) {
+    if (!known[x[i]]) lse[x[i]] = log_sum_exp(G + (size_t)x[i] * 256), known[x[i]] = true;
+    total += lse[x[i]] - G[(size_t)x[i] * 256 + y[i]];
+  }
   return N > 0 ? total / N : T(0);
 }
 
