@@ -631,6 +631,8 @@ int64_t ssm_param_count(const ModelConfig& c) {
   return 256 * d + d + patching + c.layers * block + 2 * d + 256 * d;
 }
 
+int ssm_byte_rate_blocks(const ModelConfig& c) { return patching_of(c.patching) == Patching::local ? kLocalBlocks : 0; }
+
 template <class T>
 std::unique_ptr<Model<T>> make_ssm_model(const ModelConfig& config, uint64_t seed) {
   return std::make_unique<SsmModel<T, CpuOps>>(config, seed);

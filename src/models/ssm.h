@@ -17,6 +17,8 @@ namespace bytelm {
 template <class T>
 std::unique_ptr<Model<T>> make_ssm_model(const ModelConfig& config, uint64_t seed);
 int64_t ssm_param_count(const ModelConfig& config);
+// The blocks that run at byte rate (patching local's), besides config.layers at patch rate.
+int ssm_byte_rate_blocks(const ModelConfig& config);
 #ifdef BYTELM_WITH_CUDA
 // gemm: "bf16", "tf32" or "fp32" (see GemmPrecision in cuda_ops.h).
 std::unique_ptr<Model<float>> make_ssm_model_cuda(const ModelConfig& config, uint64_t seed, const std::string& gemm);
