@@ -170,7 +170,8 @@ TEST(LayerGrad, PatchSoft) {
   for (Case k : {Case{11, 3}, Case{9, 4}, Case{2, 3}, Case{5, 1}}) {
     Rng rng(10);
     int B = 2, d = 5, N = B * k.T, Np = patch_count(k.T, k.P);
-    V e = random_vector(N * d, rng), w = random_vector(d, rng), c = random_vector(1, rng), R = random_vector(B * Np * d, rng);
+    V e = random_vector(N * d, rng), w = random_vector(d, rng), c = random_vector(1, rng);
+    V R = random_vector(B * Np * d, rng);
     V p(B * Np * d), n(N * d), z(N), keep(N);
     auto loss = [&] {
       patch_soft_forward(p.data(), n.data(), z.data(), keep.data(), e.data(), w.data(), c.data(), B, k.T, k.P, d,
@@ -212,7 +213,7 @@ TEST(LayerGrad, PatchSoftWithHardBoundariesIsTheMean) {
   }
 }
 
-// Bytes after which the table is sure (a, one logit far above the rest) never close a patch; the others
+// Bytes after which the table is sure (a, one logit far above the rest) close a patch only at 4P bytes; the others
 // (uniform rows: 8 bits) close it once it holds P bytes.
 TEST(LayerGrad, EntropyPatchesCloseWhereTheTableIsUnsure) {
   std::vector<double> G(256 * 256, 0.0);
@@ -225,6 +226,10 @@ TEST(LayerGrad, EntropyPatchesCloseWhereTheTableIsUnsure) {
   EXPECT_EQ(s.first, (std::vector<int>{0, 4, 7, 0, 0, 0}));
   EXPECT_EQ(s.length, (std::vector<int>{4, 3, 5, 0, 0, 0}));
   EXPECT_EQ(s.source, (std::vector<int>{-1, -1, -1, 0, 0, 0, 1, 1, 1, 1, 1, 2}));
+  EntropyPatches run = entropy_patches(G.data(), (const uint8_t*)"aaaaaaaaax", 1, 10, 2, 3.0);
+  EXPECT_EQ(run.first, (std::vector<int>{0, 8, 0, 0, 0}));
+  EXPECT_EQ(run.length, (std::vector<int>{8, 2, 0, 0, 0}));
+  EXPECT_EQ(run.source, (std::vector<int>{-1, -1, -1, -1, -1, -1, -1, 0, 0, 1}));
 }
 
 // The pooling and broadcast over variable patches, through the embedding as the model uses them, and the bigram

@@ -214,7 +214,7 @@ TEST_F(LeakcheckCli, FreshPresetModelPasses) {
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(r.out.rfind("{\"verdict\":\"pass\",\"first_leak_position\":null,", 0), 0u) << r.out;
   EXPECT_NE(r.out.find("\"positions\":32,\"sequences\":2,\"seq\":33,\"rows_compared\":1056,"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("\"model\":{\"model\":\"ssm\",\"d\":128,\"layers\":4,\"patch\":1,\"patching\":\"mean\",\"entropy_threshold\":3}"),
+  EXPECT_NE(r.out.find("\"model\":{\"model\":\"ssm\",\"d\":128,\"layers\":4,\"patch\":1,\"patching\":\"mean\",\"entropy_threshold\":4}"),
             std::string::npos)
       << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);

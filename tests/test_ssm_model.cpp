@@ -128,7 +128,8 @@ TEST(SsmModel, EntropyAtAZeroTableEqualsMeanPooling) {
     auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
     std::vector<float> mean_rows(B * T), entropy_rows(B * T);
     make_model<float>({"ssm", 32, 2, P, "mean"}, 8)->forward(x.data(), y.data(), B, T, mean_rows.data());
-    float loss = make_model<float>({"ssm", 32, 2, P, "entropy"}, 8)->forward(x.data(), y.data(), B, T, entropy_rows.data());
+    auto entropy = make_model<float>({"ssm", 32, 2, P, "entropy"}, 8);
+    float loss = entropy->forward(x.data(), y.data(), B, T, entropy_rows.data());
     EXPECT_EQ(entropy_rows, mean_rows) << "P=" << P;
     float mean_loss = 0;
     for (float r : mean_rows) mean_loss += r / (B * T);

@@ -5,9 +5,12 @@
 // learns by its own cross-entropy, which the ssm model adds to its loss; the main loss sends it no gradient, since
 // boundaries are discrete. A patch closes at byte t (its last byte) when it holds at least P bytes and the entropy
 // of G[x_t], the table's prediction of byte t + 1, exceeds a threshold in bits: the next byte is hard to predict, so
-// a patch starts there. The decision reads bytes <= t only, and byte t reads the latest patch closed at or before t
-// (a learned start vector before the first), so it is causal as patch.h's fixed rule is; that rule is the case of
-// every entropy above the threshold, which is where a model starts (a zero table is uniform: 8 bits).
+// a patch starts there. It also closes at 4P bytes, so that a long predictable run (a line of dashes) does not keep
+// its bytes from the patch-rate context for long. The decision reads bytes <= t only, and byte t reads the latest
+// patch closed at or before t (a learned start vector before the first), so it is causal as patch.h's fixed rule
+// is; that rule is the case of every entropy above the threshold, which is where a model starts (a zero table is
+// uniform: 8 bits). On English text a bigram's entropy exceeds 4 bits mostly after a space or a line end: at P = 2
+// the default threshold of 4 bits makes patches of 4 to 5 bytes on average, about a word, where 3 bits gives 2.2.
 //
 // Shapes stay fixed: every closed patch holds at least P bytes, so a row of T bytes closes at most T / P of them.
 // They fill the first slots of [B, T/P, d] in order; the slots after them are zero padding, which the causal
@@ -32,7 +35,7 @@ T bigram_entropy_bits(const T* logits);
 
 // Whether an open patch of `length` bytes (the newest included) closes at a byte of this entropy.
 inline bool entropy_patch_closes(int length, double entropy_bits, int P, double threshold) {
-  return length >= P && entropy_bits > threshold;
+  return length >= P && (entropy_bits > threshold || length >= 4 * P);
 }
 
 // The patches of x [B, T] under table G.

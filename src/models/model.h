@@ -19,10 +19,10 @@ struct ModelConfig {
   // How the ssm family pools a patch's P byte embeddings: "mean"; "attn", a softmax over the P bytes against a
   // learned query (layers/patch_attn.h); "none", every byte its own patch (patch must be 1); "local", the mean
   // and a byte-rate decoder over each patch's bytes (layers/patch_local.h); "soft", learned soft boundaries
-  // (layers/patch_soft.h); "entropy", patches of at least P bytes that close where a bigram model's entropy of
-  // the next byte exceeds entropy_threshold bits (layers/patch_entropy.h).
+  // (layers/patch_soft.h); "entropy", patches of P to 4P bytes that close where a bigram model's entropy of the
+  // next byte exceeds entropy_threshold bits (layers/patch_entropy.h).
   std::string patching = "mean";
-  double entropy_threshold = 3.0;
+  double entropy_threshold = 4.0;
   int hidden() const { return 4 * d / 3; }  // SwiGLU hidden width
 };
 

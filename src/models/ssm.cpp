@@ -2,8 +2,8 @@
 
 #include <cmath>
 #include <cstring>
-#include <utility>
 #include <type_traits>
+#include <utility>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -174,10 +174,12 @@ class SsmModel final : public Model<T> {
     A* de = bufA_.data();
     unpool_backward(de, bufB_.data(), B, seq_);
     if (M > 0)
-      for (int l = c.layers - 1; l >= 0; l--) block_backward(layers_[l], stream_at(l), acts(l), B, seq_ / P, seq_ / P, dp_.data());
+      for (int l = c.layers - 1; l >= 0; l--)
+        block_backward(layers_[l], stream_at(l), acts(l), B, seq_ / P, seq_ / P, dp_.data());
     pool_backward(de, dp_.data(), B, seq_);
     if constexpr (Ops::on_host)
-      if (patching_ == Patching::entropy) bigram_loss_backward(G + bigram_, W + bigram_, x_.data(), y_.data(), N, T(1) / N);
+      if (patching_ == Patching::entropy)
+        bigram_loss_backward(G + bigram_, W + bigram_, x_.data(), y_.data(), N, T(1) / N);
     ops_.embedding_backward(G + emb_, de, x_.data(), N, d);
   }
 
@@ -301,7 +303,9 @@ class SsmModel final : public Model<T> {
                        stats_.data() + l * Acts::stats_size(capacity_M_), capacity_M_, d, S);
   }
   // The byte rows entering local block l: the broadcast's output, then each local block's.
-  A* local_at(int l) { return l == 0 ? up_.data() : local_stream_.data() + (size_t)(l - 1) * capacity_N_ * this->config_.d; }
+  A* local_at(int l) {
+    return l == 0 ? up_.data() : local_stream_.data() + (size_t)(l - 1) * capacity_N_ * this->config_.d;
+  }
   Acts local_acts(int l) {
     int d = this->config_.d, S = Ops::hidden_stride(this->config_.hidden());
     return Acts::carve(local_acts_.data() + l * Acts::rows_size(capacity_N_, d, S),
