@@ -241,8 +241,8 @@ TEST(LayerGrad, PatchEntropy) {
   for (auto& b : x) b = uint8_t(rng.next_u64() % 8);  // a few byte values, so rows of G are read several times
   for (auto& b : y) b = uint8_t(rng.next_u64());
   V G(256 * 256);
-  for (int a = 0; a < 256; a++) {
-    double scale = 3 * rng.uniform();
+  for (int a = 0; a < 256; a++) {  // logits of a random spread: entropies over 4..8 bits
+    double scale = 3 * rng.uniform() / kBigramLogitScale;
     for (int k = 0; k < 256; k++) G[a * 256 + k] = scale * rng.normal();
   }
   EntropyPatches s = entropy_patches(G.data(), x.data(), B, T, P, 6.5);

@@ -6,6 +6,7 @@
 #include "causality.h"
 #include "gradcheck.h"
 #include "stream_parity.h"
+#include "layers/patch_entropy.h"
 #include "models/model.h"
 
 using namespace bytelm;
@@ -33,7 +34,7 @@ static std::unique_ptr<Model<T>> make_ssm(int d, int layers, int P, const std::s
       for (size_t i = 0; i < p.size; i++) w[i] = T(rng.normal());
     if (p.name == "patch.bigram.weight")
       for (int a = 0; a < 256; a++) {
-        double scale = 3 * rng.uniform();
+        double scale = 3 * rng.uniform() / kBigramLogitScale;
         for (int k = 0; k < 256; k++) w[a * 256 + k] = T(scale * rng.normal());
       }
   }

@@ -11,6 +11,12 @@ namespace bytelm {
 
 namespace {
 
+// The logits of one row of the table.
+template <class T>
+void row_logits(T* logits, const T* row) {
+  for (int k = 0; k < 256; k++) logits[k] = T(kBigramLogitScale) * row[k];
+}
+
 // log sum_k exp(logits[k]) over 256 logits, shifted by the maximum.
 template <class T>
 T log_sum_exp(const T* logits) {
@@ -23,7 +29,9 @@ T log_sum_exp(const T* logits) {
 
 // H = lse - sum_k p_k l_k (nats), in bits.
 template <class T>
-T bigram_entropy_bits(const T* logits) {
+T bigram_entropy_bits(const T* row) {
+  T logits[256];
+  row_logits(logits, row);
   T lse = log_sum_exp(logits), expected = 0;
   for (int k = 0; k < 256; k++) expected += std::exp(logits[k] - lse) * logits[k];
   return (lse - expected) / T(std::log(2.0));
@@ -59,28 +67,34 @@ EntropyPatches entropy_patches(const T* G, const uint8_t* x, int B, int T_, int 
 
 template <class T>
 T bigram_loss_forward(const T* G, const uint8_t* x, const uint8_t* y, int N) {
-  T lse[256];
+  T lse[256], logits[256];
   bool known[256] = {};  // the rows read, only
   T total = 0;
   for (int i = 0; i < N; i++) {
-    if (!known[x[i]]) lse[x[i]] = log_sum_exp(G + (size_t)x[i] * 256), known[x[i]] = true;
-    total += lse[x[i]] - G[(size_t)x[i] * 256 + y[i]];
+    if (!known[x[i]]) {
+      row_logits(logits, G + (size_t)x[i] * 256);
+      lse[x[i]] = log_sum_exp(logits);
+      known[x[i]] = true;
+    }
+    total += lse[x[i]] - T(kBigramLogitScale) * G[(size_t)x[i] * 256 + y[i]];
   }
   return N > 0 ? total / N : T(0);
 }
 
-// d(loss_i)/dG[x_i] = softmax(G[x_i]) - onehot(y_i): each row gets its softmax times how often it was read.
+// d(loss_i)/dG[x_i] = s (softmax(s G[x_i]) - onehot(y_i)), s = kBigramLogitScale: each row gets its softmax times
+// how often it was read.
 template <class T>
 void bigram_loss_backward(T* dG, const T* G, const uint8_t* x, const uint8_t* y, int N, T scale) {
   std::vector<int> count(256, 0);
   for (int i = 0; i < N; i++) count[x[i]]++;
+  T s = T(kBigramLogitScale) * scale, logits[256];
   for (int a = 0; a < 256; a++) {
     if (!count[a]) continue;
-    const T* row = G + (size_t)a * 256;
-    T lse = log_sum_exp(row);
-    for (int k = 0; k < 256; k++) dG[(size_t)a * 256 + k] += scale * count[a] * std::exp(row[k] - lse);
+    row_logits(logits, G + (size_t)a * 256);
+    T lse = log_sum_exp(logits);
+    for (int k = 0; k < 256; k++) dG[(size_t)a * 256 + k] += s * count[a] * std::exp(logits[k] - lse);
   }
-  for (int i = 0; i < N; i++) dG[(size_t)x[i] * 256 + y[i]] -= scale;
+  for (int i = 0; i < N; i++) dG[(size_t)x[i] * 256 + y[i]] -= s;
 }
 
 template <class T>

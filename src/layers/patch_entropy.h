@@ -1,9 +1,11 @@
 // Entropy patching: patches of variable length, whose boundaries fall where a small byte model is unsure of the
 // next byte.
 //
-// The small model is a learned bigram table G [256, 256]: row G[a] holds the logits of the byte after an a. It
-// learns by its own cross-entropy, which the ssm model adds to its loss; the main loss sends it no gradient, since
-// boundaries are discrete. A patch closes at byte t (its last byte) when it holds at least P bytes and the entropy
+// The small model is a learned bigram table G [256, 256]: row G[a], times kBigramLogitScale, holds the logits of
+// the byte after an a. It learns by its own cross-entropy, which the ssm model adds to its loss; the main loss sends
+// it no gradient, since boundaries are discrete. The scale lets AdamW, whose steps move a parameter by about lr,
+// reach a bigram's logits (a few nats apart) within a hundred or so steps instead of thousands, during which the
+// patches would stay the fixed ones. A patch closes at byte t (its last byte) when it holds at least P bytes and the entropy
 // of G[x_t], the table's prediction of byte t + 1, exceeds a threshold in bits: the next byte is hard to predict, so
 // a patch starts there. It also closes at 4P bytes, so that a long predictable run (a line of dashes) does not keep
 // its bytes from the patch-rate context for long. The decision reads bytes <= t only, and byte t reads the latest
@@ -29,9 +31,11 @@ struct EntropyPatches {
   std::vector<int> source;         // [B, T]: the slot byte t reads, -1 for the start vector
 };
 
-// The entropy in bits of softmax(logits[0..255]): the bigram table's uncertainty after one byte.
+constexpr double kBigramLogitScale = 32;
+
+// The entropy in bits of softmax(kBigramLogitScale * row[0..255]): the bigram table's uncertainty after one byte.
 template <class T>
-T bigram_entropy_bits(const T* logits);
+T bigram_entropy_bits(const T* row);
 
 // Whether an open patch of `length` bytes (the newest included) closes at a byte of this entropy.
 inline bool entropy_patch_closes(int length, double entropy_bits, int P, double threshold) {
