@@ -1,79 +1,10 @@
 // The bytelm binary as a user meets it: bad input gets one clear line on
 // stderr and a non-zero exit, and leaves no files behind.
-#include <gtest/gtest.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
-namespace fs = std::filesystem;
+#include "cli_fixture.h"
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-class Cli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir = fs::temp_directory_path() / ("bytelm_cli_" + std::to_string(::getpid()) + "_" +
-                                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
-
-  // `timeout_s` > 0 kills the command after that long (exit 124), so a run that should stop by itself fails, not hangs.
-  Result run(const std::string& args, int timeout_s = 0) {
-    std::string out = (dir / "stdout").string(), err = (dir / "stderr").string();
-    std::string limit = timeout_s > 0 ? "timeout " + std::to_string(timeout_s) + " " : "";
-    std::string cmd = "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE " + limit + std::string(BYTELM_BINARY) + " " + args + " >" + out + " 2>" + err + " </dev/null";
-    int status = std::system(cmd.c_str());
-    Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-    fs::remove(out);
-    fs::remove(err);
-    return r;
-  }
-  std::string file(const std::string& name, const std::string& content) {
-    std::string p = (dir / name).string();
-    std::ofstream(p, std::ios::binary) << content;
-    return p;
-  }
-  // A failure: non-zero exit, exactly one line on stderr containing `words`, nothing on stdout.
-  void expect_clean_error(const Result& r, const std::string& words) {
-    EXPECT_NE(r.code, 0);
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    EXPECT_NE(r.err.find("error"), std::string::npos) << r.err;
-    EXPECT_NE(r.err.find(words), std::string::npos) << "expected '" << words << "' in: " << r.err;
-    EXPECT_EQ(r.out, "");
-  }
-  std::string tiny_train(const std::string& data, const std::string& out, const std::string& extra = "") {
-    return "train --d 16 --layers 1 --steps 2 --batch 2 --seq 32 --eval-bytes 64 --quiet --data " + data + " --out " + out +
-           " " + extra;
-  }
-  // A small trained checkpoint for the eval/generate/corruption tests.
-  std::string checkpoint() {
-    std::string out = (dir / "run").string();
-    std::string text;
-    for (int i = 0; i < 200; i++) text += "the quick brown fox jumps over the lazy dog. ";
-    Result r = run(tiny_train(file("text.txt", text), out));
-    EXPECT_EQ(r.code, 0) << r.err;
-    return out + "/checkpoint.safetensors";
-  }
-  fs::path dir;
-};
+using namespace bytelm::testing;
 
 TEST_F(Cli, HelpTeaches) {
   for (const char* c : {"train", "eval", "score", "generate", "info", "leakcheck", "compare"}) {
@@ -257,10 +188,6 @@ TEST_F(Cli, PatchingAttnTrainsAndBadPatchingIsOneLine) {
   expect_clean_error(run(tiny_train(data, other, "--patching entropy --entropy-threshold 9")),
                      "entropy_threshold must be in [0, 8) bits");
   expect_clean_error(run(tiny_train(data, other, "--patching none --patch 2")), "patch must be 1");
-  // no GPU path yet; a build or machine without CUDA may say that first, in its own one line
-  Result c = run(tiny_train(data, other, "--patching attn --patch 2 --device cuda"));
-  EXPECT_NE(c.code, 0);
-  EXPECT_EQ(std::count(c.err.begin(), c.err.end(), '\n'), 1) << c.err;
   EXPECT_FALSE(fs::exists(other));
 }
 
@@ -339,3 +266,40 @@ TEST_F(Cli, NoTempFilesLeftBehind) {
 }
 
 }  // namespace
+
+// The transformer and hybrid families from the command line: train, eval (plain and sliding-window), score,
+// generate; bad family keys and the GPU are one line.
+TEST_F(Cli, TransformerAndHybridTrainEvalScoreGenerate) {
+  std::string text;
+  for (int i = 0; i < 100; i++) text += "the quick brown fox jumps over the lazy dog. ";
+  std::string data = file("text.txt", text), probe = file("probe.txt", "ROMEO: the lazy dog.");
+  for (std::string family : {"transformer", "hybrid"}) {
+    std::string out = (dir / family).string();
+    std::string keys = family == "hybrid" ? " --hybrid-layers sa --conv-len 8" : " --smear 0 --softcap 15";
+    Result t = run(tiny_train(data, out, "--preset " + family + "-10m --layers 2 --head-dim 8" + keys));
+    ASSERT_EQ(t.code, 0) << family << ": " << t.err;
+    Result e = run("eval --ckpt " + out + " --data " + probe);
+    ASSERT_EQ(e.code, 0) << e.err;
+    EXPECT_NE(e.out.find("\"bytes\":20"), std::string::npos) << e.out;
+    Result sliding = run("eval --ckpt " + out + " --data " + probe + " --window 8 --stride 3");
+    ASSERT_EQ(sliding.code, 0) << sliding.err;
+    EXPECT_NE(sliding.out.find("\"bytes\":20"), std::string::npos) << sliding.out;
+    EXPECT_NE(sliding.out, e.out);
+    Result s = run("score --ckpt " + out + " --input " + probe + " --window 8 --stride 2");
+    ASSERT_EQ(s.code, 0) << s.err;
+    EXPECT_EQ(std::count(s.out.begin(), s.out.end(), '\n'), 20);
+    Result g = run("generate --ckpt " + out + " --prompt 'ROMEO:' --bytes 40 --seed 3");
+    ASSERT_EQ(g.code, 0) << g.err;
+    EXPECT_EQ(g.out.size(), 46u);
+    expect_clean_error(run("eval --device cuda --ckpt " + out + " --data " + probe),
+                       "the " + family + " family has no CUDA path yet; use --device cpu");
+  }
+  std::string ckpt = (dir / "transformer").string();
+  expect_clean_error(run("eval --ckpt " + ckpt + " --data " + probe + " --window 8 --stride 9"), "--stride must be in 1..window (8)");
+  expect_clean_error(run("eval --ckpt " + ckpt + " --data " + probe + " --window 8 --seq 8"), "--window is another name for --seq");
+  expect_clean_error(run(tiny_train(data, (dir / "bad").string(), "--preset hybrid-10m --layers 2 --head-dim 8 --hybrid-layers sx")),
+                     "hybrid_layers takes the letters a (attention) and s (long convolution)");
+  expect_clean_error(run(tiny_train(data, (dir / "bad").string(), "--preset transformer-10m --head-dim 5")),
+                     "head_dim must be even");
+  EXPECT_FALSE(fs::exists(dir / "bad"));
+}

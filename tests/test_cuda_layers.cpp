@@ -31,6 +31,8 @@
 #include "layers/linear.h"
 #include "layers/linear_cuda.h"
 #include "layers/patch.h"
+#include "layers/patch_attn.h"
+#include "layers/patch_attn_cuda.h"
 #include "layers/patch_cuda.h"
 #include "layers/swiglu.h"
 #include "layers/swiglu_cuda.h"
@@ -181,8 +183,10 @@ TEST_F(CudaLayers, Linear) {
 }
 
 TEST_F(CudaLayers, LayerNorm) {
-  // The second shape has more rows than the backward has blocks, so warps stride over rows.
-  for (auto [N, C] : {std::pair{37, 48}, std::pair{3001, 130}}) {
+  // Widths from 1 to 16 packs a lane (so every block shape of the backward); all but the first have more rows
+  // than the backward has warps, so warps stride over rows and add several into their partial sums.
+  for (auto [N, C] : {std::pair{37, 48}, std::pair{3001, 130}, std::pair{20000, 260}, std::pair{5000, 520},
+                      std::pair{3000, 1100}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
     tag = "N=" + std::to_string(N) + " ";
     Rng rng(102 + N);
@@ -400,6 +404,39 @@ TEST_F(CudaLayers, Patch) {
     expect_close("de (broadcast)", de_d.get(), de_ref);
     patch_mean_backward_cuda(de_d.p, dp_d.p, B, T, P, d, stream);
     expect_close("de (broadcast + mean)", de_d.get(), de_after_mean_ref);
+  }
+}
+
+// Attention pooling at odd widths and patch sizes, a trailing incomplete patch, and more patches than the
+// backward has warps (so warps sum several patches into their dq row); run twice for bit-reproducibility.
+TEST_F(CudaLayers, PatchAttn) {
+  Rng rng(111);
+  struct Shape { int B, T, P, d; };
+  for (Shape sh : {Shape{2, 13, 3, 37}, Shape{3, 40, 2, 64}, Shape{1, 9, 9, 5}, Shape{2, 1100, 2, 40}}) {
+    int B = sh.B, T = sh.T, P = sh.P, d = sh.d, Np = patch_count(T, P);
+    size_t n = (size_t)B * T * d, np = (size_t)B * Np * d;
+    V e = random_floats(n, rng), q = random_floats(d, rng, 2.0), dp = random_floats(np, rng);
+    V de0 = random_floats(n, rng), dq0 = random_floats(d, rng);
+    V p_ref(np), w_ref((size_t)B * Np * P), de_ref = de0, dq_ref = dq0;
+    patch_attn_forward(p_ref.data(), w_ref.data(), e.data(), q.data(), B, T, P, d);
+    patch_attn_backward(de_ref.data(), dq_ref.data(), dp.data(), e.data(), q.data(), w_ref.data(), B, T, P, d);
+
+    Dev<float> e_d(e), q_d(q), dp_d(dp), p_d(np), w_d(w_ref.size()), part_d(patch_attn_backward_cuda_partials(B, T, P, d));
+    std::vector<V> runs;
+    for (int run = 0; run < 2; run++) {
+      Dev<float> de_d(de0), dq_d(dq0);
+      patch_attn_forward_cuda(p_d.poison().p, w_d.poison().p, e_d.p, q_d.p, B, T, P, d, stream);
+      patch_attn_backward_cuda(de_d.p, dq_d.p, dp_d.p, e_d.p, q_d.p, w_d.p, B, T, P, d, part_d.poison().p, stream);
+      std::string what = "B" + std::to_string(B) + " T" + std::to_string(T) + " P" + std::to_string(P) + " d" +
+                         std::to_string(d);
+      expect_close(("p " + what).c_str(), p_d.get(), p_ref);
+      expect_close(("weights " + what).c_str(), w_d.get(), w_ref);
+      expect_close(("de " + what).c_str(), de_d.get(), de_ref);
+      expect_close(("dq " + what).c_str(), dq_d.get(), dq_ref);
+      runs.push_back(de_d.get());
+      runs.push_back(dq_d.get());
+    }
+    EXPECT_TRUE(bit_equal(runs[0], runs[2]) && bit_equal(runs[1], runs[3])) << "backward not reproducible";
   }
 }
 

@@ -94,6 +94,42 @@ TEST(CudaModel, LossAndGradientsMatchCpu) {
   }
 }
 
+// Attention pooling on the GPU: loss, every row and every gradient (the query's included) as on the CPU, in fp32;
+// causal; and its streams match the parallel forward.
+TEST(CudaModel, AttnPoolingMatchesCpu) {
+  REQUIRE_GPU();
+  for (int P : {2, 3}) {
+    ModelConfig c{"ssm", 40, 2, P, "attn"};
+    auto cpu = make_model_on("cpu", c, 17);
+    auto gpu = make_model_on("cuda-fp32", c, 17);
+    Rng rng(4);
+    for (float& w : cpu->params()) w += 0.05f * float(rng.normal());  // the query off zero: weights not uniform
+    gpu->params() = cpu->params();
+    gpu->push_params();
+    int B = 3, T = 67;
+    auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
+    std::vector<float> rows_cpu(B * T), rows_gpu(B * T);
+    cpu->zero_grads();
+    gpu->zero_grads();
+    float lc = cpu->forward(x.data(), y.data(), B, T, rows_cpu.data());
+    float lg = gpu->forward(x.data(), y.data(), B, T, rows_gpu.data());
+    EXPECT_NEAR(lg, lc, 1e-5 * std::fabs(lc)) << "P=" << P;
+    EXPECT_LT(rel_err(rows_gpu.data(), rows_cpu.data(), rows_cpu.size()), 1e-5) << "P=" << P;
+    cpu->backward();
+    gpu->backward();
+    gpu->pull_grads();
+    for (const ParamInfo& p : cpu->param_info())
+      EXPECT_LT(rel_err(gpu->grads().data() + p.offset, cpu->grads().data() + p.offset, p.size), 1e-4)
+          << p.name << " P=" << P;
+    bytelm::testing::expect_causal(*gpu, 23, rng, "attn P=" + std::to_string(P));
+    for (const char* device : {"cuda-fp32", "cuda"}) {
+      auto m = make_model_on(device, c, 9);
+      double e = bytelm::testing::stream_vs_forward_error(*m, 4, 29, rng);
+      EXPECT_LT(e, std::string(device) == "cuda" ? 2e-2 : 1e-4) << device << " P=" << P;
+    }
+  }
+}
+
 TEST(CudaModel, CausalOnGpu) {
   REQUIRE_GPU();
   auto m = make_model_on("cuda-fp32", {"ssm", 32, 2, 2}, 5);

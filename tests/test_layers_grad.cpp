@@ -5,6 +5,7 @@
 #include <set>
 
 #include "gradcheck.h"
+#include "layers/attention.h"
 #include "layers/cross_entropy.h"
 #include "layers/diag_ssm.h"
 #include "layers/embedding.h"
@@ -285,4 +286,39 @@ TEST(LayerGrad, CrossEntropy) {
   uint8_t t = 42;
   cross_entropy_forward_backward(one.data(), (double*)nullptr, flat.data(), &t, 1, 0.0);
   EXPECT_NEAR(one[0], std::log(256.0), 1e-12);
+}
+
+// q, k, v packed in one [B, T, 3, H, Dh] buffer (the transformer's qkv projection), so the stride is exercised.
+TEST(LayerGrad, CausalAttention) {
+  Rng rng(11);
+  AttentionShape s{2, 7, 2, 3, 3 * 2 * 3};
+  int D = s.H * s.Dh;
+  double scale = 0.7;
+  V qkv = random_vector((size_t)s.B * s.T * 3 * D, rng), R = random_vector((size_t)s.B * s.T * D, rng);
+  V o((size_t)s.B * s.T * D), lse((size_t)s.B * s.H * s.T);
+  auto loss = [&] {
+    attention_forward(o.data(), lse.data(), qkv.data(), qkv.data() + D, qkv.data() + 2 * D, s, scale);
+    return dot(o, R);
+  };
+  loss();
+  V dqkv(qkv.size(), 5.0), delta(lse.size());  // overwritten, not accumulated
+  attention_backward(dqkv.data(), dqkv.data() + D, dqkv.data() + 2 * D, delta.data(), R.data(), qkv.data(),
+                     qkv.data() + D, qkv.data() + 2 * D, o.data(), lse.data(), s, scale);
+  expect_gradient("dqkv", qkv, dqkv, loss);
+}
+
+// Position 0 attends to itself only, so its output is its own value row; lse matches an explicit softmax.
+TEST(LayerGrad, CausalAttentionFirstRowAndLse) {
+  Rng rng(12);
+  AttentionShape s{1, 4, 1, 5, 0};
+  V q = random_vector(20, rng), k = random_vector(20, rng), v = random_vector(20, rng), o(20), lse(4);
+  attention_forward(o.data(), lse.data(), q.data(), k.data(), v.data(), s, 0.5);
+  for (int i = 0; i < 5; i++) EXPECT_DOUBLE_EQ(o[i], v[i]);
+  double z = 0;
+  for (int j = 0; j < 4; j++) {
+    double sc = 0;
+    for (int i = 0; i < 5; i++) sc += q[15 + i] * k[5 * j + i];
+    z += std::exp(0.5 * sc);
+  }
+  EXPECT_NEAR(lse[3], std::log(z), 1e-12);
 }

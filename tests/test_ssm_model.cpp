@@ -164,7 +164,7 @@ TEST(SsmModel, PatchingValuesChecked) {
   EXPECT_THROW(param_count({"ssm", 16, 1, 2, "entropy", 8.0}), std::exception);
   EXPECT_THROW(param_count({"ssm", 16, 1, 2, "entropy", -1.0}), std::exception);
   EXPECT_THROW(param_count({"mamba", 16, 1, 1, "local"}), std::exception);
-  for (const char* patching : {"attn", "soft", "entropy"})
+  for (const char* patching : {"soft", "entropy"})
     EXPECT_THROW(make_model_on("cuda", {"ssm", 16, 1, 2, patching}, 1), std::exception) << patching;
 }
 

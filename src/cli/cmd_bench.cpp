@@ -16,7 +16,8 @@ int cmd_bench(int argc, char** argv) {
               "(3x the forward's), MFU against 989 TFLOP/s (H100/H200 dense bf16) on GPUs, peak GPU memory\n"
               "held by bytelm's buffers, parameters, device name and the git commit of the build.",
               {{"preset", "NAME",
-                "ssm-demo, ssm-2m, ssm-10m, ssm-100m, mamba-1m, mamba-10m or mamba-100m (default ssm-2m)"},
+                "ssm-demo, ssm-2m, ssm-10m, ssm-100m, mamba-1m, mamba-10m, mamba-100m, transformer-10m, "
+                "transformer-30m or hybrid-10m (default ssm-2m)"},
                {"config", "FILE", "JSON object of config keys"},
                {"d", "D", "override the width"},
                {"layers", "L", "override the number of blocks"},

@@ -19,6 +19,8 @@ namespace {
 const std::vector<Flag> kScoringFlags = {
     {"ckpt", "PATH", "checkpoint file, or a run directory"},
     {"seq", "N", "bytes of context per window (default: the checkpoint's training seq)"},
+    {"window", "W", "the same as --seq (give one of them)"},
+    {"stride", "S", "windows advance by S bytes, each byte scored once (default: the window); S < W: >= W - S bytes of context"},
     {"batch", "N", "windows per forward pass (default 16)"},
     {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to run (default cpu); cuda: bf16 activations and products, fp32 weights"},
     {"threads", "N", "CPU threads (default: all cores)"},
@@ -36,11 +38,14 @@ Scored score_file(const Args& args, const std::string& input) {
   Corpus c = Corpus::open(input);
   std::vector<uint8_t> bytes(c.size());
   c.read(0, bytes.size(), bytes.data());
-  int seq = args.get_int("seq", ck.cfg.train.seq), batch = args.get_int("batch", 16);
-  if (seq < 1 || batch < 1) throw Error("--seq and --batch must be >= 1");
+  if (args.has("seq") && args.has("window")) throw Error("--window is another name for --seq: give one of them");
+  int window = args.has("window") ? args.get_int("window", 0) : args.get_int("seq", ck.cfg.train.seq);
+  int stride = args.get_int("stride", window), batch = args.get_int("batch", 16);
+  if (window < 1 || batch < 1) throw Error("--seq (--window) and --batch must be >= 1");
+  if (stride < 1 || stride > window) throw Error("--stride must be in 1..window (" + std::to_string(window) + ")");
   Progress bar("bytes", (int64_t)bytes.size(), !args.has("quiet"));
   auto report = [&](size_t scored) { bar.update((int64_t)scored, ""); };
-  std::vector<float> bits = score_bytes(*ck.model, bytes.data(), bytes.size(), seq, batch, report);
+  std::vector<float> bits = score_bytes(*ck.model, bytes.data(), bytes.size(), window, stride, batch, report);
   bar.finish((int64_t)bytes.size(), "");
   return {std::move(bits), input};
 }
@@ -51,7 +56,9 @@ int cmd_eval(int argc, char** argv) {
   Command cmd{"eval", "Bits per byte of a checkpoint on any file (or directory), printed as JSON.",
               "--ckpt PATH --data FILE [options]",
               "Every byte is scored: byte 0 costs 8 bits (no context), later bytes are predicted from\n"
-              "the bytes before them within windows of --seq. Output: {\"bpb\", \"bytes\", \"bits\", ...}.",
+              "the bytes before them within windows of --seq. With --stride S below the window W (sliding-\n"
+              "window evaluation) windows overlap and each byte is scored once, with at least W - S bytes\n"
+              "of context. Output: {\"bpb\", \"bytes\", \"bits\", ...}.",
               kScoringFlags};
   cmd.flags.insert(cmd.flags.begin() + 1, {"data", "PATH", "the bytes to evaluate"});
   Args args = Args::parse(cmd, argc, argv);

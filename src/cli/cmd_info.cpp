@@ -16,7 +16,8 @@ int cmd_info(int argc, char** argv) {
               "3x that. memory_bytes estimates CPU training memory: fp32 parameters, gradients and two\n"
               "AdamW moments, plus the activations kept for one step of --batch x --seq bytes.",
               {{"preset", "NAME",
-                "ssm-demo, ssm-2m, ssm-10m, ssm-100m, mamba-1m, mamba-10m or mamba-100m (default ssm-2m)"},
+                "ssm-demo, ssm-2m, ssm-10m, ssm-100m, mamba-1m, mamba-10m, mamba-100m, transformer-10m, "
+                "transformer-30m or hybrid-10m (default ssm-2m)"},
                {"config", "FILE", "JSON object of config keys"},
                {"d", "D", "override the width"},
                {"layers", "L", "override the number of blocks"},

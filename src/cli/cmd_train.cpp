@@ -16,14 +16,26 @@ namespace {
 
 // Config keys that can be set by flag; the flag is the key with '-' for '_'.
 const std::vector<std::pair<std::string, std::string>> kKeyHelp = {
-    {"model", "model family (ssm or mamba)"},
+    {"model", "model family (ssm, mamba, transformer or hybrid)"},
     {"d", "model width"},
     {"layers", "number of blocks"},
     {"patch", "bytes per patch P (1 = no patching; mamba: 1 only)"},
     {"patching", "how a patch pools its bytes: mean (default), attn (learned query), none (patch 1), local (and a\n"
                  "byte-rate decoder over each patch), soft (learned soft boundaries) or entropy (patches of at least\n"
-                 "patch bytes, closed where a bigram model is unsure); attn, soft and entropy: CPU only"},
+                 "patch bytes, closed where a bigram model is unsure); soft and entropy: CPU only"},
     {"entropy_threshold", "patching entropy: a patch closes where the next byte's entropy exceeds this (bits)"},
+    {"head_dim", "transformer/hybrid: attention head width (heads = d / head_dim)"},
+    {"context", "transformer/hybrid: positions a generating stream attends to; past them it slides"},
+    {"rope", "transformer/hybrid: rotary position embeddings (1) or none (0)"},
+    {"tie_embeddings", "transformer/hybrid: the head is the byte embedding (1) or its own matrix (0)"},
+    {"softcap", "transformer/hybrid: logits = C tanh(logits / C); 0 = off"},
+    {"mlp_leak", "transformer/hybrid: MLP activation leaky_relu(h, X)^2; 0 = ReLU^2"},
+    {"smear", "transformer/hybrid: SmearGate on the input embeddings (1) or not (0)"},
+    {"bigram_buckets", "transformer/hybrid: rows of the hashed byte-bigram embedding; 0 = off"},
+    {"bigram_dim", "transformer/hybrid: width of the bigram embedding, projected to d"},
+    {"unet", "transformer/hybrid: U-Net skips from the first half of the layers to the second (1) or not (0)"},
+    {"hybrid_layers", "hybrid: a letter a layer, bottom first: a (attention) or s (S4D-Lin long convolution)"},
+    {"conv_len", "hybrid: kernel length of the long convolution"},
     {"steps", "total optimizer steps"},
     {"batch", "windows per step"},
     {"seq", "bytes per window"},
@@ -49,7 +61,9 @@ Command train_command() {
             "--val-fraction of --data is held out. DIR receives checkpoint.safetensors (written\n"
             "atomically every --eval-every steps and at the end), metrics.jsonl and run.json.\n"
             "Presets: ssm-demo (d128 L4, trains on 2 CPU cores in minutes), ssm-2m, ssm-10m, ssm-100m;\n"
-            "mamba-1m, mamba-10m, mamba-100m (Mamba's selective SSM a byte a step; CPU only for now).\n"
+            "mamba-1m, mamba-10m, mamba-100m (Mamba's selective SSM a byte a step; CPU only for now);\n"
+            "transformer-10m, transformer-30m (a byte GPT), hybrid-10m (long convolutions and attention);\n"
+            "CPU only for now.\n"
             "--max-seconds S ends the run at whichever comes first, --steps or S seconds of training\n"
             "(counted from the first step, evaluations and checkpoints included): the last step is\n"
             "evaluated and checkpointed, and --resume DIR goes on from it. The learning-rate schedule\n"
@@ -66,7 +80,7 @@ Command train_command() {
              {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to train (default cpu); cuda: bf16 activations and products, fp32 weights"},
              {"threads", "N", "CPU threads (default: all cores)"},
              {"quiet", "", "no progress bar"}}};
-  for (const auto& [key, help] : kKeyHelp) c.flags.push_back({flag_of(key), key == "model" || key == "patching" ? "NAME" : "X", help});
+  for (const auto& [key, help] : kKeyHelp) c.flags.push_back({flag_of(key), key == "model" || key == "patching" || key == "hybrid_layers" ? "NAME" : "X", help});
   return c;
 }
 

@@ -13,8 +13,11 @@ int cmd_score(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_bench_attention(int argc, char** argv);
 int cmd_leakcheck(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
+int cmd_compress(int argc, char** argv);
+int cmd_decompress(int argc, char** argv);
 
 // Applies --threads and returns --device, checked to be cpu or cuda (shared by every command that runs a model).
 std::string apply_runtime_flags(const class Args& args);

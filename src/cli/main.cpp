@@ -22,15 +22,18 @@ const Entry kCommands[] = {
     {"generate", bytelm::cmd_generate, "sample bytes from a checkpoint, streaming"},
     {"info", bytelm::cmd_info, "parameters, FLOPs per byte and memory of a model config (JSON)"},
     {"bench", bytelm::cmd_bench, "time training steps on CPU or GPU, one JSON line"},
+    {"bench-attention", bytelm::cmd_bench_attention, "time the fused attention kernel on the GPU (JSON lines)"},
     {"leakcheck", bytelm::cmd_leakcheck, "check that a model never reads the bytes it predicts (JSON)"},
     {"compare", bytelm::cmd_compare, "train several configs for the same time on the same data; a table"},
+    {"compress", bytelm::cmd_compress, "compress a file losslessly with a checkpoint (range coding)"},
+    {"decompress", bytelm::cmd_decompress, "restore a file that compress made, with the same checkpoint"},
 };
 
 void usage(FILE* out) {
   std::fprintf(out,
                "usage: bytelm <command> [options]\n\n"
                "Tokenizer-free language models over raw bytes: train, evaluate, score and sample.\n\ncommands:\n");
-  for (const Entry& e : kCommands) std::fprintf(out, "  %-10s %s\n", e.name, e.summary);
+  for (const Entry& e : kCommands) std::fprintf(out, "  %-16s %s\n", e.name, e.summary);
   std::fprintf(out,
                "\nRun 'bytelm <command> --help' for its options. A first run:\n"
                "  bytelm train --preset ssm-demo --data data/tinyshakespeare.txt --out runs/demo\n"

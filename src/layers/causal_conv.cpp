@@ -1,6 +1,8 @@
 #include "layers/causal_conv.h"
 
 #include <algorithm>
+#include <cmath>
+#include <complex>
 #include <vector>
 
 #include "core/parallel.h"
@@ -98,9 +100,24 @@ void causal_conv_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const
   }
 }
 
+template <class T>
+void causal_conv_init_s4d_lin(T* w, int C, int K, int modes, Rng& rng) {
+  for (int c = 0; c < C; c++) {
+    double dt = std::exp(std::log(1.0 / K) * rng.uniform());
+    std::vector<std::complex<double>> coef(modes);
+    for (auto& z : coef) z = {rng.normal() * std::sqrt(0.5), rng.normal() * std::sqrt(0.5)};
+    for (int j = 0; j < K; j++) {
+      double tap = 0;
+      for (int n = 0; n < modes; n++) tap += (coef[n] * std::exp(dt * j * std::complex<double>(-0.5, M_PI * n))).real();
+      w[(size_t)c * K + (K - 1 - j)] = T(dt * tap);
+    }
+  }
+}
+
 #define BYTELM_INSTANTIATE(T)                                                                     \
   template void causal_conv_forward<T>(T*, const T*, const T*, const T*, int, int, int, int, T*); \
-  template void causal_conv_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, int, int, int, int);
+  template void causal_conv_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, int, int, int, int); \
+  template void causal_conv_init_s4d_lin<T>(T*, int, int, int, Rng&);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(double)
 #undef BYTELM_INSTANTIATE

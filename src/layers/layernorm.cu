@@ -3,7 +3,6 @@
 #include "layers/layernorm_cuda.h"
 
 #include <string>
-#include <type_traits>
 
 #include "core/error.h"
 
@@ -13,193 +12,170 @@ using namespace cuda;
 
 namespace {
 
-constexpr int kWarps = kThreads / 32;  // forward and dx: warps a block
-constexpr int kSumRows = 128;          // dw/db: about this many rows a block, up to
-constexpr int kSumMaxBlocks = 512;     // this many blocks; fixed by N alone, so is the summation order
+// Both kernels spread a row over a row group of `row_threads` threads, one 16-byte pack of the row each (a warp
+// for rows up to 32 packs, several warps beyond), with `lanes` groups a block. Group k of the grid walks rows
+// k, k + groups, ... (rows_each of them, the same count in every thread, since a block may synchronise in the
+// loop), loading each row's packs one iteration ahead so they are in flight while the previous row is reduced.
+// A thread holds its pack's columns of w (and b) in registers for all its rows.
+struct RowGroups {
+  int row_threads, lanes, blocks, rows_each;
+};
 
-int sum_blocks(int N) {
-  int g = (N + kSumRows - 1) / kSumRows;
-  return g < kSumMaxBlocks ? g : kSumMaxBlocks;
+constexpr int kRowsEach = 4;        // rows a group takes at least
+constexpr int kMaxSumBlocks = 1024;  // backward: blocks, each writing a partial row of dw and db, at most
+
+// max_blocks caps the grid (the backward's partial rows); the shape depends on N, C and the pack alone, so the
+// summation order does too.
+RowGroups row_groups(int N, int C, int n, int max_blocks) {
+  RowGroups s;
+  int packs = (C + n - 1) / n;
+  s.row_threads = (packs + 31) / 32 * 32;
+  if (s.row_threads > 1024)
+    throw Error("layernorm on the GPU supports rows of at most " + std::to_string(1024 * n) + " elements, got " +
+                std::to_string(C));
+  s.lanes = s.row_threads >= kThreads ? 1 : kThreads / s.row_threads;
+  int groups = (N + kRowsEach - 1) / kRowsEach;
+  s.blocks = (groups + s.lanes - 1) / s.lanes;
+  if (s.blocks > max_blocks) s.blocks = max_blocks;
+  s.rows_each = (N + s.blocks * s.lanes - 1) / (s.blocks * s.lanes);
+  return s;
 }
 
-// Forward: a warp takes R rows at once (so narrow rows still keep several loads in flight),
-// each held in registers as K packs a lane (lane l holds packs l, l + 32, ...): every row is read once
-// and written once, all reads before any write. Rows past N are skipped (the warp's shuffles still
-// run on all lanes).
-template <class T, int K, int R>
-__global__ void layernorm_forward_kernel(T* y, float* mean, float* rstd, const T* x, const float* w, const float* b,
-                                         int N, int C, bool vec) {
+// Sums each of v[0..K) over the thread's row group: warp sums, then (for groups of several warps) the warps in
+// order through shared slots [K][32]. Every thread of the group gets the same sums. Call from uniform control
+// flow: it synchronises the block when a row spans several warps.
+template <int K>
+__device__ void row_group_sum(float (&v)[K], float (*slots)[32], int warps_a_row) {
+#pragma unroll
+  for (int k = 0; k < K; k++) v[k] = warp_sum(v[k]);
+  if (warps_a_row == 1) return;
+  int warp = threadIdx.x / 32, first = warp / warps_a_row * warps_a_row;
+  if (threadIdx.x % 32 == 0)
+#pragma unroll
+    for (int k = 0; k < K; k++) slots[k][warp] = v[k];
+  __syncthreads();
+#pragma unroll
+  for (int k = 0; k < K; k++) {
+    v[k] = 0.f;
+    for (int i = 0; i < warps_a_row; i++) v[k] += slots[k][first + i];
+  }
+  __syncthreads();  // the slots are reused by the next row
+}
+
+// What a thread needs to walk its group's rows: its first column, its row group, and the rows of the walk.
+struct RowWalk {
+  int c0, group, lanes, warps_a_row;
+  __device__ RowWalk(int row_threads, int n) {
+    c0 = (threadIdx.x % row_threads) * n;
+    group = threadIdx.x / row_threads;
+    lanes = blockDim.x / row_threads;
+    warps_a_row = row_threads / 32;
+  }
+  __device__ int row(int it) const { return (it * (int)gridDim.x + (int)blockIdx.x) * lanes + group; }
+};
+
+// Loads pack c0 of `row` of a [N, C] matrix; past N (or past C) the pack reads 0.
+template <class T>
+__device__ Pack<T> load_row_pack(const T* m, int row, int c0, int N, int C, bool vec) {
+  bool live = row < N;
+  return load_pack(m + (size_t)(live ? row : 0) * C, live ? c0 : C, C, vec);
+}
+
+template <class T>
+__global__ void __launch_bounds__(1024) layernorm_forward_kernel(T* y, float* mean, float* rstd, const T* x,
+                                                                 const float* w, const float* b, int N, int C,
+                                                                 int row_threads, int rows_each, bool vec) {
   constexpr int n = Pack<T>::n;
-  int row0 = (blockIdx.x * kWarps + threadIdx.x / 32) * R, lane = threadIdx.x % 32;
-  if (row0 >= N) return;
-  Pack<T> xp[R][K];
-  // With several rows a warp, this lane's columns of w and b sit in registers, read once for all of them;
-  // with one, they are read where used (registers would cost occupancy).
-  constexpr bool kHold = R > 1;
-  float m[R], r[R], wl[kHold ? K : 1][n], bl[kHold ? K : 1][n];
-  if constexpr (kHold) {
+  __shared__ float slots[1][32];
+  RowWalk walk(row_threads, n);
+  int c0 = walk.c0;
+  float wl[n], bl[n];
 #pragma unroll
-    for (int k = 0; k < K; k++)
+  for (int j = 0; j < n; j++) wl[j] = c0 + j < C ? w[c0 + j] : 0.f, bl[j] = c0 + j < C ? b[c0 + j] : 0.f;
+  Pack<T> next = load_row_pack(x, walk.row(0), c0, N, C, vec);
+  for (int it = 0; it < rows_each; it++) {
+    int row = walk.row(it);
+    Pack<T> xp = next;
+    if (it + 1 < rows_each) next = load_row_pack(x, walk.row(it + 1), c0, N, C, vec);
+    float s[1] = {0.f};
 #pragma unroll
-      for (int j = 0; j < n; j++) {
-        int c = (lane + 32 * k) * n + j;
-        wl[k][j] = c < C ? w[c] : 0.f;
-        bl[k][j] = c < C ? b[c] : 0.f;
-      }
-  }
+    for (int j = 0; j < n; j++) s[0] += xp.get(j);  // columns past C read as 0
+    row_group_sum(s, slots, walk.warps_a_row);
+    float m = s[0] / C, v[1] = {0.f};  // two passes over the registers: no cancellation from E[x^2] - m^2
 #pragma unroll
-  for (int q = 0; q < R; q++) {
-    float s = 0.f;
-    if (row0 + q < N)
-#pragma unroll
-      for (int k = 0; k < K; k++) {
-        xp[q][k] = load_pack(x + (size_t)(row0 + q) * C, (lane + 32 * k) * n, C, vec);
-#pragma unroll
-        for (int j = 0; j < n; j++) s += xp[q][k].get(j);  // columns past C read as 0
-      }
-    m[q] = warp_sum(s) / C;
-  }
-#pragma unroll
-  for (int q = 0; q < R; q++) {
-    float v = 0.f;  // two passes over the registers: no cancellation from E[x^2] - m^2
-    if (row0 + q < N)
-#pragma unroll
-      for (int k = 0; k < K; k++)
-#pragma unroll
-        for (int j = 0; j < n; j++) {
-          float xc = (lane + 32 * k) * n + j < C ? xp[q][k].get(j) - m[q] : 0.f;
-          v += xc * xc;
-        }
-    r[q] = 1.f / sqrtf(warp_sum(v) / C + 1e-5f);
-  }
-#pragma unroll
-  for (int q = 0; q < R; q++) {
-    if (row0 + q >= N) break;
-#pragma unroll
-    for (int k = 0; k < K; k++) {
-      int c0 = (lane + 32 * k) * n;
+    for (int j = 0; j < n; j++) {
+      float xc = c0 + j < C ? xp.get(j) - m : 0.f;
+      v[0] += xc * xc;
+    }
+    row_group_sum(v, slots, walk.warps_a_row);
+    float r = 1.f / sqrtf(v[0] / C + 1e-5f);
+    if (row >= N) continue;
+    if (c0 < C) {
       Pack<T> yp;
 #pragma unroll
-      for (int j = 0; j < n; j++)
-        if constexpr (kHold) {
-          yp.set(j, (xp[q][k].get(j) - m[q]) * r[q] * wl[k][j] + bl[k][j]);  // past C: not stored
-        } else {
-          int c = c0 + j < C ? c0 + j : C - 1;  // past C: not stored
-          yp.set(j, (xp[q][k].get(j) - m[q]) * r[q] * w[c] + b[c]);
-        }
-      store_pack(y + (size_t)(row0 + q) * C, c0, C, vec, yp);
+      for (int j = 0; j < n; j++) yp.set(j, (xp.get(j) - m) * r * wl[j] + bl[j]);  // past C: not stored
+      store_pack(y + (size_t)row * C, c0, C, vec, yp);
     }
-    if (lane == 0) mean[row0 + q] = m[q], rstd[row0 + q] = r[q];
+    if (c0 == 0) mean[row] = m, rstd[row] = r;
   }
 }
 
-// dx (+)= rstd (g - mean(g) - xhat mean(g xhat)), g = dy w. One row a warp: with three inputs a row a lane
-// already has enough loads in flight (4 rows a warp made it slower on an H100: 0.59 against 0.49 ms a step
-// at C = 256).
-template <class T, int K>
-__global__ void layernorm_backward_dx_kernel(T* dx, const T* dy, const T* x, const float* mean, const float* rstd,
-                                             const float* w, int N, int C, bool accumulate_dx, bool vec) {
+// dx (+)= rstd (g - mean(g) - xhat mean(g xhat)), g = dy w, and in the same pass the column sums of dy * xhat
+// and dy (dw, db), which each thread keeps for its columns in registers over its group's rows. The block then
+// adds its groups in order into one partial row [2C], and the partial rows are added in block order afterwards.
+template <class T>
+__global__ void __launch_bounds__(1024) layernorm_backward_kernel(T* dx, float* part, const T* dy, const T* x,
+                                                                  const float* mean, const float* rstd,
+                                                                  const float* w, int N, int C, int row_threads,
+                                                                  int rows_each, bool accumulate_dx, bool vec) {
   constexpr int n = Pack<T>::n;
-  int row = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (row >= N) return;
-  size_t base = (size_t)row * C;
-  float m = mean[row], r = rstd[row], sum_g = 0.f, sum_gx = 0.f;
-  Pack<T> xp[K], dyp[K], dxp[K];
-#pragma unroll
-  for (int k = 0; k < K; k++) {
-    int c0 = (lane + 32 * k) * n;
-    xp[k] = load_pack(x + base, c0, C, vec);
-    dyp[k] = load_pack(dy + base, c0, C, vec);
-    if (accumulate_dx) dxp[k] = load_pack((const T*)dx + base, c0, C, vec);
-#pragma unroll
-    for (int j = 0; j < n; j++) {
-      if (c0 + j >= C) continue;
-      float g = dyp[k].get(j) * w[c0 + j];
-      sum_g += g;
-      sum_gx += g * (xp[k].get(j) - m) * r;
+  __shared__ float slots[2][32];
+  extern __shared__ float group_sums[];  // [lanes][2C]: the groups' column sums, added in order at the end
+  RowWalk walk(row_threads, n);
+  int c0 = walk.c0;
+  float s_gx[n] = {}, s_g[n] = {};  // w is read where used (L1): registers here would spill at the bound
+  const float* wc = w + (c0 < C ? c0 : 0);
+  Pack<T> next_x = load_row_pack(x, walk.row(0), c0, N, C, vec), next_dy = load_row_pack(dy, walk.row(0), c0, N, C, vec);
+  for (int it = 0; it < rows_each; it++) {
+    int row = walk.row(it);
+    Pack<T> xp = next_x, dyp = next_dy;
+    if (it + 1 < rows_each) {
+      next_x = load_row_pack(x, walk.row(it + 1), c0, N, C, vec);
+      next_dy = load_row_pack(dy, walk.row(it + 1), c0, N, C, vec);
     }
-  }
-  sum_g = warp_sum(sum_g) / C;
-  sum_gx = warp_sum(sum_gx) / C;
+    bool live = row < N;
+    float m = live ? mean[row] : 0.f, r = live ? rstd[row] : 0.f, sums[2] = {0.f, 0.f};  // g, g xhat
 #pragma unroll
-  for (int k = 0; k < K; k++) {
-    int c0 = (lane + 32 * k) * n;
+    for (int j = 0; j < n; j++) {  // zero packs (past C or past N) add nothing
+      float gy = dyp.get(j), xhat = (xp.get(j) - m) * r, g = c0 + j < C ? gy * wc[j] : 0.f;
+      sums[0] += g;
+      sums[1] += g * xhat;
+      s_gx[j] += gy * xhat;
+      s_g[j] += gy;
+    }
+    row_group_sum(sums, slots, walk.warps_a_row);
+    if (!live || c0 >= C) continue;
+    float mean_g = sums[0] / C, mean_gx = sums[1] / C;
+    size_t base = (size_t)row * C;
     Pack<T> out;
+    if (accumulate_dx) out = load_pack((const T*)dx + base, c0, C, vec);
 #pragma unroll
     for (int j = 0; j < n; j++) {
-      int c = c0 + j < C ? c0 + j : C - 1;  // past C: not stored
-      float xhat = (xp[k].get(j) - m) * r;
-      float v = r * (dyp[k].get(j) * w[c] - sum_g - xhat * sum_gx);
-      out.set(j, accumulate_dx ? v + dxp[k].get(j) : v);
+      float xhat = (xp.get(j) - m) * r;
+      float v = r * (dyp.get(j) * wc[c0 + j < C ? j : 0] - mean_g - xhat * mean_gx);  // past C: not stored
+      out.set(j, accumulate_dx ? v + out.get(j) : v);
     }
     store_pack(dx + base, c0, C, vec, out);
   }
-}
-
-// The packs a lane holds for rows of C: the smallest K in {1, 2, 4, 8, 16} that covers the row.
-template <class T>
-int packs_per_lane(int C) {
-  int need = (C + 32 * Pack<T>::n - 1) / (32 * Pack<T>::n);
-  int K = 1;
-  while (K < need) K *= 2;
-  if (K > 16) throw Error("layernorm on the GPU supports rows of at most " + std::to_string(16 * 32 * Pack<T>::n) +
-                          " elements, got " + std::to_string(C));
-  return K;
-}
-
-// Calls f(K, R) (as std::integral_constant) for rows of C: K packs a lane, and for the forward R = 4 / K rows
-// a warp while K < 4, so a lane has about 4 packs in flight (measured on an H100 at C = 256: 0.39 against
-// 0.45 ms a step for R = 1). The dx kernel takes K alone.
-template <class T, class F>
-void with_row_shape(int C, F f) {
-  using std::integral_constant;
-  switch (packs_per_lane<T>(C)) {
-    case 1: return f(integral_constant<int, 1>{}, integral_constant<int, 4>{});
-    case 2: return f(integral_constant<int, 2>{}, integral_constant<int, 2>{});
-    case 4: return f(integral_constant<int, 4>{}, integral_constant<int, 1>{});
-    case 8: return f(integral_constant<int, 8>{}, integral_constant<int, 1>{});
-    default: return f(integral_constant<int, 16>{}, integral_constant<int, 1>{});
-  }
-}
-
-int row_blocks(int N, int R) { return (N + kWarps * R - 1) / (kWarps * R); }
-
-// Column sums of dy * xhat and dy, one partial row [2C] per block, added in block order afterwards.
-// A block covers 32 packs of columns (blockIdx.y tiles the row) with kDwdbLanes row lanes: lane y of
-// block g sums rows i = g kDwdbLanes + y (mod gridDim.x kDwdbLanes) in increasing i, then the block adds
-// its lanes in lane order. Packs make each row segment one wide load per thread.
-constexpr int kDwdbLanes = 8;
-
-template <class T>
-__global__ void __launch_bounds__(32 * kDwdbLanes)
-    layernorm_backward_dwdb_kernel(float* part, const T* dy, const T* x, const float* mean, const float* rstd, int N,
-                                   int C, bool vec) {
-  constexpr int n = Pack<T>::n;
-  __shared__ float sums[kDwdbLanes][32 * n * 2];
-  int px = threadIdx.x % 32, y = threadIdx.x / 32, c0 = (blockIdx.y * 32 + px) * n;
-  float s_gx[n] = {}, s_g[n] = {};
-  if (c0 < C) {
-#pragma unroll 4
-    for (int i = blockIdx.x * kDwdbLanes + y; i < N; i += gridDim.x * kDwdbLanes) {
-      size_t base = (size_t)i * C;
-      Pack<T> g = load_pack(dy + base, c0, C, vec), xv = load_pack(x + base, c0, C, vec);
-      float m = mean[i], r = rstd[i];
+  float* mine = group_sums + (size_t)walk.group * 2 * C;
 #pragma unroll
-      for (int j = 0; j < n; j++) {
-        s_gx[j] += g.get(j) * (xv.get(j) - m) * r;
-        s_g[j] += g.get(j);
-      }
-    }
-  }
-#pragma unroll
-  for (int j = 0; j < n; j++) sums[y][px * n + j] = s_gx[j], sums[y][32 * n + px * n + j] = s_g[j];
+  for (int j = 0; j < n; j++)
+    if (c0 + j < C) mine[c0 + j] = s_gx[j], mine[C + c0 + j] = s_g[j];
   __syncthreads();
-  for (int k = threadIdx.x; k < 32 * n * 2; k += blockDim.x) {
-    int half = k / (32 * n), c = blockIdx.y * 32 * n + k % (32 * n);
-    if (c >= C) continue;
-    float t = 0.f;
-    for (int l = 0; l < kDwdbLanes; l++) t += sums[l][k];
-    part[(size_t)blockIdx.x * 2 * C + half * C + c] = t;
+  for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) {
+    float total = 0.f;
+    for (int g = 0; g < walk.lanes; g++) total += group_sums[(size_t)g * 2 * C + c];
+    part[(size_t)blockIdx.x * 2 * C + c] = total;
   }
 }
 
@@ -209,34 +185,34 @@ template <class A>
 void layernorm_forward_cuda(A* y, float* mean, float* rstd, const A* x, const float* w, const float* b, int N, int C,
                             cudaStream_t stream) {
   if (N == 0) return;
-  bool vec = packable(y, C) && packable(x, C);
-  with_row_shape<A>(C, [&](auto K, auto R) {
-    layernorm_forward_kernel<A, K.value, R.value><<<row_blocks(N, R.value), kThreads, 0, stream>>>(y, mean, rstd, x, w,
-                                                                                                  b, N, C, vec);
-  });
+  RowGroups s = row_groups(N, C, Pack<A>::n, 1 << 30);
+  layernorm_forward_kernel<<<s.blocks, s.row_threads * s.lanes, 0, stream>>>(
+      y, mean, rstd, x, w, b, N, C, s.row_threads, s.rows_each, packable(y, C) && packable(x, C));
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
-size_t layernorm_backward_cuda_partials(int N, int C) { return (size_t)sum_blocks(N) * 2 * C; }
+// Enough for any pack width: a block takes at least kRowsEach rows.
+size_t layernorm_backward_cuda_partials(int N, int C) {
+  size_t blocks = (N + kRowsEach - 1) / kRowsEach;
+  return (blocks < kMaxSumBlocks ? blocks : kMaxSumBlocks) * 2 * (size_t)C;
+}
 
 template <class A>
 void layernorm_backward_cuda(A* dx, float* dw, float* db, const A* dy, const A* x, const float* mean,
                              const float* rstd, const float* w, int N, int C, bool accumulate_dx, float* partials,
                              cudaStream_t stream) {
   if (N == 0 || C == 0) return;
-  bool vec = packable(dx, C) && packable(dy, C) && packable(x, C);
-  with_row_shape<A>(C, [&](auto K, auto) {
-    layernorm_backward_dx_kernel<A, K.value><<<row_blocks(N, 1), kThreads, 0, stream>>>(dx, dy, x, mean, rstd, w, N,
-                                                                                       C, accumulate_dx, vec);
-  });
+  RowGroups s = row_groups(N, C, Pack<A>::n, kMaxSumBlocks);
+  size_t shared = (size_t)s.lanes * 2 * C * sizeof(float);
+  if (shared > 48 * 1024)
+    throw Error("layernorm on the GPU: the backward of rows of " + std::to_string(C) +
+                " elements needs more shared memory than a block has");
+  layernorm_backward_kernel<<<s.blocks, s.row_threads * s.lanes, shared, stream>>>(
+      dx, partials, dy, x, mean, rstd, w, N, C, s.row_threads, s.rows_each, accumulate_dx,
+      packable(dx, C) && packable(dy, C) && packable(x, C));
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  int G = sum_blocks(N);
-  unsigned tiles = (C + 32 * Pack<A>::n - 1) / (32 * Pack<A>::n);
-  layernorm_backward_dwdb_kernel<<<dim3(G, tiles), 32 * kDwdbLanes, 0, stream>>>(partials, dy, x, mean, rstd, N, C,
-                                                                                 packable(dy, C) && packable(x, C));
-  BYTELM_CUDA_CHECK(cudaGetLastError());
-  add_partial_sums(dw, partials, G, C, 2 * C, stream);
-  add_partial_sums(db, partials + C, G, C, 2 * C, stream);
+  add_partial_sums(dw, partials, s.blocks, C, 2 * C, stream);
+  add_partial_sums(db, partials + C, s.blocks, C, 2 * C, stream);
 }
 
 #define BYTELM_INSTANTIATE(A)                                                                                    \

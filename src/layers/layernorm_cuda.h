@@ -1,6 +1,6 @@
-// CUDA LayerNorm (see layernorm.h): one warp per row. dw and db are reduced
-// without atomics (per-block partial sums, then a fixed-order sum), so the
-// backward is bit-reproducible. x, y, dy, dx are of the storage type A
+// CUDA LayerNorm (see layernorm.h): a warp a row. The backward computes dx, dw and
+// db in one pass over x and dy; dw and db are reduced without atomics (per-block
+// partial sums, then a fixed-order sum), so the backward is bit-reproducible. x, y, dy, dx are of the storage type A
 // (float or bf16); the weights, their gradients and the row statistics are fp32.
 #pragma once
 #include <cuda_runtime.h>

@@ -6,17 +6,25 @@
 #include <cstring>
 #include <vector>
 
+#include "layers/attention.h"
+#include "layers/bigram.h"
 #include "layers/causal_conv.h"
 #include "layers/cross_entropy.h"
 #include "layers/diag_ssm.h"
 #include "layers/embedding.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
+#include "layers/mlp.h"
 #include "layers/patch.h"
 #include "layers/patch_attn.h"
 #include "layers/patch_entropy.h"
 #include "layers/patch_soft.h"
+#include "layers/rope.h"
+#include "layers/scaled_add.h"
 #include "layers/selective_scan.h"
+#include "layers/silu_gate.h"
+#include "layers/smear.h"
+#include "layers/softcap.h"
 #include "layers/swiglu.h"
 
 namespace bytelm {
@@ -44,6 +52,11 @@ struct CpuOps {
   }
   template <class T>
   void zero(T* p, size_t n) { std::memset(p, 0, n * sizeof(T)); }
+  // rows rows of n elements: dst + i dst_pitch = src + i src_pitch (pitches in elements).
+  template <class T>
+  void copy_rows(T* dst, size_t dst_pitch, const T* src, size_t src_pitch, size_t n, size_t rows) {
+    for (size_t i = 0; i < rows; i++) std::memcpy(dst + i * dst_pitch, src + i * src_pitch, n * sizeof(T));
+  }
   template <class T>
   void copy_to_host(T* dst, const T* src, size_t n) { std::memcpy(dst, src, n * sizeof(T)); }
   // Mean of the N losses; copies them to row_loss (host) when given.
@@ -63,7 +76,6 @@ struct CpuOps {
   void patch_mean_forward(T* p, const T* e, int B, int T_, int P, int d) { bytelm::patch_mean_forward(p, e, B, T_, P, d); }
   template <class T>
   void patch_mean_backward(T* de, const T* dp, int B, int T_, int P, int d) { bytelm::patch_mean_backward(de, dp, B, T_, P, d); }
-  // Attention pooling has no CUDA kernel yet, so only this backend has it (ssm.cpp calls it for the host only).
   template <class T>
   void patch_attn_forward(T* p, T* weights, const T* e, const T* q, int B, int T_, int P, int d) {
     bytelm::patch_attn_forward(p, weights, e, q, B, T_, P, d);
@@ -166,6 +178,68 @@ struct CpuOps {
                                SelectiveScanWeights<T> w, int B, int T_, int Di, int N) {
     bytelm::selective_scan_backward(grad_in, g, dy, in, w, B, T_, Di, N);
   }
+  // The transformer and hybrid families' layers (models/transformer.cpp); causal_conv above is the hybrid's long
+  // convolution too.
+  template <class T>
+  void bigram_forward(T* e, const uint8_t* x, const T* table, int B, int T_, int buckets, int dim, const uint8_t* prev) {
+    bytelm::bigram_forward(e, x, table, B, T_, buckets, dim, prev);
+  }
+  template <class T>
+  void bigram_backward(T* dtable, const T* de, const uint8_t* x, int B, int T_, int buckets, int dim) {
+    bytelm::bigram_backward(dtable, de, x, B, T_, buckets, dim);
+  }
+  template <class T>
+  void smear_forward(T* y, T* gate, const T* x, const T* w, const T* lambda, int B, int T_, int d, int k, const T* prev) {
+    bytelm::smear_forward(y, gate, x, w, lambda, B, T_, d, k, prev);
+  }
+  template <class T>
+  void smear_backward(T* dx, T* dw, T* dlambda, const T* dy, const T* x, const T* gate, const T* w, const T* lambda,
+                      int B, int T_, int d, int k) {
+    bytelm::smear_backward(dx, dw, dlambda, dy, x, gate, w, lambda, B, T_, d, k);
+  }
+  template <class T>
+  void rope_forward(T* x, RopeShape s) { bytelm::rope_forward(x, s); }
+  template <class T>
+  void rope_backward(T* dx, RopeShape s) { bytelm::rope_backward(dx, s); }
+  template <class T>
+  void attention_forward(T* o, T* lse, const T* q, const T* k, const T* v, AttentionShape s, T scale) {
+    bytelm::attention_forward(o, lse, q, k, v, s, scale);
+  }
+  template <class T>
+  void attention_backward(T* dq, T* dk, T* dv, T* delta, const T* dout, const T* q, const T* k, const T* v, const T* o,
+                          const T* lse, AttentionShape s, T scale) {
+    bytelm::attention_backward(dq, dk, dv, delta, dout, q, k, v, o, lse, s, scale);
+  }
+  template <class T>
+  void attention_decode(T* o, T* k_cache, T* v_cache, const T* q, const T* k, const T* v, int qkv_stride, int B, int H,
+                        int Dh, int slots, int pos, T scale) {
+    bytelm::attention_decode(o, k_cache, v_cache, q, k, v, qkv_stride, B, H, Dh, slots, pos, scale);
+  }
+  template <class T>
+  void mlp_forward(T* y, T* h, T* a, const T* x, const T* W1, const T* W2, int N, int d, int H, T leak) {
+    bytelm::mlp_forward(y, h, a, x, W1, W2, N, d, H, leak);
+  }
+  template <class T>
+  void mlp_backward(T* dx, T* dW1, T* dW2, const T* dy, const T* x, const T* h, const T* a, const T* W1, const T* W2,
+                    int N, int d, int H, T leak, T* scratch) {
+    bytelm::mlp_backward(dx, dW1, dW2, dy, x, h, a, W1, W2, N, d, H, leak, scratch);
+  }
+  template <class T>
+  void silu_gate_forward(T* y, const T* v, const T* z, size_t n) { bytelm::silu_gate_forward(y, v, z, n); }
+  template <class T>
+  void silu_gate_backward(T* dv, T* dz, const T* dy, const T* v, const T* z, size_t n) {
+    bytelm::silu_gate_backward(dv, dz, dy, v, z, n);
+  }
+  template <class T>
+  void scaled_add_forward(T* y, const T* x, const T* w, size_t n) { bytelm::scaled_add_forward(y, x, w, n); }
+  template <class T>
+  void scaled_add_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, size_t n) {
+    bytelm::scaled_add_backward(dx, dw, dy, x, w, n);
+  }
+  template <class T>
+  void softcap_forward(T* y, const T* x, size_t n, T cap) { bytelm::softcap_forward(y, x, n, cap); }
+  template <class T>
+  void softcap_backward(T* dx, const T* dy, const T* x, size_t n, T cap) { bytelm::softcap_backward(dx, dy, x, n, cap); }
 };
 
 }  // namespace bytelm

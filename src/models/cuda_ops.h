@@ -19,6 +19,7 @@
 #include "layers/embedding_cuda.h"
 #include "layers/layernorm_cuda.h"
 #include "layers/linear_cuda.h"
+#include "layers/patch_attn_cuda.h"
 #include "layers/patch_cuda.h"
 #include "layers/swiglu_cuda.h"
 
@@ -90,6 +91,12 @@ class CudaOps {
       for (size_t i = 0; i < n; i++) dst[i] = T((float)staged[i]);
     }
   }
+  // rows rows of n elements: dst + i dst_pitch = src + i src_pitch (pitches in elements), device to device.
+  template <class T>
+  void copy_rows(T* dst, size_t dst_pitch, const T* src, size_t src_pitch, size_t n, size_t rows) {
+    BYTELM_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch * sizeof(T), src, src_pitch * sizeof(T), n * sizeof(T), rows,
+                                        cudaMemcpyDeviceToDevice, stream_));
+  }
   const uint8_t* put_bytes(Buffer<uint8_t>& dst, const uint8_t* src, size_t n) {
     OpScope scope_("put_bytes");
     if (dst.size() < n) dst.assign_zero(n);
@@ -138,6 +145,16 @@ class CudaOps {
   void patch_mean_backward(A* de, const A* dp, int B, int T_, int P, int d) {
     OpScope scope_("patch_mean_backward");
     patch_mean_backward_cuda(de, dp, B, T_, P, d, stream_);
+  }
+  void patch_attn_forward(A* p, float* weights, const A* e, const float* q, int B, int T_, int P, int d) {
+    OpScope scope_("patch_attn_forward");
+    patch_attn_forward_cuda(p, weights, e, q, B, T_, P, d, stream_);
+  }
+  void patch_attn_backward(A* de, float* dq, const A* dp, const A* e, const float* q, const float* weights, int B,
+                           int T_, int P, int d) {
+    OpScope scope_("patch_attn_backward");
+    patch_attn_backward_cuda(de, dq, dp, e, q, weights, B, T_, P, d,
+                             partials(patch_attn_backward_cuda_partials(B, T_, P, d)), stream_);
   }
   void patch_broadcast_forward(A* out, const A* p, const float* start, const A* e, int B, int T_, int P, int d) {
     OpScope scope_("patch_broadcast_forward");

@@ -5,13 +5,14 @@
 #include "core/error.h"
 #include "models/mamba.h"
 #include "models/ssm.h"
+#include "models/transformer.h"
 
 namespace bytelm {
 
-static const char* const kArchitectures[] = {"ssm", "mamba"};
+static const char* const kArchitectures[] = {"ssm", "mamba", "transformer", "hybrid"};
 static const char* const kPatchings[] = {"mean", "attn", "none", "local", "soft", "entropy"};
 // Those whose layers have no CUDA kernel yet.
-static const char* const kHostOnlyPatchings[] = {"attn", "soft", "entropy"};
+static const char* const kHostOnlyPatchings[] = {"soft", "entropy"};
 
 bool is_known_architecture(const std::string& arch) {
   return std::find(std::begin(kArchitectures), std::end(kArchitectures), arch) != std::end(kArchitectures);
@@ -39,12 +40,14 @@ static void check_config(const ModelConfig& c) {
     throw Error("the mamba family reads every byte: patching " + c.patching + " does not apply to it");
   if (!(c.entropy_threshold >= 0 && c.entropy_threshold < 8))  // 8 bits: no byte is ever that uncertain
     throw Error("entropy_threshold must be in [0, 8) bits, got " + std::to_string(c.entropy_threshold));
+  if (c.arch == "transformer" || c.arch == "hybrid") check_transformer_config(c);
 }
 
 template <class T>
 std::unique_ptr<Model<T>> make_model(const ModelConfig& config, uint64_t seed) {
   check_config(config);
   if (config.arch == "mamba") return make_mamba_model<T>(config, seed);
+  if (config.arch == "transformer" || config.arch == "hybrid") return make_transformer_model<T>(config, seed);
   return make_ssm_model<T>(config, seed);
 }
 
@@ -53,6 +56,8 @@ std::unique_ptr<Model<float>> make_model_on(const std::string& device, const Mod
   if (device != "cuda" && device != "cuda-tf32" && device != "cuda-fp32")
     throw Error("--device must be cpu, cuda, cuda-tf32 or cuda-fp32, got '" + device + "'");
   if (config.arch == "mamba") throw Error("the mamba family has no CUDA path yet; use --device cpu");
+  if (config.arch == "transformer" || config.arch == "hybrid")
+    throw Error("the " + config.arch + " family has no CUDA path yet; use --device cpu");
   // Refused before a GPU model is built: the CUDA backend has no op for these poolings (see ssm.cpp).
   if (std::find(std::begin(kHostOnlyPatchings), std::end(kHostOnlyPatchings), config.patching) !=
       std::end(kHostOnlyPatchings))
@@ -68,6 +73,7 @@ std::unique_ptr<Model<float>> make_model_on(const std::string& device, const Mod
 int64_t param_count(const ModelConfig& c) {
   check_config(c);
   if (c.arch == "mamba") return mamba_param_count(c);
+  if (c.arch == "transformer" || c.arch == "hybrid") return transformer_param_count(c);
   return ssm_param_count(c);
 }
 

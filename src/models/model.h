@@ -12,7 +12,7 @@
 namespace bytelm {
 
 struct ModelConfig {
-  std::string arch = "ssm";  // the family: "ssm" or "mamba"
+  std::string arch = "ssm";  // the family: "ssm", "mamba", "transformer" or "hybrid"
   int d = 256;
   int layers = 4;
   int patch = 2;  // bytes a patch (ssm); the mamba family reads every byte and takes 1 only
@@ -23,6 +23,19 @@ struct ModelConfig {
   // next byte exceeds entropy_threshold bits (layers/patch_entropy.h).
   std::string patching = "mean";
   double entropy_threshold = 4.0;
+  // The transformer and hybrid families (models/transformer.h). Each trick is on by default; one key turns it off.
+  int head_dim = 64;          // attention head width Dh; heads = d / head_dim
+  int context = 2048;         // positions a stream's KV cache keeps; a longer stream slides (models/transformer.h)
+  int rope = 1;               // rotary position embeddings on q and k
+  int tie_embeddings = 1;     // the head is the byte embedding, transposed
+  double softcap = 30;        // logits = softcap * tanh(logits / softcap); 0 = off
+  double mlp_leak = 0.5;      // MLP activation leaky_relu(h, mlp_leak)^2; 0 = ReLU^2
+  int smear = 1;              // SmearGate on the input embeddings
+  int bigram_buckets = 4096;  // rows of the hashed byte-bigram embedding; 0 = off
+  int bigram_dim = 32;        // its width, projected to d
+  int unet = 1;               // U-Net skips from the first half of the layers to the second
+  std::string hybrid_layers = "";  // hybrid: a letter a layer, bottom first: 'a' attention, 's' S4D-Lin long convolution
+  int conv_len = 256;         // hybrid: the long convolution's kernel length K
   int hidden() const { return 4 * d / 3; }  // SwiGLU hidden width
 };
 

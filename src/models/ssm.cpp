@@ -55,7 +55,7 @@ Patching patching_of(const std::string& name) {
 }
 
 // Those whose layers run on the host backend only (CudaOps has no such op yet).
-bool host_only(Patching p) { return p == Patching::attn || p == Patching::soft || p == Patching::entropy; }
+bool host_only(Patching p) { return p == Patching::soft || p == Patching::entropy; }
 
 // The byte-rate blocks of patching local (layers/patch_local.h).
 constexpr int kLocalBlocks = 1;
@@ -322,10 +322,10 @@ class SsmModel final : public Model<T> {
   void pool_forward(A* p, const A* e, int B, int T_) {
     const ModelConfig& c = this->config_;
     const T* W = this->W();
+    if (patching_ == Patching::attn)
+      return ops_.patch_attn_forward(p, pool_weights_.data(), e, W + query_, B, T_, c.patch, c.d);
     if constexpr (Ops::on_host) {
       switch (patching_) {
-        case Patching::attn:
-          return ops_.patch_attn_forward(p, pool_weights_.data(), e, W + query_, B, T_, c.patch, c.d);
         case Patching::soft:
           return ops_.patch_soft_forward(p, soft_n_.data(), soft_z_.data(), soft_keep_.data(), e, W + boundary_w_,
                                          W + boundary_c_, B, T_, c.patch, c.d, (T*)nullptr);
@@ -341,11 +341,11 @@ class SsmModel final : public Model<T> {
     const ModelConfig& c = this->config_;
     const T* W = this->W();
     T* G = this->G();
+    if (patching_ == Patching::attn)
+      return ops_.patch_attn_backward(de, G + query_, dp, e_.data(), W + query_, pool_weights_.data(), B, T_, c.patch,
+                                      c.d);
     if constexpr (Ops::on_host) {
       switch (patching_) {
-        case Patching::attn:
-          return ops_.patch_attn_backward(de, G + query_, dp, e_.data(), W + query_, pool_weights_.data(), B, T_,
-                                          c.patch, c.d);
         case Patching::soft:
           return ops_.patch_soft_backward(de, G + boundary_w_, G + boundary_c_, dp, e_.data(), W + boundary_w_,
                                           soft_n_.data(), soft_z_.data(), soft_keep_.data(), B, T_, c.patch, c.d);
@@ -448,9 +448,9 @@ class SsmModel final : public Model<T> {
     std::vector<char> closes;               // entropy: which streams' patches closed at this byte
     std::vector<char> have_patch;           // before its first patch, a stream's bytes read the start vector
     typename Ops::template Buffer<uint8_t> bytes;
-    typename Ops::template Buffer<T> h, h_local, h_next, soft_state, zstat, stats;  // h: [layers][B][d]
-    typename Ops::template Buffer<A> open, open_by_stream, pool_weights, soft_scan, e_byte, patch_a, patch_b,
-        patch_out, latest, up, local_spare, z, logits, acts;
+    typename Ops::template Buffer<T> h, h_local, h_next, soft_state, pool_weights, zstat, stats;  // h: [layers][B][d]
+    typename Ops::template Buffer<A> open, open_by_stream, soft_scan, e_byte, patch_a, patch_b, patch_out, latest, up,
+        local_spare, z, logits, acts;
     Streams(const SsmModel& model, int streams) : m(model), B(streams) {
       const ModelConfig& c = m.config_;
       d = c.d;
@@ -516,18 +516,16 @@ class SsmModel final : public Model<T> {
           }
           return any;
         }
-        if (m.patching_ == Patching::attn) {
-          if (!window_full) return false;
-          for (int b = 0; b < B; b++)
-            for (int r = 0; r < P; r++)
-              std::memcpy(open_by_stream.data() + ((size_t)b * P + r) * d, open.data() + ((size_t)r * B + b) * d,
-                          sizeof(A) * d);
-          m.ops_.patch_attn_forward(patch_a.data(), pool_weights.data(), open_by_stream.data(), W + m.query_, B, P,
-                                    P, d);
-          return true;
-        }
       }
       if (!window_full) return false;
+      if (m.patching_ == Patching::attn) {
+        for (int r = 0; r < P; r++)  // slot r of every stream: B rows of d, from [r][B][d] to [B][P][d]
+          m.ops_.copy_rows(open_by_stream.data() + (size_t)r * d, (size_t)P * d, open.data() + (size_t)r * B * d, d, d,
+                           B);
+        m.ops_.patch_attn_forward(patch_a.data(), pool_weights.data(), open_by_stream.data(), W + m.query_, B, P, P,
+                                  d);
+        return true;
+      }
       m.ops_.patch_mean_forward(patch_a.data(), open.data(), 1, P, P, B * d);
       return true;
     }
@@ -613,9 +611,9 @@ class SsmModel final : public Model<T> {
   typename Ops::template Buffer<A> wa_;     // the parameters as the products read them (kWeightCopy)
   typename Ops::template Buffer<A> e_, up_, z_, logits_, bufA_, bufB_, stream_, acts_, dp_, dtmp_, scratch_;
   typename Ops::template Buffer<A> local_stream_, local_acts_;  // the local blocks' outputs and activations
-  typename Ops::template Buffer<A> pool_weights_;               // the attention pooling's softmax weights (attn)
   typename Ops::template Buffer<A> soft_n_, soft_z_, soft_keep_;  // the soft pooling's scan (soft)
   typename Ops::template Buffer<T> zstat_, loss_, stats_, local_stats_;
+  typename Ops::template Buffer<T> pool_weights_;  // the attention pooling's softmax weights (attn)
   EntropyPatches patches_;  // where the last forward's patches lie (entropy)
 };
 

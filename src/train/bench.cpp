@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "models/mamba.h"
 #include "models/ssm.h"
+#include "models/transformer.h"
 #include "train/adamw.h"
 #include "train/corpus.h"
 #include "train/train_step.h"
@@ -34,6 +35,15 @@ double train_flops_per_byte(const ModelConfig& m) {
     double block_macs = 2 * Di * d + Di * (R + 2 * N) + R * Di + Di * d;
     return 3 * 2 * (m.layers * block_macs + 256 * d);
   }
+  if (m.arch == "transformer" || m.arch == "hybrid") {
+    // qkv and the out projection (attention) or the in and out projections (long convolution), the MLP, the
+    // bigram projection and the head at every byte. The attention scores and the long convolution, which grow
+    // with seq and conv_len, are not counted.
+    TransformerDims k(m);
+    double d = k.d, macs = 256 * d + (m.bigram_buckets > 0 ? d * m.bigram_dim : 0);
+    for (int l = 0; l < m.layers; l++) macs += (transformer_mixer(m, l) == 'a' ? 4 : 3) * d * d + 2 * d * k.hidden;
+    return 3 * 2 * macs;
+  }
   double d = m.d, H = m.hidden();
   double block_macs = 2 * d * d + 3 * d * H;  // W_in, W_out and the SwiGLU, once per patch (local's: per byte)
   return 3 * 2 * (m.layers * block_macs / m.patch + ssm_byte_rate_blocks(m) * block_macs + 256 * d);
@@ -47,6 +57,15 @@ double train_activation_floats_per_byte(const ModelConfig& m) {
     MambaDims k(m);
     double Di = k.inner, R = k.dt_rank, N = k.state;
     return (L + 1) * d + L * (d + 2 + 5 * Di + R + 2 * N) + (d + 5 * Di + R + 2 * N) + d + (d + 2) + 256 + 1;
+  }
+  if (m.arch == "transformer" || m.arch == "hybrid") {
+    // as models/transformer.cpp holds them: the residual stream entering each block and leaving the last, each
+    // block's rows and statistics, the embedding-side rows, the shared gradient rows (dstream, dln, dmixed,
+    // dtmp, dmix, the MLP's scratch, the skips'), the output norm, logits (twice with the cap) and loss
+    TransformerDims k(m);
+    double H = k.hidden, dim = m.bigram_buckets > 0 ? m.bigram_dim : 0;
+    return (L + 1) * d + L * (7 * d + 2 * H + 4 + k.heads) + (d + 2 * dim + 1) + (7 * d + H + k.heads + k.skips * d) +
+           (d + 2) + 256 * (m.softcap > 0 ? 2 : 1) + 1;
   }
   double H = m.hidden(), P = m.patch;
   return (6 * d + 256 + 4) + (L / P + ssm_byte_rate_blocks(m)) * (5 * d + 3 * H + 4 + d) + 3 * d;

@@ -20,7 +20,20 @@ struct Key {
   std::function<std::string(const RunConfig&)> get;
   bool model;         // belongs to the model config (else training)
   bool text = false;  // a string: a flag's value is taken as it is, not parsed as JSON
+  // The families a model key applies to (null: all). Configs are written with their family's keys only; any
+  // key is read for any family (the defaults stand in for the rest).
+  bool (*applies)(const ModelConfig&) = nullptr;
 };
+
+bool transformer_or_hybrid(const ModelConfig& m) { return m.arch == "transformer" || m.arch == "hybrid"; }
+bool hybrid_only(const ModelConfig& m) { return m.arch == "hybrid"; }
+bool entropy_patching(const ModelConfig& m) { return m.patching == "entropy"; }
+
+// The key, written for the families `applies` accepts only.
+Key only_for(bool (*applies)(const ModelConfig&), Key k) {
+  k.applies = applies;
+  return k;
+}
 
 template <class F>
 Key int_key(const char* name, F field, bool model) {
@@ -52,7 +65,21 @@ const std::vector<Key>& keys() {
       int_key("layers", [](RunConfig& c) -> int& { return c.model.layers; }, true),
       int_key("patch", [](RunConfig& c) -> int& { return c.model.patch; }, true),
       text_key("patching", [](RunConfig& c) -> std::string& { return c.model.patching; }, true),
-      num_key("entropy_threshold", [](RunConfig& c) -> double& { return c.model.entropy_threshold; }, true),
+      only_for(entropy_patching,
+               num_key("entropy_threshold", [](RunConfig& c) -> double& { return c.model.entropy_threshold; }, true)),
+      // the transformer and hybrid families
+      only_for(transformer_or_hybrid, int_key("head_dim", [](RunConfig& c) -> int& { return c.model.head_dim; }, true)),
+      only_for(transformer_or_hybrid, int_key("context", [](RunConfig& c) -> int& { return c.model.context; }, true)),
+      only_for(transformer_or_hybrid, int_key("rope", [](RunConfig& c) -> int& { return c.model.rope; }, true)),
+      only_for(transformer_or_hybrid, int_key("tie_embeddings", [](RunConfig& c) -> int& { return c.model.tie_embeddings; }, true)),
+      only_for(transformer_or_hybrid, num_key("softcap", [](RunConfig& c) -> double& { return c.model.softcap; }, true)),
+      only_for(transformer_or_hybrid, num_key("mlp_leak", [](RunConfig& c) -> double& { return c.model.mlp_leak; }, true)),
+      only_for(transformer_or_hybrid, int_key("smear", [](RunConfig& c) -> int& { return c.model.smear; }, true)),
+      only_for(transformer_or_hybrid, int_key("bigram_buckets", [](RunConfig& c) -> int& { return c.model.bigram_buckets; }, true)),
+      only_for(transformer_or_hybrid, int_key("bigram_dim", [](RunConfig& c) -> int& { return c.model.bigram_dim; }, true)),
+      only_for(transformer_or_hybrid, int_key("unet", [](RunConfig& c) -> int& { return c.model.unet; }, true)),
+      only_for(hybrid_only, text_key("hybrid_layers", [](RunConfig& c) -> std::string& { return c.model.hybrid_layers; }, true)),
+      only_for(hybrid_only, int_key("conv_len", [](RunConfig& c) -> int& { return c.model.conv_len; }, true)),
       int_key("steps", [](RunConfig& c) -> int& { return c.train.steps; }, false),
       int_key("batch", [](RunConfig& c) -> int& { return c.train.batch; }, false),
       int_key("seq", [](RunConfig& c) -> int& { return c.train.seq; }, false),
@@ -88,14 +115,16 @@ const Key& find_key(const std::string& name, const std::string& what) {
 std::string object_json(bool model, const RunConfig& c) {
   std::string s = "{";
   for (const Key& k : keys())
-    if (k.model == model) s += (s.size() > 1 ? "," : "") + json_quote(k.name) + ":" + k.get(c);
+    if (k.model == model && (!k.applies || k.applies(c.model)))
+      s += (s.size() > 1 ? "," : "") + json_quote(k.name) + ":" + k.get(c);
   return s + "}";
 }
 
 }  // namespace
 
 std::vector<std::string> preset_names() {
-  return {"ssm-demo", "ssm-2m", "ssm-10m", "ssm-100m", "mamba-1m", "mamba-10m", "mamba-100m"};
+  return {"ssm-demo",  "ssm-2m",          "ssm-10m",         "ssm-100m", "mamba-1m", "mamba-10m", "mamba-100m",
+          "transformer-10m", "transformer-30m", "hybrid-10m"};
 }
 
 RunConfig preset(const std::string& name) {
@@ -127,6 +156,18 @@ RunConfig preset(const std::string& name) {
   } else if (name == "mamba-100m") {
     c.model = {"mamba", 768, 26, 1};  // 98,280,960 parameters
     c.train.lr = 6e-4;
+  } else if (name == "transformer-10m") {
+    c.model = {"transformer", 320, 8, 1};  // 5 heads of 64
+    c.train.lr = 1e-3;
+  } else if (name == "transformer-30m") {
+    c.model = {"transformer", 512, 10, 1};  // 8 heads of 64
+    c.train.lr = 8e-4;
+  } else if (name == "hybrid-10m") {
+    // long convolutions in the bottom half, where local byte patterns are, attention above (untuned;
+    // `hybrid_layers` moves them)
+    c.model = {"hybrid", 320, 8, 1};
+    c.model.hybrid_layers = "ssssaaaa";
+    c.train.lr = 1e-3;
   } else {
     std::string known;
     for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;

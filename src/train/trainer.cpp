@@ -132,7 +132,7 @@ TrainReport train(const TrainJob& job) {
   int first_step = step;
   double last_loss = 0;
   auto evaluate = [&](int at) {
-    report.val_bpb = bits_per_byte(*model, val_bytes.data(), val_bytes.size(), t.seq, t.batch).bpb;
+    report.val_bpb = bits_per_byte(*model, val_bytes.data(), val_bytes.size(), t.seq, t.seq, t.batch).bpb;
     metrics << "{\"step\":" << at << ",\"val_bpb\":" << json_number(report.val_bpb) << "}\n" << std::flush;
   };
   for (; step < end; step++) {

@@ -1,0 +1,17 @@
+// The transformer's MLP: h = x W1^T (hidden H), a = leaky_relu(h, leak)^2, y = a W2^T.
+// leaky_relu(h, leak) = h for h > 0, leak * h otherwise; leak = 0 is the ReLU^2 of the PyTorch peer, and the
+// default 0.5 keeps a (quarter-strength) gradient for negative pre-activations.
+#pragma once
+
+namespace bytelm {
+
+// h and a [N, H] are kept for the backward.
+template <class T>
+void mlp_forward(T* y, T* h, T* a, const T* x, const T* W1, const T* W2, int N, int d, int H, T leak);
+
+// dx = d/dx (overwrites), dW1 and dW2 accumulate. scratch: [N*H].
+template <class T>
+void mlp_backward(T* dx, T* dW1, T* dW2, const T* dy, const T* x, const T* h, const T* a, const T* W1, const T* W2,
+                  int N, int d, int H, T leak, T* scratch);
+
+}  // namespace bytelm
