@@ -32,21 +32,9 @@ EVAL_EVERY="${EVAL_EVERY:-$STEPS}" SIDES="${SIDES:-bytelm peer}"
 D=512 LAYERS=6 PATCH=2  # the ssm-10m preset
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 
-# Unpack the corpus outside the repo copy and check it against the README's sha256 (a wrong file would make
-# every number below meaningless).
-data=/tmp/bytelm_data; mkdir -p "$data"
-for name in debdocs-en-train.txt debdocs-en-val.txt; do
-  if command -v xz >/dev/null; then
-    xz -dc ".data/$name.xz" > "$data/$name"
-  else
-    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-      ".data/$name.xz" "$data/$name"
-  fi
-done
-sha256sum -c <<EOF || { echo "corpus does not match ../shared/data/README.md; stage .data again" >&2; exit 1; }
-43fad33ad863fa7d3301f69beb8650c78ea96b5b3565b9d2664322e783f73c81  $data/debdocs-en-train.txt
-b8a18c3d413c8cf18b52ca77ce9c81d86459a396e03ed0bd47f904e8d6f1e9e8  $data/debdocs-en-val.txt
-EOF
+# The corpus, unpacked outside the repo copy and checked against the README's sha256.
+data=/tmp/bytelm_data
+bash bench/unpack_corpus.sh "$data" || exit 1
 train="$data/debdocs-en-train.txt" val="$data/debdocs-en-val.txt"
 
 if [[ " $SIDES " == *" bytelm "* ]]; then
