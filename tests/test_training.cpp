@@ -92,7 +92,9 @@ TEST(Training, CheckpointRoundTrip) {
     EXPECT_EQ(ck.cfg.model.d, 16);
     EXPECT_EQ(ck.cfg.model.patch, 3);
     EXPECT_EQ(ck.cfg.model.patching, patching);
-    if (patching == "entropy") EXPECT_EQ(ck.cfg.model.entropy_threshold, 5.5);  // written for entropy only
+    if (patching == "entropy") {  // written for entropy configs only
+      EXPECT_EQ(ck.cfg.model.entropy_threshold, 5.5);
+    }
     EXPECT_EQ(ck.cfg.train.seq, 77);
     EXPECT_EQ(ck.model->params(), m->params());
     EXPECT_EQ(ck.opt->m, opt.m);
