@@ -183,9 +183,31 @@ TEST_F(Cli, PatchingAttnTrainsAndBadPatchingIsOneLine) {
   EXPECT_NE(i.out.find("\"patching\":\"attn\""), std::string::npos) << i.out;
   EXPECT_NE(i.out.find("\"params\":461312"), std::string::npos) << i.out;  // ssm-demo's 461,184 and the query
   std::string other = (dir / "other").string();
-  expect_clean_error(run(tiny_train(data, other, "--patching bogus")), "patching must be mean, attn or none");
+  expect_clean_error(run(tiny_train(data, other, "--patching bogus")),
+                     "patching must be mean, attn, none, local, soft or entropy");
+  expect_clean_error(run(tiny_train(data, other, "--patching entropy --entropy-threshold 9")),
+                     "entropy_threshold must be in [0, 8) bits");
   expect_clean_error(run(tiny_train(data, other, "--patching none --patch 2")), "patch must be 1");
   EXPECT_FALSE(fs::exists(other));
+}
+
+// Each learned patching trains, evaluates its checkpoint (which rebuilds it) and generates through its streams.
+TEST_F(Cli, PatchingVariantsTrainEvaluateAndGenerate) {
+  std::string text;
+  for (int i = 0; i < 200; i++) text += "the quick brown fox jumps over the lazy dog. ";
+  std::string data = file("text.txt", text);
+  for (std::string patching : {"local", "soft", "entropy"}) {
+    std::string out = (dir / patching).string();
+    Result r = run(tiny_train(data, out, "--patch 3 --patching " + patching + " --entropy-threshold 7.5"), 60);
+    ASSERT_EQ(r.code, 0) << patching << ": " << r.err;
+    EXPECT_NE(r.out.find("\"val_bpb\""), std::string::npos) << r.out;
+    Result e = run("eval --ckpt " + out + " --data " + data);
+    ASSERT_EQ(e.code, 0) << patching << ": " << e.err;
+    EXPECT_NE(e.out.find("\"bpb\""), std::string::npos) << e.out;
+    Result g = run("generate --ckpt " + out + " --prompt 'the ' --bytes 20 --seed 3");
+    ASSERT_EQ(g.code, 0) << patching << ": " << g.err;
+    EXPECT_EQ(g.out.size(), 24u) << g.out;  // the prompt and 20 bytes
+  }
 }
 
 TEST_F(Cli, RefusesToOverwriteARun) {

@@ -163,7 +163,9 @@ std::vector<ModelConfig> families() {
   transformer.bigram_buckets = hybrid.bigram_buckets = 64;
   hybrid.hybrid_layers = "sa";
   hybrid.conv_len = 8;
-  return {ModelConfig{"ssm", 16, 1, 2, "mean"}, ModelConfig{"ssm", 16, 2, 3, "attn"}, ModelConfig{"ssm", 16, 1, 1, "none"},
+  return {ModelConfig{"ssm", 16, 1, 2, "mean"},    ModelConfig{"ssm", 16, 2, 3, "attn"},
+          ModelConfig{"ssm", 16, 1, 1, "none"},    ModelConfig{"ssm", 16, 1, 3, "local"},
+          ModelConfig{"ssm", 16, 1, 2, "soft"},    ModelConfig{"ssm", 16, 1, 2, "entropy"},
           ModelConfig{"mamba", 16, 1, 1, "mean"}, transformer, hybrid};
 }
 

@@ -131,6 +131,51 @@ TEST(CudaModel, FiftyTrainingStepsMatchCpu) {
   std::filesystem::remove_all(dir);
 }
 
+// Patching local on the GPU: loss and every gradient against the CPU in fp32, with the local scans as one run
+// (P divides T) and split by row (it does not), and more scans than one launch takes (B T / P > 65535, sliced by
+// CudaOps); causality; streams (restarting the local state at each patch) against the parallel forward.
+TEST(CudaModel, PatchingLocalMatchesCpu) {
+  REQUIRE_GPU();
+  struct Case { int P, B, T, d; };
+  for (Case k : {Case{1, 3, 131, 48}, Case{2, 3, 131, 48}, Case{3, 3, 131, 48}, Case{3, 2, 132, 48},
+                 Case{1, 2, 40000, 16}}) {
+    ModelConfig c{"ssm", k.d, 2, k.P, "local"};
+    std::string what = "P=" + std::to_string(k.P) + " B=" + std::to_string(k.B) + " T=" + std::to_string(k.T);
+    auto cpu = make_model_on("cpu", c, 7);
+    auto gpu = make_model_on("cuda-fp32", c, 7);
+    Rng rng(3);
+    for (float& w : cpu->params()) w += 0.05f * float(rng.normal());
+    gpu->params() = cpu->params();
+    gpu->push_params();
+    auto x = random_bytes(k.B * k.T, rng), y = random_bytes(k.B * k.T, rng);
+    std::vector<float> rows_cpu(k.B * k.T), rows_gpu(k.B * k.T);
+    cpu->zero_grads();
+    gpu->zero_grads();
+    float lc = cpu->forward(x.data(), y.data(), k.B, k.T, rows_cpu.data());
+    float lg = gpu->forward(x.data(), y.data(), k.B, k.T, rows_gpu.data());
+    EXPECT_NEAR(lg, lc, 1e-5 * std::fabs(lc)) << what;
+    EXPECT_LT(rel_err(rows_gpu.data(), rows_cpu.data(), rows_cpu.size()), 1e-5) << what;
+    cpu->backward();
+    gpu->backward();
+    gpu->pull_grads();
+    for (const ParamInfo& p : cpu->param_info())
+      EXPECT_LT(rel_err(gpu->grads().data() + p.offset, cpu->grads().data() + p.offset, p.size), 1e-4)
+          << p.name << " " << what;
+  }
+  for (int P : {2, 3}) {
+    auto m = make_model_on("cuda-fp32", {"ssm", 32, 2, P, "local"}, 5);
+    Rng rng(9);
+    bytelm::testing::expect_causal(*m, 33, rng, "cuda local P=" + std::to_string(P));
+  }
+  for (const char* device : {"cuda-fp32", "cuda"})
+    for (int P : {1, 2, 4}) {
+      auto m = make_model_on(device, {"ssm", 64, 3, P, "local"}, 9);
+      Rng rng(14);
+      double tol = std::string(device) == "cuda" ? 2e-2 : 1e-4;
+      EXPECT_LT(bytelm::testing::stream_vs_forward_error(*m, 5, 37, rng), tol) << device << " local P=" << P;
+    }
+}
+
 // The fast paths (TF32 or bf16 inputs to the matrix products) compute the same function to their accuracy.
 TEST(CudaModel, FastPathsCloseToFp32) {
   REQUIRE_GPU();

@@ -2,6 +2,8 @@
 // Each loss is a random projection sum(R * output), so dy = R.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "gradcheck.h"
 #include "layers/attention.h"
 #include "layers/cross_entropy.h"
@@ -11,6 +13,8 @@
 #include "layers/linear.h"
 #include "layers/patch.h"
 #include "layers/patch_attn.h"
+#include "layers/patch_entropy.h"
+#include "layers/patch_soft.h"
 #include "layers/swiglu.h"
 
 using namespace bytelm;
@@ -159,6 +163,111 @@ TEST(LayerGrad, PatchAttnAtZeroQueryIsTheMean) {
   patch_attn_forward(attn.data(), weights.data(), e.data(), q.data(), B, T, P, d);
   patch_mean_forward(mean.data(), e.data(), B, T, P, d);
   for (size_t i = 0; i < mean.size(); i++) EXPECT_NEAR(attn[i], mean[i], 1e-12);
+}
+
+TEST(LayerGrad, PatchSoft) {
+  // Odd T with a partial last window (read by no patch, yet scanned), T < P (no patch at all), and P = 1.
+  struct Case { int T, P; };
+  for (Case k : {Case{11, 3}, Case{9, 4}, Case{2, 3}, Case{5, 1}}) {
+    Rng rng(10);
+    int B = 2, d = 5, N = B * k.T, Np = patch_count(k.T, k.P);
+    V e = random_vector(N * d, rng), w = random_vector(d, rng), c = random_vector(1, rng);
+    V R = random_vector(B * Np * d, rng);
+    V p(B * Np * d), n(N * d), z(N), keep(N);
+    auto loss = [&] {
+      patch_soft_forward(p.data(), n.data(), z.data(), keep.data(), e.data(), w.data(), c.data(), B, k.T, k.P, d,
+                         (double*)nullptr);
+      return dot(p, R);
+    };
+    loss();
+    V de(N * d, 0.0), dw(d, 0.0), dc(1, 0.0);
+    patch_soft_backward(de.data(), dw.data(), dc.data(), R.data(), e.data(), w.data(), n.data(), z.data(), keep.data(),
+                        B, k.T, k.P, d);
+    std::string what = "T=" + std::to_string(k.T) + " P=" + std::to_string(k.P);
+    expect_gradient(("de " + what).c_str(), e, de, loss);
+    expect_gradient(("dw " + what).c_str(), w, dw, loss);
+    expect_gradient(("dc " + what).c_str(), c, dc, loss);
+  }
+}
+
+// Hard boundaries (scores of +-40) exactly at the window starts make every soft patch its window's mean; and the
+// scan run a byte at a time from a carried state (streaming) gives the parallel scan's numbers.
+TEST(LayerGrad, PatchSoftWithHardBoundariesIsTheMean) {
+  Rng rng(11);
+  int B = 2, T = 13, P = 4, d = 6, N = B * T, Np = patch_count(T, P);
+  V e = random_vector(N * d, rng), w(d, 0.0), c(1, 0.0);
+  w[0] = 1;
+  for (int i = 0; i < N; i++) e[i * d] = (i % T) % P == 0 ? 40 : -40;
+  V soft(B * Np * d), mean(B * Np * d), n(N * d), z(N), keep(N);
+  patch_soft_forward(soft.data(), n.data(), z.data(), keep.data(), e.data(), w.data(), c.data(), B, T, P, d,
+                     (double*)nullptr);
+  patch_mean_forward(mean.data(), e.data(), B, T, P, d);
+  for (size_t i = 0; i < mean.size(); i++) EXPECT_NEAR(soft[i], mean[i], 1e-12);
+  V state(B * (d + 1), 0.0), column(B * d), p1(B * d), n1(B * d), z1(B), k1(B);
+  for (int t = 0; t < T; t++) {
+    for (int b = 0; b < B; b++) std::copy_n(e.begin() + ((size_t)b * T + t) * d, d, column.begin() + b * d);
+    patch_soft_forward(p1.data(), n1.data(), z1.data(), k1.data(), column.data(), w.data(), c.data(), B, 1, 1, d,
+                       state.data());
+    if ((t + 1) % P != 0) continue;
+    for (int b = 0; b < B; b++)
+      for (int k = 0; k < d; k++) EXPECT_EQ(p1[b * d + k], soft[((size_t)b * Np + (t + 1) / P - 1) * d + k]);
+  }
+}
+
+// Bytes after which the table is sure (a, one logit far above the rest) close a patch only at 4P bytes; the others
+// (uniform rows: 8 bits) close it once it holds P bytes.
+TEST(LayerGrad, EntropyPatchesCloseWhereTheTableIsUnsure) {
+  std::vector<double> G(256 * 256, 0.0);
+  G['a' * 256 + 'b'] = 50;
+  EXPECT_NEAR(bigram_entropy_bits(G.data()), 8.0, 1e-12);
+  EXPECT_LT(bigram_entropy_bits(G.data() + 'a' * 256), 1e-6);
+  std::string text = "xaaxxaxaaaax";  // T = 12, P = 2: patches [0,4) [4,7) [7,12)
+  EntropyPatches s = entropy_patches(G.data(), (const uint8_t*)text.data(), 1, 12, 2, 3.0);
+  EXPECT_EQ(s.slots, 6);
+  EXPECT_EQ(s.first, (std::vector<int>{0, 4, 7, 0, 0, 0}));
+  EXPECT_EQ(s.length, (std::vector<int>{4, 3, 5, 0, 0, 0}));
+  EXPECT_EQ(s.source, (std::vector<int>{-1, -1, -1, 0, 0, 0, 1, 1, 1, 1, 1, 2}));
+  EntropyPatches run = entropy_patches(G.data(), (const uint8_t*)"aaaaaaaaax", 1, 10, 2, 3.0);
+  EXPECT_EQ(run.first, (std::vector<int>{0, 8, 0, 0, 0}));
+  EXPECT_EQ(run.length, (std::vector<int>{8, 2, 0, 0, 0}));
+  EXPECT_EQ(run.source, (std::vector<int>{-1, -1, -1, -1, -1, -1, -1, 0, 0, 1}));
+}
+
+// The pooling and broadcast over variable patches, through the embedding as the model uses them, and the bigram
+// table's loss.
+TEST(LayerGrad, PatchEntropy) {
+  Rng rng(12);
+  int B = 2, T = 17, P = 2, d = 4, N = B * T;
+  std::vector<uint8_t> x(N), y(N);
+  for (auto& b : x) b = uint8_t(rng.next_u64() % 8);  // a few byte values, so rows of G are read several times
+  for (auto& b : y) b = uint8_t(rng.next_u64());
+  V G(256 * 256);
+  for (int a = 0; a < 256; a++) {  // logits of a random spread: entropies over 4..8 bits
+    double scale = 3 * rng.uniform() / kBigramLogitScale;
+    for (int k = 0; k < 256; k++) G[a * 256 + k] = scale * rng.normal();
+  }
+  EntropyPatches s = entropy_patches(G.data(), x.data(), B, T, P, 6.5);
+  std::set<int> lengths(s.length.begin(), s.length.end());
+  EXPECT_GE(lengths.size(), 3u) << "patches of several lengths, and padding";
+  V E = random_vector(256 * d, rng), start = random_vector(d, rng), R = random_vector(N * d, rng);
+  V e(N * d), p(B * s.slots * d), out(N * d);
+  auto loss = [&] {
+    embedding_forward(e.data(), x.data(), E.data(), N, d);
+    patch_entropy_pool_forward(p.data(), e.data(), s, d);
+    patch_entropy_broadcast_forward(out.data(), p.data(), start.data(), e.data(), s, d);
+    return dot(out, R);
+  };
+  loss();
+  V dp(B * s.slots * d), dstart(d, 0.0), de(N * d), dE(256 * d, 0.0);
+  patch_entropy_broadcast_backward(dp.data(), dstart.data(), de.data(), R.data(), s, d);
+  patch_entropy_pool_backward(de.data(), dp.data(), s, d);
+  embedding_backward(dE.data(), de.data(), x.data(), N, d);
+  expect_gradient("dE", E, dE, loss, 1e-6, 256 * d);
+  expect_gradient("dstart", start, dstart, loss);
+  auto bigram = [&] { return bigram_loss_forward(G.data(), x.data(), y.data(), N); };
+  V dG(256 * 256, 0.0);
+  bigram_loss_backward(dG.data(), G.data(), x.data(), y.data(), N, 1.0 / N);
+  expect_gradient("dG", G, dG, bigram, 1e-6, 8 * 256);
 }
 
 TEST(LayerGrad, CrossEntropy) {

@@ -222,6 +222,10 @@ TEST_F(LeakcheckCli, FreshPresetModelPasses) {
   Result attn = run("--preset ssm-demo --patch 3 --patching attn --seq 33 --sequences 2");
   ASSERT_EQ(attn.code, 0) << attn.err;
   EXPECT_NE(attn.out.find("\"patch\":3,\"patching\":\"attn\"}"), std::string::npos) << attn.out;
+  for (std::string patching : {"local", "soft", "entropy"}) {
+    Result r = run("--preset ssm-demo --patch 3 --patching " + patching + " --seq 33 --sequences 2");
+    EXPECT_EQ(r.code, 0) << patching << ": " << r.err;
+  }
 }
 
 TEST_F(LeakcheckCli, BadInputIsOneLine) {

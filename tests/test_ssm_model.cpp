@@ -6,6 +6,7 @@
 #include "causality.h"
 #include "gradcheck.h"
 #include "stream_parity.h"
+#include "layers/patch_entropy.h"
 #include "models/model.h"
 
 using namespace bytelm;
@@ -17,15 +18,26 @@ static std::vector<uint8_t> random_bytes(size_t n, Rng& rng) {
   return v;
 }
 
-// A fresh ssm model. Attention pooling starts at query 0, where it is the mean: the tests set a random query so
-// that they exercise the attention itself.
+// The entropy threshold of the tests' entropy models: about half the bytes of their random tables exceed it.
+constexpr double kTestEntropyThreshold = 6.5;
+
+// A fresh ssm model. The variants start at (or near) the mean pooling: the tests draw their parameters so that
+// they exercise the variant itself. The attention's query and the soft boundary scores at random; each row of
+// the bigram table a random scale, so that its entropies spread over 4..8 bits and patches of many lengths close.
 template <class T>
 static std::unique_ptr<Model<T>> make_ssm(int d, int layers, int P, const std::string& patching, uint64_t seed) {
-  auto m = make_model<T>({"ssm", d, layers, P, patching}, seed);
+  auto m = make_model<T>({"ssm", d, layers, P, patching, kTestEntropyThreshold}, seed);
   Rng rng(seed);
-  for (const ParamInfo& p : m->param_info())
-    if (p.name == "patch.query")
-      for (size_t i = 0; i < p.size; i++) m->params()[p.offset + i] = T(rng.normal());
+  for (const ParamInfo& p : m->param_info()) {
+    T* w = m->params().data() + p.offset;
+    if (p.name == "patch.query" || p.name == "patch.boundary.weight" || p.name == "patch.boundary.bias")
+      for (size_t i = 0; i < p.size; i++) w[i] = T(rng.normal());
+    if (p.name == "patch.bigram.weight")
+      for (int a = 0; a < 256; a++) {
+        double scale = 3 * rng.uniform() / kBigramLogitScale;
+        for (int k = 0; k < 256; k++) w[a * 256 + k] = T(scale * rng.normal());
+      }
+  }
   m->push_params();
   return m;
 }
@@ -35,7 +47,8 @@ struct Pooling {
   const char* patching;
   std::vector<int> patches;
 };
-static const Pooling kPoolings[] = {{"mean", {1, 2, 4}}, {"attn", {2, 3, 4}}};
+static const Pooling kPoolings[] = {{"mean", {1, 2, 4}},  {"attn", {2, 3, 4}},    {"local", {1, 2, 3, 4}},
+                                    {"soft", {1, 2, 4}}, {"entropy", {1, 2, 3}}};
 
 TEST(SsmModel, PresetParameterCounts) {
   EXPECT_EQ(param_count({"ssm", 256, 4, 2}), 1709824);
@@ -45,19 +58,32 @@ TEST(SsmModel, PresetParameterCounts) {
     auto m = make_model<float>(c, 1);
     EXPECT_EQ((int64_t)m->params().size(), param_count(c));
   }
-  ModelConfig attn{"ssm", 24, 3, 2, "attn"};
-  EXPECT_EQ(param_count(attn), param_count({"ssm", 24, 3, 2}) + 24);  // the query
-  EXPECT_EQ((int64_t)make_model<float>(attn, 1)->params().size(), param_count(attn));
+  int64_t mean = param_count({"ssm", 24, 3, 2}), block = param_count({"ssm", 24, 4, 2}) - mean;
+  struct Extra { const char* patching; int64_t params; };
+  for (Extra e : {Extra{"attn", 24}, Extra{"local", block}, Extra{"soft", 24 + 1}, Extra{"entropy", 256 * 256}}) {
+    ModelConfig c{"ssm", 24, 3, 2, e.patching};  // attn: the query; local: one block; soft: the score; the bigram
+    EXPECT_EQ(param_count(c), mean + e.params) << e.patching;
+    EXPECT_EQ((int64_t)make_model<float>(c, 1)->params().size(), param_count(c)) << e.patching;
+  }
+}
+
+static void expect_ssm_gradients(const std::string& patching, std::vector<int> patches) {
+  for (int P : patches) {
+    auto m = make_ssm<double>(8, 2, P, patching, 7);
+    Rng rng(11);
+    expect_model_gradients(*m, 2, 9, rng, patching + " P=" + std::to_string(P) + " ");
+  }
 }
 
 TEST(SsmModel, WholeModelGradientDouble) {
-  for (std::string patching : {"mean", "attn"})
-    for (int P : {1, 2, 3}) {
-      auto m = make_ssm<double>(8, 2, P, patching, 7);
-      Rng rng(11);
-      expect_model_gradients(*m, 2, 9, rng, patching + " P=" + std::to_string(P) + " ");
-    }
+  expect_ssm_gradients("mean", {1, 2, 3});
+  expect_ssm_gradients("attn", {1, 2, 3});
 }
+// T = 9: the local blocks' scans split by row at P = 2 and 4, one run of all the patches at P = 3.
+TEST(SsmModel, LocalGradientDouble) { expect_ssm_gradients("local", {2, 3, 4}); }
+TEST(SsmModel, SoftGradientDouble) { expect_ssm_gradients("soft", {1, 2, 3}); }
+// The bigram table's gradient is its own loss's, which forward adds to the one it returns.
+TEST(SsmModel, EntropyGradientDouble) { expect_ssm_gradients("entropy", {1, 2, 3}); }
 
 TEST(SsmModel, CausalityBitIdentical) {
   for (const Pooling& pooling : kPoolings)
@@ -94,11 +120,52 @@ TEST(SsmModel, AttnAtZeroQueryEqualsMeanPooling) {
   for (int i = 0; i < B * T; i++) EXPECT_NEAR(attn_rows[i], mean_rows[i], 1e-6) << "row " << i;
 }
 
-// patching none is patch 1 and nothing else; other values are errors.
+// A fresh entropy model (a zero bigram table: 8 bits everywhere, every patch closes at P bytes) predicts what
+// the mean model of the same seed does, to the bit: the same patches, summed and divided alike.
+TEST(SsmModel, EntropyAtAZeroTableEqualsMeanPooling) {
+  for (int P : {1, 3}) {
+    int B = 2, T = 31;
+    Rng rng(6);
+    auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
+    std::vector<float> mean_rows(B * T), entropy_rows(B * T);
+    make_model<float>({"ssm", 32, 2, P, "mean"}, 8)->forward(x.data(), y.data(), B, T, mean_rows.data());
+    auto entropy = make_model<float>({"ssm", 32, 2, P, "entropy"}, 8);
+    float loss = entropy->forward(x.data(), y.data(), B, T, entropy_rows.data());
+    EXPECT_EQ(entropy_rows, mean_rows) << "P=" << P;
+    float mean_loss = 0;
+    for (float r : mean_rows) mean_loss += r / (B * T);
+    EXPECT_NEAR(loss, mean_loss + std::log(256.0), 1e-4) << "the returned loss adds the uniform table's ln 256";
+  }
+}
+
+// The local decoder reads the open patch: with P = 4, byte 5 predicts from byte 4 (its patch's first) under
+// local, and cannot under mean pooling, where it reads patch 0 (bytes 0..3) and its own embedding only.
+TEST(SsmModel, LocalReadsTheOpenPatch) {
+  int T = 8;
+  std::vector<uint8_t> x(T, 'a'), y(T, 'b');
+  for (const char* patching : {"mean", "local"}) {
+    auto m = make_model<float>({"ssm", 16, 2, 4, patching}, 3);
+    std::vector<float> before(T), after(T);
+    m->forward(x.data(), y.data(), 1, T, before.data());
+    x[4] = 'z';
+    m->forward(x.data(), y.data(), 1, T, after.data());
+    x[4] = 'a';
+    EXPECT_EQ(before[3], after[3]) << patching;
+    if (std::string(patching) == "local") EXPECT_NE(before[5], after[5]);
+    else EXPECT_EQ(before[5], after[5]);
+  }
+}
+
+// patching none is patch 1 and nothing else; other values are errors; the host-only poolings refuse the GPU.
 TEST(SsmModel, PatchingValuesChecked) {
   EXPECT_EQ(param_count({"ssm", 16, 1, 1, "none"}), param_count({"ssm", 16, 1, 1, "mean"}));
   EXPECT_THROW(param_count({"ssm", 16, 1, 2, "none"}), std::exception);
   EXPECT_THROW(param_count({"ssm", 16, 1, 2, "bogus"}), std::exception);
+  EXPECT_THROW(param_count({"ssm", 16, 1, 2, "entropy", 8.0}), std::exception);
+  EXPECT_THROW(param_count({"ssm", 16, 1, 2, "entropy", -1.0}), std::exception);
+  EXPECT_THROW(param_count({"mamba", 16, 1, 1, "local"}), std::exception);
+  for (const char* patching : {"soft", "entropy"})
+    EXPECT_THROW(make_model_on("cuda", {"ssm", 16, 1, 2, patching}, 1), std::exception) << patching;
 }
 
 TEST(SsmModel, SingleStreamIsTheFirstOfTheBatch) {

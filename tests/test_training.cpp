@@ -74,11 +74,11 @@ TEST(Training, ReducesValidationBpbOnDemoCorpus) {
 }
 
 TEST(Training, CheckpointRoundTrip) {
-  for (std::string patching : {"mean", "attn"}) {
+  for (std::string patching : {"mean", "attn", "local", "soft", "entropy"}) {
     std::string dir = temp_dir("ckpt");
     fs::create_directories(dir);
     RunConfig cfg;
-    cfg.model = {"ssm", 16, 2, 3, patching};
+    cfg.model = {"ssm", 16, 2, 3, patching, 5.5};
     cfg.train.seq = 77;
     auto m = make_model<float>(cfg.model, 5);
     Rng rng(3);
@@ -92,6 +92,9 @@ TEST(Training, CheckpointRoundTrip) {
     EXPECT_EQ(ck.cfg.model.d, 16);
     EXPECT_EQ(ck.cfg.model.patch, 3);
     EXPECT_EQ(ck.cfg.model.patching, patching);
+    if (patching == "entropy") {  // written for entropy configs only
+      EXPECT_EQ(ck.cfg.model.entropy_threshold, 5.5);
+    }
     EXPECT_EQ(ck.cfg.train.seq, 77);
     EXPECT_EQ(ck.model->params(), m->params());
     EXPECT_EQ(ck.opt->m, opt.m);

@@ -22,7 +22,7 @@ int cmd_bench(int argc, char** argv) {
                {"d", "D", "override the width"},
                {"layers", "L", "override the number of blocks"},
                {"patch", "P", "override the patch size"},
-               {"patching", "NAME", "override the patch pooling: mean, attn or none"},
+               {"patching", "NAME", "override the patch pooling: mean, attn, none, local, soft or entropy"},
                {"batch", "N", "windows per step"},
                {"seq", "N", "bytes per window"},
                {"lr", "X", "learning rate"},

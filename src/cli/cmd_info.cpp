@@ -22,7 +22,7 @@ int cmd_info(int argc, char** argv) {
                {"d", "D", "override the width"},
                {"layers", "L", "override the number of blocks"},
                {"patch", "P", "override the patch size"},
-               {"patching", "NAME", "override the patch pooling: mean, attn or none"},
+               {"patching", "NAME", "override the patch pooling: mean, attn, none, local, soft or entropy"},
                {"batch", "N", "windows per step for the memory estimate"},
                {"seq", "N", "bytes per window for the memory estimate"}}};
   Args args = Args::parse(cmd, argc, argv);

@@ -44,7 +44,7 @@ int cmd_leakcheck(int argc, char** argv) {
                {"d", "D", "override the width (fresh model)"},
                {"layers", "L", "override the number of blocks (fresh model)"},
                {"patch", "P", "override the patch size (fresh model)"},
-               {"patching", "NAME", "override the patch pooling: mean, attn or none (fresh model)"},
+               {"patching", "NAME", "override the patch pooling: mean, attn, none, local, soft or entropy (fresh model)"},
                {"seq", "T", "bytes per random sequence (default: the config's seq)"},
                {"sequences", "N", "random sequences (default 4)"},
                {"positions", "N", "positions t tested (default: every t for seq <= 256, else 128 spread out)"},

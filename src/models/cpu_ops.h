@@ -17,6 +17,8 @@
 #include "layers/mlp.h"
 #include "layers/patch.h"
 #include "layers/patch_attn.h"
+#include "layers/patch_entropy.h"
+#include "layers/patch_soft.h"
 #include "layers/rope.h"
 #include "layers/scaled_add.h"
 #include "layers/selective_scan.h"
@@ -82,6 +84,33 @@ struct CpuOps {
   void patch_attn_backward(T* de, T* dq, const T* dp, const T* e, const T* q, const T* weights, int B, int T_, int P,
                            int d) {
     bytelm::patch_attn_backward(de, dq, dp, e, q, weights, B, T_, P, d);
+  }
+  // So have the soft and the entropy poolings.
+  template <class T>
+  void patch_soft_forward(T* p, T* n, T* z, T* keep, const T* e, const T* w, const T* c, int B, int T_, int P, int d,
+                          T* state) {
+    bytelm::patch_soft_forward(p, n, z, keep, e, w, c, B, T_, P, d, state);
+  }
+  template <class T>
+  void patch_soft_backward(T* de, T* dw, T* dc, const T* dp, const T* e, const T* w, const T* n, const T* z,
+                           const T* keep, int B, int T_, int P, int d) {
+    bytelm::patch_soft_backward(de, dw, dc, dp, e, w, n, z, keep, B, T_, P, d);
+  }
+  template <class T>
+  void patch_entropy_pool_forward(T* p, const T* e, const EntropyPatches& s, int d) {
+    bytelm::patch_entropy_pool_forward(p, e, s, d);
+  }
+  template <class T>
+  void patch_entropy_pool_backward(T* de, const T* dp, const EntropyPatches& s, int d) {
+    bytelm::patch_entropy_pool_backward(de, dp, s, d);
+  }
+  template <class T>
+  void patch_entropy_broadcast_forward(T* out, const T* p, const T* start, const T* e, const EntropyPatches& s, int d) {
+    bytelm::patch_entropy_broadcast_forward(out, p, start, e, s, d);
+  }
+  template <class T>
+  void patch_entropy_broadcast_backward(T* dp, T* dstart, T* de, const T* dout, const EntropyPatches& s, int d) {
+    bytelm::patch_entropy_broadcast_backward(dp, dstart, de, dout, s, d);
   }
   template <class T>
   void patch_broadcast_forward(T* out, const T* p, const T* start, const T* e, int B, int T_, int P, int d) {

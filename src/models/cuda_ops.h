@@ -5,6 +5,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -175,16 +176,28 @@ class CudaOps {
     layernorm_backward_cuda(dx, dw, db, dy, x, mean, rstd, w, N, C, accumulate_dx,
                             partials(layernorm_backward_cuda_partials(N, C)), stream_);
   }
+  // The scan kernels put the sequences on the grid's y axis, at most 65535: more (patching local's B T / P
+  // patches) run in slices of that many.
+  static constexpr int kMaxScanSequences = 65535;
   void diag_ssm_forward(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d,
                         const float* h0, float* h_last, const A* residual) {
     OpScope scope_("diag_ssm_forward");
-    diag_ssm_forward_cuda(y, u, h, x, w, B, T_, d, h0, h_last, residual, gemm_, stream_);
+    for (int b = 0; b < B; b += kMaxScanSequences) {
+      size_t rows = (size_t)b * T_ * d, states = (size_t)b * d;
+      diag_ssm_forward_cuda(y + rows, u + rows, h + rows, x + rows, w, std::min(B - b, kMaxScanSequences), T_, d,
+                            h0 ? h0 + states : nullptr, h_last ? h_last + states : nullptr,
+                            residual ? residual + rows : nullptr, gemm_, stream_);
+    }
   }
   void diag_ssm_backward(A* dx, DiagSsmGrads<float> g, const A* dy, const A* x, const A* u, const A* h,
                          DiagSsmWeights<float, A> w, int B, int T_, int d, A* scratch) {
     OpScope scope_("diag_ssm_backward");
-    diag_ssm_backward_cuda(dx, g, dy, x, u, h, w, B, T_, d, scratch,
-                           partials(diag_ssm_backward_cuda_partials(B, T_, d)), gemm_, stream_);
+    for (int b = 0; b < B; b += kMaxScanSequences) {
+      size_t rows = (size_t)b * T_ * d;
+      int slice = std::min(B - b, kMaxScanSequences);
+      diag_ssm_backward_cuda(dx + rows, g, dy + rows, x + rows, u + rows, h + rows, w, slice, T_, d, scratch,
+                             partials(diag_ssm_backward_cuda_partials(slice, T_, d)), gemm_, stream_);
+    }
   }
   void swiglu_forward(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H) {
     OpScope scope_("swiglu_forward");

@@ -10,7 +10,9 @@
 namespace bytelm {
 
 static const char* const kArchitectures[] = {"ssm", "mamba", "transformer", "hybrid"};
-static const char* const kPatchings[] = {"mean", "attn", "none"};
+static const char* const kPatchings[] = {"mean", "attn", "none", "local", "soft", "entropy"};
+// Those whose layers have no CUDA kernel yet.
+static const char* const kHostOnlyPatchings[] = {"soft", "entropy"};
 
 bool is_known_architecture(const std::string& arch) {
   return std::find(std::begin(kArchitectures), std::end(kArchitectures), arch) != std::end(kArchitectures);
@@ -29,13 +31,15 @@ static void check_config(const ModelConfig& c) {
   if (c.layers < 0 || c.layers > 256) throw Error("layers must be in 0..256, got " + std::to_string(c.layers));
   if (c.patch < 1 || c.patch > 64) throw Error("patch must be in 1..64, got " + std::to_string(c.patch));
   if (std::find(std::begin(kPatchings), std::end(kPatchings), c.patching) == std::end(kPatchings))
-    throw Error("patching must be mean, attn or none, got '" + c.patching + "'");
+    throw Error("patching must be mean, attn, none, local, soft or entropy, got '" + c.patching + "'");
   if (c.patching == "none" && c.patch != 1)
     throw Error("patching none makes every byte its own patch: patch must be 1, got " + std::to_string(c.patch));
   if (c.arch == "mamba" && c.patch != 1)
     throw Error("the mamba family reads every byte: patch must be 1, got " + std::to_string(c.patch));
-  if (c.arch == "mamba" && c.patching == "attn")
-    throw Error("the mamba family reads every byte: patching attn does not apply to it");
+  if (c.arch == "mamba" && c.patching != "mean" && c.patching != "none")
+    throw Error("the mamba family reads every byte: patching " + c.patching + " does not apply to it");
+  if (!(c.entropy_threshold >= 0 && c.entropy_threshold < 8))  // 8 bits: no byte is ever that uncertain
+    throw Error("entropy_threshold must be in [0, 8) bits, got " + std::to_string(c.entropy_threshold));
   if (c.arch == "transformer" || c.arch == "hybrid") check_transformer_config(c);
 }
 
@@ -53,6 +57,10 @@ std::unique_ptr<Model<float>> make_model_on(const std::string& device, const Mod
     throw Error("--device must be cpu, cuda, cuda-tf32 or cuda-fp32, got '" + device + "'");
   if (config.arch == "transformer" || config.arch == "hybrid")
     throw Error("the " + config.arch + " family has no CUDA path yet; use --device cpu");
+  // Refused before a GPU model is built: the CUDA backend has no op for these poolings (see ssm.cpp).
+  if (std::find(std::begin(kHostOnlyPatchings), std::end(kHostOnlyPatchings), config.patching) !=
+      std::end(kHostOnlyPatchings))
+    throw Error("patching " + config.patching + " has no CUDA kernel yet; use --device cpu");
 #ifdef BYTELM_WITH_CUDA
   check_config(config);
   std::string gemm = device == "cuda" ? "bf16" : device.substr(5);
@@ -67,10 +75,7 @@ int64_t param_count(const ModelConfig& c) {
   check_config(c);
   if (c.arch == "mamba") return mamba_param_count(c);
   if (c.arch == "transformer" || c.arch == "hybrid") return transformer_param_count(c);
-  int64_t d = c.d, H = c.hidden();
-  int64_t block = 4 * d + 2 * d * d + 2 * d + 3 * d * H;  // two LayerNorms, W_in, W_out, decay, D, SwiGLU
-  int64_t query = c.patching == "attn" ? d : 0;  // patch.query
-  return 256 * d + d + query + c.layers * block + 2 * d + 256 * d;
+  return ssm_param_count(c);
 }
 
 template std::unique_ptr<Model<float>> make_model<float>(const ModelConfig&, uint64_t);

@@ -18,8 +18,12 @@ struct ModelConfig {
   int layers = 4;
   int patch = 2;  // bytes a patch (ssm); the mamba family reads every byte and takes 1 only
   // How the ssm family pools a patch's P byte embeddings: "mean"; "attn", a softmax over the P bytes against a
-  // learned query (layers/patch_attn.h); "none", every byte its own patch (patch must be 1).
+  // learned query (layers/patch_attn.h); "none", every byte its own patch (patch must be 1); "local", the mean
+  // and a byte-rate decoder over each patch's bytes (layers/patch_local.h); "soft", learned soft boundaries
+  // (layers/patch_soft.h); "entropy", patches of P to 4P bytes that close where a bigram model's entropy of the
+  // next byte exceeds entropy_threshold bits (layers/patch_entropy.h).
   std::string patching = "mean";
+  double entropy_threshold = 4.0;
   // The transformer and hybrid families (models/transformer.h). Each trick is on by default; one key turns it off.
   int head_dim = 64;          // attention head width Dh; heads = d / head_dim
   int context = 2048;         // positions a stream's KV cache keeps; a longer stream slides (models/transformer.h)

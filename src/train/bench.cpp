@@ -10,6 +10,7 @@
 #include "core/op_profile.h"
 #include "core/rng.h"
 #include "models/mamba.h"
+#include "models/ssm.h"
 #include "models/transformer.h"
 #include "train/adamw.h"
 #include "train/corpus.h"
@@ -44,8 +45,8 @@ double train_flops_per_byte(const ModelConfig& m) {
     return 3 * 2 * macs;
   }
   double d = m.d, H = m.hidden();
-  double block_macs = 2 * d * d + 3 * d * H;  // W_in, W_out and the SwiGLU, once per patch
-  return 3 * 2 * (m.layers * block_macs / m.patch + 256 * d);
+  double block_macs = 2 * d * d + 3 * d * H;  // W_in, W_out and the SwiGLU, once per patch (local's: per byte)
+  return 3 * 2 * (m.layers * block_macs / m.patch + ssm_byte_rate_blocks(m) * block_macs + 256 * d);
 }
 
 double train_activation_floats_per_byte(const ModelConfig& m) {
@@ -67,7 +68,7 @@ double train_activation_floats_per_byte(const ModelConfig& m) {
            (d + 2) + 256 * (m.softcap > 0 ? 2 : 1) + 1;
   }
   double H = m.hidden(), P = m.patch;
-  return (6 * d + 256 + 4) + L * (5 * d + 3 * H + 4 + d) / P + 3 * d;
+  return (6 * d + 256 + 4) + (L / P + ssm_byte_rate_blocks(m)) * (5 * d + 3 * H + 4 + d) + 3 * d;
 }
 
 std::string run_bench(const BenchOptions& o) {

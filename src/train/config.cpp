@@ -27,6 +27,7 @@ struct Key {
 
 bool transformer_or_hybrid(const ModelConfig& m) { return m.arch == "transformer" || m.arch == "hybrid"; }
 bool hybrid_only(const ModelConfig& m) { return m.arch == "hybrid"; }
+bool entropy_patching(const ModelConfig& m) { return m.patching == "entropy"; }
 
 // The key, written for the families `applies` accepts only.
 Key only_for(bool (*applies)(const ModelConfig&), Key k) {
@@ -64,6 +65,8 @@ const std::vector<Key>& keys() {
       int_key("layers", [](RunConfig& c) -> int& { return c.model.layers; }, true),
       int_key("patch", [](RunConfig& c) -> int& { return c.model.patch; }, true),
       text_key("patching", [](RunConfig& c) -> std::string& { return c.model.patching; }, true),
+      only_for(entropy_patching,
+               num_key("entropy_threshold", [](RunConfig& c) -> double& { return c.model.entropy_threshold; }, true)),
       // the transformer and hybrid families
       only_for(transformer_or_hybrid, int_key("head_dim", [](RunConfig& c) -> int& { return c.model.head_dim; }, true)),
       only_for(transformer_or_hybrid, int_key("context", [](RunConfig& c) -> int& { return c.model.context; }, true)),
