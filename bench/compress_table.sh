@@ -25,7 +25,7 @@ if [[ -z "$bytelm" ]]; then [[ -x .devbin/bytelm ]] && bytelm=.devbin/bytelm || 
 [[ -d .devlib ]] && export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 out="${OUT:-/tmp/bytelm_out}"
 mkdir -p "$out" .data
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+commit="$("$bytelm" --version | cut -d' ' -f2)"  # the binary's own commit (a device copy's .git may be stale)
 
 if [[ -z "$file" ]]; then
   file=.data/debdocs-en-val.txt

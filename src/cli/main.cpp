@@ -47,6 +47,10 @@ int main(int argc, char** argv) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  if (!std::strcmp(argv[1], "--version")) {  // the commit this binary was built from (scripts record it)
+    std::printf("bytelm %s\n", BYTELM_GIT_COMMIT);
+    return 0;
+  }
   for (const Entry& e : kCommands) {
     if (std::strcmp(argv[1], e.name) != 0) continue;
     try {
