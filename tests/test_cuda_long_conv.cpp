@@ -200,9 +200,8 @@ TEST_F(CudaLongConv, Throughput) {
     Dev<A> x(storage(xh, A())), dy(storage(xh, A())), y(n), dx(n);
     Dev<float> w(random_floats((size_t)s.C * s.K, rng, 1.0 / std::sqrt(double(s.K)))), bias(V(s.C, 0.f)),
         dw(V((size_t)s.C * s.K, 0.f)), db(V(s.C, 0.f)), part(causal_conv_backward_cuda_partials(s.B, s.T, s.C, s.K));
-    float fwd = time_ms([&] {
-      causal_conv_forward_cuda(y.p, x.p, w.p, bias.p, s.B, s.T, s.C, s.K, (float*)nullptr, stream);
-    });
+    float fwd =
+        time_ms([&] { causal_conv_forward_cuda(y.p, x.p, w.p, bias.p, s.B, s.T, s.C, s.K, (float*)nullptr, stream); });
     float bwd = time_ms([&] {
       causal_conv_backward_cuda(dx.p, dw.p, db.p, dy.p, x.p, w.p, bias.p, s.B, s.T, s.C, s.K, part.p, stream);
     });
@@ -223,9 +222,7 @@ TEST_F(CudaLongConv, Throughput) {
   size_t n = (size_t)s.B * s.C;
   Dev<float> x(random_floats(n, rng)), y(n), w(random_floats((size_t)s.C * s.K, rng, 1.0 / 16)), bias(V(s.C, 0.f)),
       state(random_floats((size_t)s.B * (s.K - 1) * s.C, rng));
-  float step = time_ms([&] {
-    causal_conv_forward_cuda(y.p, x.p, w.p, bias.p, s.B, 1, s.C, s.K, state.p, stream);
-  });
+  float step = time_ms([&] { causal_conv_forward_cuda(y.p, x.p, w.p, bias.p, s.B, 1, s.C, s.K, state.p, stream); });
   std::printf("[ bench    ] causal conv step fp32 %s: %.3f ms (state read and shifted: %.0f GB/s)\n",
               describe(s).c_str(), step, 3.0 * s.B * (s.K - 1) * s.C * 4 / step * 1e-6);
   RecordProperty("step " + describe(s) + "ms", std::to_string(step));

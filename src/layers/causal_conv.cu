@@ -10,7 +10,8 @@
 // (slide_fma): one new input and one tap a step for 16 multiply-adds. The backward materialises
 // g = dy silu'(pre) (the pre-activations recomputed by the same tile kernel), then dx is the same convolution
 // of g run backwards in time, and dw a correlation of g with x summed per (sequence, segment) block and then
-// across blocks in a fixed order. The forward on a few rows (streaming) stays a thread per (row, channel).
+// across blocks in a fixed order. The forward on a few rows (streaming steps) runs a thread per (sequence,
+// channel) on taps staged in shared memory.
 //
 // Every pre-activation is bias + w[0] x[..] + w[1] x[..] + ... as one fmaf chain in tap order in either
 // kernel, so stepping a stream one row at a time gives the whole sequence's forward to the bit.
@@ -148,12 +149,12 @@ __global__ void __launch_bounds__(32 * kRowLanes)
 
 // ---- Long widths ----
 
-constexpr int kTileLanes = 32;                 // channels a block owns: a lane each
-constexpr int kTileWarps = 8;                  // 256 threads
-constexpr int kRun = 16;                       // outputs (tile kernel) or taps (dw kernel) a thread accumulates
-constexpr int kTileRows = kTileWarps * kRun;   // rows (tile kernel) or taps (dw kernel) a block owns: 128
-constexpr int kChunk = 64;                     // taps (tile kernel) or rows of g (dw kernel) staged at a time
-constexpr int kSegment = 512;                  // rows of one sequence a dw block sums into its partial
+constexpr int kTileLanes = 32;                // channels a block owns: a lane each
+constexpr int kTileWarps = 8;                 // 256 threads
+constexpr int kRun = 16;                      // outputs (tile kernel) or taps (dw kernel) a thread accumulates
+constexpr int kTileRows = kTileWarps * kRun;  // rows (tile kernel) or taps (dw kernel) a block owns: 128
+constexpr int kChunk = 64;                    // taps (tile kernel) or rows of g (dw kernel) staged at a time
+constexpr int kSegment = 512;                 // rows of one sequence a dw block sums into its partial
 // Rows the input stage holds: chunk + kTileRows covers every window (kRun - 1 past the chunk from the last
 // warp's start) plus slide_fma's one-past refill.
 constexpr int kStageRows = kChunk + kTileRows;
@@ -185,8 +186,7 @@ __device__ inline void slide_fma(float (&acc)[kRun], const float* a, int sa, con
 
 // taps[i][l] = w[c0 + l, k0 + i] for i < kc, zero past kc or C; consecutive threads read consecutive taps of
 // a channel, and the padded rows keep the transposing stores free of bank conflicts.
-__device__ inline void stage_taps(float (*taps)[kTileLanes + 1], const float* w, int c0, int C, int K, int k0,
-                                  int kc) {
+__device__ inline void stage_taps(float (*taps)[kTileLanes + 1], const float* w, int c0, int C, int K, int k0, int kc) {
   for (int f = threadIdx.x; f < kTileLanes * kChunk; f += blockDim.x) {
     int cl = f / kChunk, i = f % kChunk;
     taps[i][cl] = i < kc && c0 + cl < C ? w[(size_t)(c0 + cl) * K + k0 + i] : 0.f;
@@ -202,7 +202,7 @@ enum class TileMode { kForward, kGrad, kDx };
 
 template <class A, TileMode M>
 struct TileArgs {
-  using In = std::conditional_t<M == TileMode::kDx, float, A>;   // x, or g for kDx
+  using In = std::conditional_t<M == TileMode::kDx, float, A>;     // x, or g for kDx
   using Out = std::conditional_t<M == TileMode::kGrad, float, A>;  // y, g or dx
   Out* out;
   const In* in;
@@ -358,7 +358,9 @@ __global__ void __launch_bounds__(kTileLanes* kTileWarps)
 
 int row_tiles(int T_) { return (T_ + kTileRows - 1) / kTileRows; }
 int dw_segments(int T_) { return (T_ + kSegment - 1) / kSegment; }
-dim3 tile_grid(int B, int T_, int C) { return dim3((unsigned)(B * row_tiles(T_)), (unsigned)((C + kTileLanes - 1) / kTileLanes)); }
+dim3 tile_grid(int B, int T_, int C) {
+  return dim3((unsigned)(B * row_tiles(T_)), (unsigned)((C + kTileLanes - 1) / kTileLanes));
+}
 
 // The forward at long widths on fewer rows than a quarter tile (streaming steps) runs conv_rows_kernel.
 constexpr int kMinTileRows = kTileRows / 4;
@@ -381,8 +383,7 @@ void causal_conv_forward_cuda(A* y, const A* x, const float* w, const float* bia
     dim3 grid((unsigned)((C + kTileLanes - 1) / kTileLanes), (unsigned)((B + kTileWarps - 1) / kTileWarps));
     conv_rows_kernel<<<grid, kTileLanes * kTileWarps, 0, stream>>>(y, x, w, bias, B, T_, C, K, state);
   } else {
-    conv_forward_kernel<<<dim3(blocks_for((size_t)T_ * C), B), kThreads, 0, stream>>>(y, x, w, bias, T_, C, K,
-                                                                                      state);
+    conv_forward_kernel<<<dim3(blocks_for((size_t)T_ * C), B), kThreads, 0, stream>>>(y, x, w, bias, T_, C, K, state);
   }
   BYTELM_CUDA_CHECK(cudaGetLastError());
   if (state && K > 1) {  // after the forward has read the old state
