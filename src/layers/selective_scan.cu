@@ -280,7 +280,7 @@ __global__ void __launch_bounds__(kBlock, 2)
         int j = threadIdx.x / 32;
         if (s0 + j < s1) {
           float t = 0.f;
-          for (int wp = 0; wp < kWarps; wp++) t += part[wp][j][lane];
+          for (int warp = 0; warp < kWarps; warp++) t += part[warp][j][lane];
           bc_part[((row0 + s0 + j) * tiles + blockIdx.x) * 32 + lane] = t;
         }
       }
