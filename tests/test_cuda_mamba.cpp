@@ -148,10 +148,13 @@ TEST_F(CudaMambaLayers, SelectiveScan) {
     int B, T, Di, N;
     bool with_state;
   };
-  // T not a multiple of the backward's chunk, Di not a multiple of the warp, N = 16 and odd N; a long sequence
-  // (63 chunks, states carried across every boundary); T = 1, the streaming shape.
+  // T not a multiple of the 32-row segments the kernels stage (and the backward's boundaries), Di not a multiple of
+  // the 32-channel tile, N = 16 and odd N; long sequences (32 and 19 segments, states carried across every boundary,
+  // the slowest channels' delta 2.5e-3 remembering hundreds of rows); T = 1, the streaming shape; T one segment
+  // exactly; two segments and a row over four tiles, the last of one channel.
   for (Case k : {Case{2, 37, 45, 16, true}, Case{3, 48, 32, 5, false}, Case{1, 1000, 70, 7, true},
-                 Case{2, 1, 33, 16, true}}) {
+                 Case{2, 1, 33, 16, true}, Case{3, 32, 20, 3, false}, Case{2, 65, 97, 16, true},
+                 Case{1, 600, 64, 16, false}}) {
     SCOPED_TRACE("B=" + std::to_string(k.B) + " T=" + std::to_string(k.T) + " Di=" + std::to_string(k.Di) +
                  " N=" + std::to_string(k.N));
     tag = "T=" + std::to_string(k.T) + " Di=" + std::to_string(k.Di) + " N=" + std::to_string(k.N) + " ";

@@ -1,18 +1,26 @@
-// Selective scan on the GPU. A block is one warp: 32 consecutive channels of one sequence (lane = channel, so
-// the loads of x, dt, z and dy are 32 consecutive elements). The warp stages kChunk rows of inputs at a time in
-// shared memory (StagedRows: one burst of loads instead of a memory latency a step), then each thread steps its
-// channel through them with h [N] in registers, exactly the CPU's recurrence (exp(delta A) in (0, 1] a step: no
-// cumulative sums, nothing to overflow at any length).
+// Selective scan on the GPU. A block is one sequence and a tile of 32 channels, 512 threads: thread (c, n) =
+// (threadIdx.x / 16, threadIdx.x % 16) owns state n of channel c, so a half-warp is one channel's 16 states and every
+// state of the B x Di x 16 gets a thread (131k at mamba-10m's batch 16: some 30 warps an SM; a thread a channel gave
+// 8k, 2 warps an SM, latency-bound). A thread walks time with its one state in a register through the CPU's
+// recurrence (exp(delta A) in (0, 1] a step: no cumulative sums, no carries recombined), so the streaming step
+// (T = 1, state carried) gives the whole sequence's bits.
 //
-// Backward, per thread, three walks over time:
-//   1. the recurrence from zero, storing the state before every chunk of kChunk steps (the only global
-//      scratch that grows with T: B T/kChunk N Di floats) and, since it has the output before the gate, dz and
-//      the sequence's dD;
-//   2. and 3., chunk by chunk from the last: the chunk's states recomputed from its boundary into shared memory
-//      (each lane its own column: no synchronisation), then the chunk walked backward carrying dh [N].
-// dB and dC sum over channels: the warp sums its 32 lanes' values in a fixed butterfly (warp_transpose_sum),
-// the warps' partials are then added in warp order. dA, dD and d dt_bias sum over sequences: a partial per
-// sequence, added in sequence order.
+// The block stages kRows rows of inputs in shared memory at a time (coalesced loads of the tile's 32 channels;
+// softplus, and in the backward the gate's SiLU and sigmoid, once per (row, channel) there instead of once per state).
+// Sums over a channel's 16 states (y; dx and d delta) are deferred: a thread keeps its terms of 16 sums (16 rows of
+// y, or 8 rows of dx and of d delta) and the half-warp adds them in a transposed butterfly (half_warp_transpose_sum:
+// 15 shuffles for 16 sums, about one a row), which leaves sum k in lane k; outputs go through shared memory to
+// coalesced stores.
+//
+// Backward, per block:
+//   1. the recurrence from zero over the sequence: the states before every kRows-row segment to global scratch
+//      (B T/kRows N Di floats), dz and the sequence's dD;
+//   2. the segments from the last: staged once, rerun from their boundary keeping the state before every kSub rows
+//      in registers, then each kSub-row piece, last first, rerun keeping its states and decays in registers and
+//      walked backward carrying dh.
+// dB and dC sum over channels: the warp's two channels by one shuffle, the block's 16 warps in warp order through
+// shared memory, the tiles in tile order in scan_dbc_kernel. dA, dD and d dt_bias sum over sequences: a partial per
+// sequence, added in sequence order. No atomics: the backward is bit-reproducible.
 #include "core/bf16.h"
 #include "core/error.h"
 #include "layers/activations.cuh"
@@ -25,38 +33,89 @@ using namespace cuda;
 
 namespace {
 
-constexpr int kMaxN = kSelectiveScanMaxState;
-constexpr int kChunk = kSelectiveScanChunk;
-static_assert(2 * kMaxN == 32, "dB and dC of a row fill one warp's 32 lanes");
+constexpr int kMaxN = kSelectiveScanMaxState;  // lanes a channel
+constexpr int kTile = 32;                      // channels a block
+constexpr int kBlock = kTile * kMaxN;          // threads a block
+constexpr int kWarps = kBlock / 32;
+constexpr int kRows = kSelectiveScanRows;  // rows a staged segment
+constexpr int kSub = kMaxN / 2;            // rows a backward piece: its dx and d delta are 16 sums
+constexpr int kPieces = kRows / kSub;
+static_assert(kMaxN == 16 && kRows % kMaxN == 0 && kRows % kSub == 0, "half-warp sums of 16; whole groups a segment");
 
-// A[n] = -exp(A_log[i, n]) for n < N (0 past N and for inactive lanes), as the CPU's state_matrix.
-__device__ inline void load_state_matrix(float (&A)[kMaxN], const float* A_log, int i, int N, bool active) {
-#pragma unroll
-  for (int n = 0; n < kMaxN; n++) A[n] = active && n < N ? -expf(A_log[(size_t)i * N + n]) : 0.f;
+// A thread's place: channel c of the block's tile (i of Di) and state n.
+struct Place {
+  int c, n, i;
+  bool active;  // i < Di and n < N; the others run along with zeros (A = B = C = 0: decay 1, state 0)
+};
+
+__device__ inline Place place(int Di, int N) {
+  int c = threadIdx.x / kMaxN, n = threadIdx.x % kMaxN, i = blockIdx.x * kTile + c;
+  return {c, n, i, i < Di && n < N};
 }
 
-// One step of one channel: h <- exp(delta A) h + delta x B; returns sum_n C[n] h[n] (the CPU's scan_step).
-template <class T>
-__device__ inline float scan_step(float (&h)[kMaxN], const float (&A)[kMaxN], const T* BC, int N, float delta,
-                                  float delta_x) {
-  float out = 0.f;
-#pragma unroll
-  for (int n = 0; n < kMaxN; n++) {
-    if (n < N) {
-      float decay = expf(delta * A[n]);
-      h[n] = decay * h[n] + delta_x * (float)BC[n];
-      out += (float)BC[N + n] * h[n];
+// kRows consecutive rows of one sequence for the tile: per (row, channel) four numbers (forward: delta, x, z, dy;
+// backward walk: delta, x, dgate = dy silu(z), sigmoid(dt + dt_bias)) and per (row, state) B and C. out holds
+// outputs [row][channel] on their way to coalesced stores.
+struct Rows {
+  float4 ch[kRows][kTile];
+  float2 bc[kRows][kMaxN];
+  float out[2][kRows][kTile];
+};
+
+// Rows row0 .. row0 + len - 1 into st (dy: null in the forward); past len and Di, zeros. Every thread takes part.
+template <bool kWalk, class T>
+__device__ inline void stage_rows(Rows& st, ScanInputs<T> in, const T* dy, const float* dt_bias, size_t row0, int len,
+                                  int Di, int N) {
+  __syncthreads();  // every thread is done with the rows staged before
+  int i0 = blockIdx.x * kTile;
+  for (int e = threadIdx.x; e < kRows * kTile; e += kBlock) {
+    int s = e / kTile, c = e % kTile, i = i0 + c;
+    float4 q = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (s < len && i < Di) {
+      size_t k = (row0 + s) * Di + i;
+      float pre = (float)in.dt[k] + dt_bias[i], x = (float)in.x[k], z = (float)in.z[k], g = dy ? (float)dy[k] : 0.f;
+      float delta = softplus(pre);
+      q = kWalk ? make_float4(delta, x, g * silu(z), sigmoid(pre)) : make_float4(delta, x, z, g);
     }
+    st.ch[s][c] = q;
   }
-  return out;
+  for (int e = threadIdx.x; e < kRows * kMaxN; e += kBlock) {
+    int s = e / kMaxN, n = e % kMaxN;
+    float2 bc = make_float2(0.f, 0.f);
+    if (s < len && n < N) {
+      const T* r = in.BC + (row0 + s) * 2 * N;
+      bc = make_float2((float)r[n], (float)r[N + n]);
+    }
+    st.bc[s][n] = bc;
+  }
+  __syncthreads();  // the rows are visible to every thread
 }
 
-// After the call lane l holds the sum over the warp's 32 lanes of v[l]: a reduce-scatter by halves, where at
-// each round (offset O = 16, 8, .., 1) a lane keeps the half of its values whose index has the lane's bit O
-// and adds its partner's copy of them. 31 shuffles for 32 sums, in an order fixed by the lane alone. The rounds
-// are a template recursion so that every index is a constant and v stays in registers.
-template <int O = 16>
-__device__ inline float warp_transpose_sum(float (&v)[32]) {
+// Rows s0 .. s1 - 1 of out to dst (row-major, Di wide, row row0 + s), the tile's channels. After a barrier.
+template <class T>
+__device__ inline void store_rows(T* dst, const float (&out)[kRows][kTile], size_t row0, int s0, int s1, int Di) {
+  int i0 = blockIdx.x * kTile;
+  for (int e = threadIdx.x; e < (s1 - s0) * kTile; e += kBlock) {
+    int s = s0 + e / kTile, c = e % kTile;
+    if (i0 + c < Di) dst[(row0 + s) * Di + i0 + c] = (T)out[s][c];
+  }
+}
+
+// One step of one state, the CPU's scan_step: h <- exp(delta A) h + delta x B; returns the decay exp(delta A).
+__device__ inline float scan_step(float& h, float A, float4 q, float2 bc) {
+  float decay = expf(q.x * A);
+  h = decay * h + q.x * q.y * bc.x;
+  return decay;
+}
+
+// After the call lane k of each half-warp (k = lane % 16) holds the sum over the half-warp's 16 lanes of v[k]: a
+// reduce-scatter by halves, where at each round (offset O = 8, 4, 2, 1) a lane keeps the half of its values whose
+// index has the lane's bit O and adds its partner's copy of them. 15 shuffles for 16 sums. Every sum is added in the
+// same tree (lanes paired by bit 3, then 2, 1, 0; a + b is b + a in floating point too), so its bits do not depend on
+// the lane it lands in. The rounds are a template recursion so that every index is a constant and v stays in
+// registers.
+template <int O = kMaxN / 2>
+__device__ inline float half_warp_transpose_sum(float (&v)[kMaxN]) {
   bool upper = threadIdx.x & O;
 #pragma unroll
   for (int j = 0; j < O; j++) {
@@ -64,170 +123,182 @@ __device__ inline float warp_transpose_sum(float (&v)[32]) {
     float keep = upper ? v[j + O] : v[j];
     v[j] = keep + __shfl_xor_sync(0xffffffffu, send, O);
   }
-  if constexpr (O > 1) return warp_transpose_sum<O / 2>(v);
+  if constexpr (O > 1) return half_warp_transpose_sum<O / 2>(v);
   else return v[0];
 }
 
-// The inputs of up to kChunk consecutive rows of one sequence, staged in shared memory by the warp in one burst
-// of independent loads (a thread walking time would otherwise wait a memory latency at every step): each row's B
-// and C (lane j loads element j of the row) and the warp's 32 channels of x, dt + dt_bias, z and dy (backward).
-struct StagedRows {
-  float BC[kChunk][32];
-  float x[kChunk][32], pre[kChunk][32], z[kChunk][32], dy[kChunk][32];
-};
-
-// Rows row0 .. row0 + len - 1 into st (dy: null in the forward). Every lane of the warp takes part.
-template <class T>
-__device__ inline void stage_rows(StagedRows& st, ScanInputs<T> in, const T* dy, size_t row0, int len, int Di, int N,
-                                  int i, bool active, float bias) {
-  int lane = threadIdx.x % 32;
-  __syncwarp();  // every lane is done with the rows staged before
+// The sum over the half-warp's lanes of v, the same bits in every lane.
+__device__ inline float half_warp_sum(float v) {
 #pragma unroll
-  for (int s = 0; s < kChunk; s++) {
-    if (s < len) {
-      size_t row = row0 + s, k = row * Di + i;
-      st.BC[s][lane] = lane < 2 * N ? (float)in.BC[row * 2 * N + lane] : 0.f;
-      st.x[s][lane] = active ? (float)in.x[k] : 0.f;
-      st.pre[s][lane] = active ? (float)in.dt[k] + bias : 0.f;
-      st.z[s][lane] = active ? (float)in.z[k] : 0.f;
-      if (dy) st.dy[s][lane] = active ? (float)dy[k] : 0.f;
+  for (int o = kMaxN / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Steps the state h through staged rows s0 .. s0 + 15 (those below len); returns in lane k of the half-warp the
+// channel's sum_n C_n h_n after row s0 + k.
+__device__ inline float scan_group(float& h, float A, const Rows& st, int s0, int len, Place p) {
+  float v[kMaxN];
+#pragma unroll
+  for (int s = 0; s < kMaxN; s++) {
+    v[s] = 0.f;
+    if (s0 + s < len) {
+      float2 bc = st.bc[s0 + s][p.n];
+      scan_step(h, A, st.ch[s0 + s][p.c], bc);
+      v[s] = bc.y * h;
     }
   }
-  __syncwarp();  // the rows are visible to every lane
+  return half_warp_transpose_sum(v);
 }
 
 template <class T>
-__global__ void __launch_bounds__(32) scan_forward_kernel(T* y, ScanInputs<T> in, SelectiveScanWeights<float> w,
-                                                          int T_, int Di, int N, float* state) {
-  __shared__ StagedRows st;
-  int lane = threadIdx.x, i = blockIdx.x * 32 + lane, b = blockIdx.y;
-  bool active = i < Di;  // inactive lanes still help stage the rows
-  float A[kMaxN], h[kMaxN];
-  load_state_matrix(A, w.A_log, i, N, active);
-  float* hs = active && state ? state + (size_t)b * N * Di + i : nullptr;
-#pragma unroll
-  for (int n = 0; n < kMaxN; n++) h[n] = hs && n < N ? hs[(size_t)n * Di] : 0.f;
-  float D = active ? w.D[i] : 0.f, bias = active ? w.dt_bias[i] : 0.f;
-  for (int t0 = 0; t0 < T_; t0 += kChunk) {
-    int len = min(kChunk, T_ - t0);
+__global__ void __launch_bounds__(kBlock) scan_forward_kernel(T* y, ScanInputs<T> in, SelectiveScanWeights<float> w,
+                                                              int T_, int Di, int N, float* state) {
+  __shared__ Rows st;
+  Place p = place(Di, N);
+  int b = blockIdx.y;
+  float A = p.active ? -expf(w.A_log[(size_t)p.i * N + p.n]) : 0.f, D = p.i < Di ? w.D[p.i] : 0.f;
+  float* hs = p.active && state ? state + ((size_t)b * N + p.n) * Di + p.i : nullptr;
+  float h = hs ? *hs : 0.f;
+  for (int t0 = 0; t0 < T_; t0 += kRows) {
+    int len = min(kRows, T_ - t0);
     size_t row0 = (size_t)b * T_ + t0;
-    stage_rows(st, in, (const T*)nullptr, row0, len, Di, N, i, active, bias);
-    if (!active) continue;
-    for (int s = 0; s < len; s++) {
-      float x = st.x[s][lane], delta = softplus(st.pre[s][lane]);
-      float out = scan_step(h, A, st.BC[s], N, delta, delta * x);
-      y[(row0 + s) * Di + i] = (T)((out + D * x) * silu(st.z[s][lane]));
-    }
-  }
-  if (hs) {
+    stage_rows<false>(st, in, (const T*)nullptr, w.dt_bias, row0, len, Di, N);
 #pragma unroll
-    for (int n = 0; n < kMaxN; n++)
-      if (n < N) hs[(size_t)n * Di] = h[n];
+    for (int s0 = 0; s0 < kRows; s0 += kMaxN) {
+      if (s0 >= len) break;  // the same in every thread
+      float out = scan_group(h, A, st, s0, len, p);
+      int s = s0 + p.n;
+      if (s < len) {
+        float4 q = st.ch[s][p.c];  // delta, x, z
+        st.out[0][s][p.c] = (out + D * q.y) * silu(q.z);
+      }
+    }
+    __syncthreads();
+    store_rows(y, st.out[0], row0, 0, len, Di);
   }
+  if (hs) *hs = h;
 }
 
-// Per-warp partials of dB and dC: bc_part [B*T, tiles, 32], lane n < kMaxN dB_n, lane kMaxN + n dC_n.
+// bounds [B, tiles, segments, kBlock]: each thread's state before each segment.
+// Per-tile partials of dB and dC: bc_part [B*T, tiles, 32], lane n < kMaxN dB_n, lane kMaxN + n dC_n.
 // Per-sequence partials of the weight gradients: w_part [B, N + 2, Di], d/dA [N] then dD then d dt_bias.
+// Two blocks an SM: ptxas fits the backward in 64 registers without spilling.
 template <class T>
-__global__ void __launch_bounds__(32)
+__global__ void __launch_bounds__(kBlock, 2)
     scan_backward_kernel(ScanInputGrads<T> gin, float* bounds, float* bc_part, float* w_part, const T* dy,
                          ScanInputs<T> in, SelectiveScanWeights<float> w, int T_, int Di, int N) {
-  __shared__ float hist[kChunk + 1][kMaxN][32];  // hist[s][n]: the state before step s of the chunk
-  __shared__ StagedRows st;
-  int lane = threadIdx.x, i = blockIdx.x * 32 + lane, b = blockIdx.y, tiles = gridDim.x;
-  bool active = i < Di;  // inactive lanes still stage rows and take part in the warp sums, with zeros
-  int chunks = (T_ + kChunk - 1) / kChunk;
-  float A[kMaxN], h[kMaxN];
-  load_state_matrix(A, w.A_log, i, N, active);
-  float D = active ? w.D[i] : 0.f, bias = active ? w.dt_bias[i] : 0.f;
-  float* bnd = bounds + (size_t)b * chunks * N * Di + i;  // [chunks, N, Di] of this sequence
+  __shared__ Rows st;
+  __shared__ float part[kWarps][kSub][32];  // a warp's dB (lanes < 16) and dC (lanes 16..) of a piece's rows
+  Place p = place(Di, N);
+  int b = blockIdx.y, tiles = gridDim.x, segs = (T_ + kRows - 1) / kRows, lane = threadIdx.x % 32;
+  float A = p.active ? -expf(w.A_log[(size_t)p.i * N + p.n]) : 0.f, D = p.i < Di ? w.D[p.i] : 0.f;
+  float* bnd = bounds + ((size_t)b * tiles + blockIdx.x) * segs * kBlock + threadIdx.x;
 
   // 1. the recurrence from zero: boundaries, dz, dD
-  float dD = 0.f;
+  float h = 0.f, dD = 0.f;
+  for (int sg = 0; sg < segs; sg++) {
+    int len = min(kRows, T_ - sg * kRows);
+    size_t row0 = (size_t)b * T_ + (size_t)sg * kRows;
+    stage_rows<false>(st, in, dy, w.dt_bias, row0, len, Di, N);
+    bnd[(size_t)sg * kBlock] = h;
 #pragma unroll
-  for (int n = 0; n < kMaxN; n++) h[n] = 0.f;
-  for (int c = 0; c < chunks; c++) {
-    int len = min(kChunk, T_ - c * kChunk);
-    size_t row0 = (size_t)b * T_ + c * kChunk;
-    stage_rows(st, in, dy, row0, len, Di, N, i, active, bias);
-    if (!active) continue;
-#pragma unroll
-    for (int n = 0; n < kMaxN; n++)
-      if (n < N) bnd[((size_t)c * N + n) * Di] = h[n];
-    for (int s = 0; s < len; s++) {
-      float x = st.x[s][lane], delta = softplus(st.pre[s][lane]), z = st.z[s][lane], g = st.dy[s][lane];
-      float out = scan_step(h, A, st.BC[s], N, delta, delta * x);
-      gin.z[(row0 + s) * Di + i] = (T)(g * (out + D * x) * silu_grad(z));
-      dD += g * silu(z) * x;
+    for (int s0 = 0; s0 < kRows; s0 += kMaxN) {
+      if (s0 >= len) break;
+      float out = scan_group(h, A, st, s0, len, p);
+      int s = s0 + p.n;
+      if (s < len) {
+        float4 q = st.ch[s][p.c];  // delta, x, z, dy
+        st.out[0][s][p.c] = q.w * (out + D * q.y) * silu_grad(q.z);
+        dD += q.w * silu(q.z) * q.y;
+      }
     }
+    __syncthreads();
+    store_rows(gin.z, st.out[0], row0, 0, len, Di);
   }
 
-  // 2. and 3.: the chunks from the last, each recomputed, then walked backward
-  float dh[kMaxN], dA[kMaxN], dbias = 0.f;
+  // 2. the segments from the last, each rerun, then walked backward a piece at a time
+  float dh = 0.f, dA = 0.f, dbias = 0.f;
+  for (int sg = segs - 1; sg >= 0; sg--) {
+    int len = min(kRows, T_ - sg * kRows);
+    size_t row0 = (size_t)b * T_ + (size_t)sg * kRows;
+    stage_rows<true>(st, in, dy, w.dt_bias, row0, len, Di, N);
+    float start[kPieces];  // the state before each piece
+    h = bnd[(size_t)sg * kBlock];
 #pragma unroll
-  for (int n = 0; n < kMaxN; n++) dh[n] = dA[n] = 0.f;
-  for (int c = chunks - 1; c >= 0; c--) {
-    int len = min(kChunk, T_ - c * kChunk);
-    size_t row0 = (size_t)b * T_ + c * kChunk;
-    stage_rows(st, in, dy, row0, len, Di, N, i, active, bias);
-    if (active) {
+    for (int k = 0; k < kPieces; k++) {
+      start[k] = h;
 #pragma unroll
-      for (int n = 0; n < kMaxN; n++) {
-        h[n] = n < N ? bnd[((size_t)c * N + n) * Di] : 0.f;
-        hist[0][n][lane] = h[n];
-      }
-      for (int s = 0; s < len; s++) {
-        float delta = softplus(st.pre[s][lane]);
-        scan_step(h, A, st.BC[s], N, delta, delta * st.x[s][lane]);
-#pragma unroll
-        for (int n = 0; n < kMaxN; n++) hist[s + 1][n][lane] = h[n];
-      }
+      for (int j = 0; j < kSub; j++)
+        if (k * kSub + j < len) scan_step(h, A, st.ch[k * kSub + j][p.c], st.bc[k * kSub + j][p.n]);
     }
-    for (int s = len - 1; s >= 0; s--) {
-      size_t row = row0 + s, k = row * Di + i;
-      float v[32];  // this lane's dB (0..kMaxN-1) and dC (kMaxN..) for the row
 #pragma unroll
-      for (int j = 0; j < 32; j++) v[j] = 0.f;
-      if (active) {
-        const float* BC = st.BC[s];
-        float x = st.x[s][lane], pre = st.pre[s][lane], z = st.z[s][lane];
-        float delta = softplus(pre), delta_x = delta * x;
-        float dgate = st.dy[s][lane] * silu(z);  // d/d(C.h + D x)
-        float dx = dgate * D, ddelta = 0.f;
+    for (int k = kPieces - 1; k >= 0; k--) {
+      int s0 = k * kSub;
+      if (s0 >= len) continue;  // the same in every thread
+      float hist[kSub + 1], decay[kSub];  // hist[j]: the state before row s0 + j
+      hist[0] = start[k];
 #pragma unroll
-        for (int n = 0; n < kMaxN; n++) {
-          if (n < N) {
-            float Bn = BC[n], Cn = BC[N + n];
-            float h_prev = hist[s][n][lane], h_t = hist[s + 1][n][lane], decay = expf(delta * A[n]);
-            float dhn = dh[n] + dgate * Cn;  // all of d/d(h_t[n])
-            v[kMaxN + n] = dgate * h_t;
-            v[n] = dhn * delta_x;
-            dx += dhn * delta * Bn;
-            ddelta += dhn * (A[n] * decay * h_prev + Bn * x);
-            dA[n] += dhn * delta * decay * h_prev;
-            dh[n] = dhn * decay;  // carried to h_{t-1}
-          }
-        }
-        float ddt = ddelta * sigmoid(pre);  // softplus' = sigmoid
-        gin.dt[k] = (T)ddt;
-        gin.x[k] = (T)dx;
-        dbias += ddt;
+      for (int j = 0; j < kSub; j++) {
+        hist[j + 1] = hist[j];
+        decay[j] = s0 + j < len ? scan_step(hist[j + 1], A, st.ch[s0 + j][p.c], st.bc[s0 + j][p.n]) : 1.f;
       }
-      float sum = warp_transpose_sum(v);
-      bc_part[(row * tiles + blockIdx.x) * 32 + lane] = sum;
+      float v[kMaxN];  // this state's terms of the piece's dx (rows 0..kSub-1), then of its d delta
+#pragma unroll
+      for (int j = kSub - 1; j >= 0; j--) {
+        float dB = 0.f, dC = 0.f;
+        v[j] = v[kSub + j] = 0.f;
+        if (s0 + j < len) {
+          float4 q = st.ch[s0 + j][p.c];  // delta, x, dgate, sigmoid(dt + dt_bias)
+          float2 bc = st.bc[s0 + j][p.n];
+          float dhn = dh + q.z * bc.y;  // all of d/d(h_t)
+          dC = q.z * hist[j + 1];
+          dB = dhn * (q.x * q.y);
+          v[j] = dhn * q.x * bc.x;
+          v[kSub + j] = dhn * (A * decay[j] * hist[j] + bc.x * q.y);
+          dA += dhn * q.x * decay[j] * hist[j];
+          dh = dhn * decay[j];  // carried to h_{t-1}
+        }
+        // the warp's two channels: lane n keeps dB_n, lane 16 + n dC_n
+        bool upper = lane >= kMaxN;
+        part[threadIdx.x / 32][j][lane] = (upper ? dC : dB) + __shfl_xor_sync(0xffffffffu, upper ? dB : dC, kMaxN);
+      }
+      float sum = half_warp_transpose_sum(v);  // lane j < kSub: row s0 + j's dx terms; lane kSub + j: its d delta's
+      int s = s0 + p.n % kSub;
+      if (s < len) {
+        float4 q = st.ch[s][p.c];
+        if (p.n < kSub) {
+          st.out[0][s][p.c] = sum + q.z * D;
+        } else {
+          float ddt = sum * q.w;  // softplus' = sigmoid
+          st.out[1][s][p.c] = ddt;
+          dbias += ddt;
+        }
+      }
+      __syncthreads();
+      int s1 = min(len, s0 + kSub);
+      if (threadIdx.x < kSub * 32) {  // the piece's dB and dC: the warps in order
+        int j = threadIdx.x / 32;
+        if (s0 + j < s1) {
+          float t = 0.f;
+          for (int warp = 0; warp < kWarps; warp++) t += part[warp][j][lane];
+          bc_part[((row0 + s0 + j) * tiles + blockIdx.x) * 32 + lane] = t;
+        }
+      }
+      store_rows(gin.x, st.out[0], row0, s0, s1, Di);
+      store_rows(gin.dt, st.out[1], row0, s0, s1, Di);
+      __syncthreads();  // part and out are rewritten by the next piece
     }
   }
-  if (active) {
-    float* wp = w_part + (size_t)b * (N + 2) * Di + i;
-#pragma unroll
-    for (int n = 0; n < kMaxN; n++)
-      if (n < N) wp[(size_t)n * Di] = dA[n];
+  dD = half_warp_sum(dD);
+  dbias = half_warp_sum(dbias);
+  float* wp = w_part + (size_t)b * (N + 2) * Di + p.i;
+  if (p.active) wp[(size_t)p.n * Di] = dA;
+  if (p.i < Di && p.n == 0) {
     wp[(size_t)N * Di] = dD;
     wp[(size_t)(N + 1) * Di] = dbias;
   }
 }
-
-// dBC [rows, 2N] = the sum over the warps (tiles) of their partials, in warp order.
+// dBC [rows, 2N] = the sum over the tiles of their partials, in tile order.
 template <class T>
 __global__ void scan_dbc_kernel(T* dBC, const float* bc_part, int rows, int tiles, int N) {
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -262,8 +333,8 @@ struct BackwardWorkspace {
   float *bounds, *bc_part, *w_part;
   size_t floats;
   BackwardWorkspace(void* base, int B, int T_, int Di, int N) {
-    size_t chunks = (T_ + kChunk - 1) / kChunk, tiles = (Di + 31) / 32;
-    size_t n_bounds = (size_t)B * chunks * N * Di, n_bc = (size_t)B * T_ * tiles * 32;
+    size_t segs = (T_ + kRows - 1) / kRows, tiles = (Di + kTile - 1) / kTile;
+    size_t n_bounds = (size_t)B * tiles * segs * kBlock, n_bc = (size_t)B * T_ * tiles * 32;
     bounds = (float*)base;
     bc_part = bounds ? bounds + n_bounds : nullptr;
     w_part = bc_part ? bc_part + n_bc : nullptr;
@@ -278,7 +349,7 @@ void selective_scan_forward_cuda(A* y, ScanInputs<A> in, SelectiveScanWeights<fl
                                  float* state, cudaStream_t stream) {
   check_state(N);
   if (B == 0 || T_ == 0 || Di == 0) return;
-  scan_forward_kernel<<<dim3((Di + 31) / 32, B), 32, 0, stream>>>(y, in, w, T_, Di, N, state);
+  scan_forward_kernel<<<dim3((Di + kTile - 1) / kTile, B), kBlock, 0, stream>>>(y, in, w, T_, Di, N, state);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -293,8 +364,8 @@ void selective_scan_backward_cuda(ScanInputGrads<A> grad_in, SelectiveScanGrads<
   check_state(N);
   if (B == 0 || T_ == 0 || Di == 0) return;
   BackwardWorkspace ws(workspace, B, T_, Di, N);
-  int tiles = (Di + 31) / 32, rows = B * T_;
-  scan_backward_kernel<<<dim3(tiles, B), 32, 0, stream>>>(grad_in, ws.bounds, ws.bc_part, ws.w_part, dy, in, w, T_,
+  int tiles = (Di + kTile - 1) / kTile, rows = B * T_;
+  scan_backward_kernel<<<dim3(tiles, B), kBlock, 0, stream>>>(grad_in, ws.bounds, ws.bc_part, ws.w_part, dy, in, w, T_,
                                                           Di, N);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   scan_dbc_kernel<<<blocks_for((size_t)rows * 2 * N), kThreads, 0, stream>>>(grad_in.BC, ws.bc_part, rows, tiles, N);
