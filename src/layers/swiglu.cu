@@ -110,8 +110,8 @@ void pad_weights(Workspace<T> w, const T* W12, const T* W3, int d, int H, int S,
 
 // Every product below has dimensions N, d, S or 2S: with S a multiple of 16, all aligned.
 template <class A>
-void swiglu_forward_cuda(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H, void* workspace,
-                         Gemm gemm, cudaStream_t stream) {
+void swiglu_forward_cuda(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H,
+                         const A* residual, void* workspace, Gemm gemm, cudaStream_t stream) {
   if (N == 0) return;
   int S = swiglu_stride_cuda(H);
   if (!packable(g, 2 * S) || !packable(m, S)) throw Error("swiglu_forward_cuda: g and m must be 16-byte aligned");
@@ -121,7 +121,10 @@ void swiglu_forward_cuda(A* y, A* g, A* m, const A* x, const A* W12, const A* W3
   size_t packs = (size_t)N * S / Pack<A>::n;
   swiglu_gate_kernel<<<blocks_for(packs), kThreads, 0, stream>>>(m, g, packs, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  gemm_rows_cuda(false, true, N, d, S, m, S, w.W3p, S, 0.f, y, d, gemm, stream);  // y = m W3p^T
+  if (residual)
+    gemm_rows_add_cuda(false, true, N, d, S, m, S, w.W3p, S, residual, d, y, d, gemm, stream);  // y = residual + m W3p^T
+  else
+    gemm_rows_cuda(false, true, N, d, S, m, S, w.W3p, S, 0.f, y, d, gemm, stream);  // y = m W3p^T
 }
 
 template <class A>
@@ -150,8 +153,8 @@ void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* 
 }
 
 #define BYTELM_INSTANTIATE(A)                                                                                    \
-  template void swiglu_forward_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, void*, Gemm,     \
-                                       cudaStream_t);                                                            \
+  template void swiglu_forward_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, const A*, void*, \
+                                       Gemm, cudaStream_t);                                                      \
   template void swiglu_backward_cuda<A>(A*, float*, float*, const A*, const A*, const A*, const A*, const A*,     \
                                         const A*, int, int, int, A*, void*, Gemm, cudaStream_t);
 BYTELM_INSTANTIATE(float)

@@ -25,10 +25,12 @@ inline size_t swiglu_workspace_bytes_cuda(int d, int H, size_t sizeof_a) {
   return 3 * (size_t)d * swiglu_stride_cuda(H) * sizeof_a + 2 * (size_t)d * swiglu_stride_cuda(H) * sizeof(float);
 }
 
-// g [N, 2S] holds a in columns [0, H) and b in [S, S + H); m [N, S] is zero past H. Both are kept for the backward.
+// y = residual + SwiGLU(x) when residual is given (the sum in the last product's epilogue: gemm.lt must be set),
+// else SwiGLU(x). g [N, 2S] holds a in columns [0, H) and b in [S, S + H); m [N, S] is zero past H. Both are kept
+// for the backward.
 template <class A>
-void swiglu_forward_cuda(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H, void* workspace,
-                         Gemm gemm, cudaStream_t stream);
+void swiglu_forward_cuda(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H,
+                         const A* residual, void* workspace, Gemm gemm, cudaStream_t stream);
 
 // dx = d/dx (overwrites), dW12 and dW3 accumulate. scratch: [N*3S].
 template <class A>

@@ -140,8 +140,9 @@ struct CpuOps {
     bytelm::diag_ssm_backward(dx, g, dy, x, u, h, w, B, T_, d, scratch);
   }
   template <class T>
-  void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H) {
-    bytelm::swiglu_forward(y, g, m, x, W12, W3, N, d, H);
+  void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H,
+                      const T* residual) {
+    bytelm::swiglu_forward(y, g, m, x, W12, W3, N, d, H, residual);
   }
   template <class T>
   void swiglu_backward(T* dx, T* dW12, T* dW3, const T* dy, const T* x, const T* g, const T* m, const T* W12,

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -199,10 +200,11 @@ class CudaOps {
                              partials(diag_ssm_backward_cuda_partials(slice, T_, d)), gemm_, stream_);
     }
   }
-  void swiglu_forward(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H) {
+  void swiglu_forward(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H,
+                      const A* residual) {
     OpScope scope_("swiglu_forward");
-    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, workspace(swiglu_workspace_bytes_cuda(d, H, sizeof(A))), gemm_,
-                        stream_);
+    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, residual,
+                        workspace(swiglu_workspace_bytes_cuda(d, H, sizeof(A))), gemm_, stream_);
   }
   void swiglu_backward(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m, const A* W12,
                        const A* W3, int N, int d, int H, A* scratch) {
@@ -262,6 +264,7 @@ class CudaOps {
   Gemm gemm_;
   DeviceBuffer<float> partials_, workspace_;
   DeviceBuffer<uint8_t> cublas_workspace_;  // fixed, so cuBLAS never allocates while a graph is captured
+  std::unique_ptr<GemmLt> lt_;               // gemm_.lt, on cublas_workspace_
   PinnedBuffer<float> loss_sum_;
   int loss_count_ = 0;
 };

@@ -350,8 +350,7 @@ class SsmModel final : public OpsModel<T, Ops> {
                             in + o);
     });
     ops_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.q, W + L.ln2_w, W + L.ln2_b, M, d);
-    ops_.swiglu_forward(out, a.g, a.m, a.ln2, WA() + L.w12, WA() + L.w3, M, d, H);
-    ops_.add(out, a.q, (size_t)M * d);
+    ops_.swiglu_forward(out, a.g, a.m, a.ln2, WA() + L.w12, WA() + L.w3, M, d, H, a.q);
   }
 
   // grad holds d(loss)/d(out) on entry and d(loss)/d(in) on return.
