@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -103,7 +104,8 @@ inline V to_float(const std::vector<bf16>& v) {
   return out;
 }
 
-// Skips without a CUDA device; a stream and a cuBLAS handle in default (true fp32) math for the test.
+// Skips without a CUDA device; a stream, a cuBLAS handle in default (true fp32) math and a cuBLASLt one (gemm())
+// for the test.
 class CudaTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -112,8 +114,12 @@ class CudaTest : public ::testing::Test {
     BYTELM_CUBLAS_CHECK(cublasCreate(&handle));
     // Default math: fp32 GEMMs stay fp32 (TF32 only if asked for), so the bounds can be tight.
     BYTELM_CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));
+    BYTELM_CUDA_CHECK(cudaMalloc(&lt_workspace, kLtWorkspaceBytes));
+    lt = std::make_unique<GemmLt>(lt_workspace, kLtWorkspaceBytes);
   }
   void TearDown() override {
+    lt.reset();
+    if (lt_workspace) cudaFree(lt_workspace);
     if (handle) cublasDestroy(handle);
     if (stream) cudaStreamDestroy(stream);
   }
@@ -125,10 +131,13 @@ class CudaTest : public ::testing::Test {
     RecordProperty(tag + what, buf);
     EXPECT_LT(e, tol) << tag << what << ": relative error " << e;
   }
-  Gemm gemm() const { return Gemm{handle}; }
+  Gemm gemm() const { return Gemm{handle, CUBLAS_COMPUTE_32F, lt.get()}; }
   std::string tag;  // prefix of the recorded property names, for looped cases
   cudaStream_t stream = nullptr;
   cublasHandle_t handle = nullptr;
+  static constexpr size_t kLtWorkspaceBytes = 4 << 20;
+  void* lt_workspace = nullptr;
+  std::unique_ptr<GemmLt> lt;
 };
 
 }  // namespace bytelm::testing

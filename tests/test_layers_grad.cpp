@@ -102,8 +102,15 @@ TEST(LayerGrad, SwiGlu) {
   int N = 4, d = 5, H = 6;
   V x = random_vector(N * d, rng), W12 = random_vector(2 * H * d, rng, 0.5), W3 = random_vector(d * H, rng, 0.5);
   V R = random_vector(N * d, rng), y(N * d), g(N * 2 * H), m(N * H), scratch(N * 3 * H);
-  auto loss = [&] { swiglu_forward(y.data(), g.data(), m.data(), x.data(), W12.data(), W3.data(), N, d, H); return dot(y, R); };
+  auto loss = [&] {
+    swiglu_forward(y.data(), g.data(), m.data(), x.data(), W12.data(), W3.data(), N, d, H, (const double*)nullptr);
+    return dot(y, R);
+  };
   loss();
+  // with a residual: the same output plus the residual (a constant: the gradients below are unchanged)
+  V residual = random_vector(N * d, rng), y_res(N * d);
+  swiglu_forward(y_res.data(), g.data(), m.data(), x.data(), W12.data(), W3.data(), N, d, H, residual.data());
+  for (int i = 0; i < N * d; i++) EXPECT_DOUBLE_EQ(y_res[i], y[i] + residual[i]) << i;
   V dx(N * d), dW12(2 * H * d, 0.0), dW3(d * H, 0.0);
   swiglu_backward(dx.data(), dW12.data(), dW3.data(), R.data(), x.data(), g.data(), m.data(), W12.data(), W3.data(), N,
                   d, H, scratch.data());

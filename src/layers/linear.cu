@@ -1,8 +1,16 @@
 // Row-major GEMMs through column-major cuBLAS: a row-major [R, C] matrix is the
 // column-major [C, R] matrix (its transpose) with leading dimension C, so each
 // product is computed transposed: (A B)^T = B^T A^T with the operands swapped.
+#include <cublasLt.h>
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+
 #include "core/bf16.h"
 #include "core/cuda_check.h"
+#include "core/error.h"
 #include "layers/linear_cuda.h"
 
 namespace bytelm {
@@ -20,19 +28,130 @@ constexpr cudaDataType_t cuda_type<bf16>() {
   return CUDA_R_16BF;
 }
 
+// bf16 operands: plain fp32 compute is the bf16 tensor-core path (FAST_16BF is for fp32 operands)
+template <class A>
+cublasComputeType_t compute_for(Gemm gemm) {
+  return cuda_type<A>() == CUDA_R_16BF ? CUBLAS_COMPUTE_32F : gemm.compute;
+}
+
 // Column-major C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C, fp32 scalars and accumulation.
 template <class A, class C>
 void gemm_cm(Gemm gemm, cudaStream_t stream, cublasOperation_t op_a, cublasOperation_t op_b, int m, int n, int k,
              const A* a, int lda, const A* b, int ldb, float beta, C* c, int ldc) {
   const float alpha = 1.f;
-  // bf16 operands: plain fp32 compute is the bf16 tensor-core path (FAST_16BF is for fp32 operands)
-  cublasComputeType_t compute = cuda_type<A>() == CUDA_R_16BF ? CUBLAS_COMPUTE_32F : gemm.compute;
+  cublasComputeType_t compute = compute_for<A>(gemm);
   BYTELM_CUBLAS_CHECK(cublasSetStream(gemm.handle, stream));
   BYTELM_CUBLAS_CHECK(cublasGemmEx(gemm.handle, op_a, op_b, m, n, k, &alpha, a, cuda_type<A>(), lda, b,
                                    cuda_type<A>(), ldb, &beta, c, cuda_type<C>(), ldc, compute, CUBLAS_GEMM_DEFAULT));
 }
 
+// The largest power of two up to 256 that divides p's address: what the heuristic may assume of a pointer.
+uint32_t alignment_of(const void* p) {
+  uint32_t a = 256;
+  while (a > 1 && reinterpret_cast<uintptr_t>(p) % a != 0) a /= 2;
+  return a;
+}
+
 }  // namespace
+
+// A column-major product D = C + op(A) op(B) as cuBLASLt runs it: four layouts, the operation and its algorithm.
+struct LtPlan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr, d = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  LtPlan() = default;
+  LtPlan(const LtPlan&) = delete;
+  LtPlan& operator=(const LtPlan&) = delete;
+  ~LtPlan() {
+    for (cublasLtMatrixLayout_t l : {a, b, c, d})
+      if (l) cublasLtMatrixLayoutDestroy(l);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+struct GemmLt::Impl {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  size_t bytes = 0;
+  // op_a, op_b, m, n, k, lda, ldb, ldc, ldd, data type, compute type, and the four pointers' alignments
+  using Shape = std::array<int64_t, 15>;
+  std::map<Shape, LtPlan> plans;
+
+  template <class A>
+  const LtPlan& plan(cublasOperation_t op_a, cublasOperation_t op_b, int m, int n, int k, const A* a, int lda,
+                     const A* b, int ldb, const A* c, int ldc, const A* d, int ldd, cublasComputeType_t compute) {
+    uint32_t align[4] = {alignment_of(a), alignment_of(b), alignment_of(c), alignment_of(d)};
+    Shape shape{op_a, op_b, m, n, k, lda, ldb, ldc, ldd, cuda_type<A>(), compute, align[0], align[1], align[2], align[3]};
+    auto [it, fresh] = plans.try_emplace(shape);
+    LtPlan& p = it->second;
+    if (!fresh) return p;
+    try {
+      cudaDataType_t t = cuda_type<A>();
+      bool ta = op_a != CUBLAS_OP_N, tb = op_b != CUBLAS_OP_N;
+      BYTELM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F));
+      BYTELM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
+      BYTELM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
+      BYTELM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, t, ta ? k : m, ta ? m : k, lda));
+      BYTELM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, t, tb ? n : k, tb ? k : n, ldb));
+      BYTELM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, t, m, n, ldc));
+      BYTELM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, t, m, n, ldd));
+      cublasLtMatmulPreference_t pref = nullptr;
+      BYTELM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+      uint64_t max_bytes = bytes;
+      // split-K partials summed in fp32 in the workspace, never in a bf16 output
+      uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+      cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+      cublasLtMatmulHeuristicResult_t result{};
+      int found = 0;
+      cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                               &max_bytes, sizeof max_bytes);
+      if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes,
+                                                  sizeof schemes);
+      for (int i = 0; i < 4 && st == CUBLAS_STATUS_SUCCESS; i++)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &align[i], sizeof align[i]);
+      if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulAlgoGetHeuristic(handle, p.op, p.a, p.b, p.c, p.d, pref, 1, &result, &found);
+      cublasLtMatmulPreferenceDestroy(pref);
+      BYTELM_CUBLAS_CHECK(st);
+      if (found == 0)
+        throw Error("cuBLASLt has no algorithm for a " + std::to_string(m) + " x " + std::to_string(n) + " x " +
+                    std::to_string(k) + " product");
+      p.algo = result.algo;
+    } catch (...) {
+      plans.erase(it);  // no half-made plan stays behind
+      throw;
+    }
+    return p;
+  }
+};
+
+GemmLt::GemmLt(void* workspace, size_t bytes) : impl_(std::make_unique<Impl>()) {
+  impl_->workspace = workspace;
+  impl_->bytes = bytes;
+  BYTELM_CUBLAS_CHECK(cublasLtCreate(&impl_->handle));
+}
+
+GemmLt::~GemmLt() {
+  impl_->plans.clear();
+  if (impl_->handle) cublasLtDestroy(impl_->handle);
+}
+
+template <class A>
+void gemm_rows_add_cuda(bool trans_a, bool trans_b, int M, int N, int K, const A* a, int lda, const A* b, int ldb,
+                        const A* c, int ldc, A* d, int ldd, Gemm gemm, cudaStream_t stream) {
+  if (M == 0 || N == 0) return;
+  if (!gemm.lt) throw Error("gemm_rows_add_cuda: no cuBLASLt handle (Gemm::lt)");
+  GemmLt::Impl& lt = gemm.lt->impl();
+  // D^T[N,M] = C^T + op(B)^T op(A)^T in column-major, as in gemm_rows_cuda
+  cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const LtPlan& p = lt.plan(op_b, op_a, N, M, K, b, ldb, a, lda, c, ldc, d, ldd, compute_for<A>(gemm));
+  const float one = 1.f;
+  BYTELM_CUBLAS_CHECK(cublasLtMatmul(lt.handle, p.op, &one, b, p.a, a, p.b, &one, c, p.c, d, p.d, &p.algo,
+                                     lt.workspace, lt.bytes, stream));
+}
 
 template <class A, class C>
 void gemm_rows_cuda(bool trans_a, bool trans_b, int M, int N, int K, const A* a, int lda, const A* b, int ldb,
@@ -67,6 +186,8 @@ template void gemm_rows_cuda<bf16, bf16>(bool, bool, int, int, int, const bf16*,
 template void gemm_rows_cuda<bf16, float>(bool, bool, int, int, int, const bf16*, int, const bf16*, int, float,
                                           float*, int, Gemm, cudaStream_t);
 #define BYTELM_INSTANTIATE(A)                                                                                    \
+  template void gemm_rows_add_cuda<A>(bool, bool, int, int, int, const A*, int, const A*, int, const A*, int, A*,  \
+                                      int, Gemm, cudaStream_t);                                                  \
   template void linear_forward_cuda<A>(A*, const A*, const A*, int, int, int, Gemm, cudaStream_t);              \
   template void linear_backward_cuda<A>(A*, float*, const A*, const A*, const A*, int, int, int, bool, Gemm,     \
                                         cudaStream_t);

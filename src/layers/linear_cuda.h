@@ -6,15 +6,36 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
+#include <memory>
+
 namespace bytelm {
 
+// cuBLASLt, for the products whose output is not their accumulator (D = C + A B, D != C; see
+// gemm_rows_add_cuda): its handle, the fixed workspace its kernels may use (nothing allocates while a step
+// is captured into a graph), and per shape a plan, the descriptors and the algorithm the heuristic chose,
+// found on first use. Bound to no stream: every call names its own.
+class GemmLt {
+ public:
+  GemmLt(void* workspace, size_t bytes);
+  ~GemmLt();
+  GemmLt(const GemmLt&) = delete;
+  GemmLt& operator=(const GemmLt&) = delete;
+  struct Impl;  // linear.cu
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 // A cuBLAS handle and how its fp32 products run: CUBLAS_COMPUTE_32F is true
-// fp32 (TF32 when the handle's math mode is CUBLAS_TF32_TENSOR_OP_MATH);
-// CUBLAS_COMPUTE_32F_FAST_16BF rounds fp32 inputs to bf16 for the tensor
-// cores. bf16 inputs always run as bf16 x bf16 -> fp32 accumulation.
+// fp32, CUBLAS_COMPUTE_32F_FAST_TF32 TF32 (the compute type, not the handle's
+// math mode, which cuBLASLt does not read); CUBLAS_COMPUTE_32F_FAST_16BF rounds
+// fp32 inputs to bf16 for the tensor cores. bf16 inputs always run as bf16 x bf16 -> fp32 accumulation. lt: for gemm_rows_add_cuda.
 struct Gemm {
   cublasHandle_t handle = nullptr;
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+  GemmLt* lt = nullptr;
 };
 
 // Row-major C[M,N] (leading dimension ldc) = op(A) op(B) + beta C, op = transpose when trans_*;
@@ -22,6 +43,13 @@ struct Gemm {
 template <class A, class C>
 void gemm_rows_cuda(bool trans_a, bool trans_b, int M, int N, int K, const A* a, int lda, const A* b, int ldb,
                     float beta, C* c, int ldc, Gemm gemm, cudaStream_t stream);
+
+// Row-major D[M,N] (leading dimension ldd) = C + op(A) op(B), C [M,N] (ldc) another buffer (or D itself): the
+// sum in the product's epilogue, one pass over C and D where a product and then an add make three. All of type A,
+// fp32 accumulation; gemm.lt must be set.
+template <class A>
+void gemm_rows_add_cuda(bool trans_a, bool trans_b, int M, int N, int K, const A* a, int lda, const A* b, int ldb,
+                        const A* c, int ldc, A* d, int ldd, Gemm gemm, cudaStream_t stream);
 
 // y[N,out] = x[N,in] W[out,in]^T
 template <class A>

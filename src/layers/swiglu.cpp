@@ -7,7 +7,7 @@
 namespace bytelm {
 
 template <class T>
-void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H) {
+void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H, const T* residual) {
   linear_forward(g, x, W12, N, d, 2 * H);
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < N; i++)
@@ -16,6 +16,10 @@ void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int
       m[(size_t)i * H + k] = a / (T(1) + std::exp(-a)) * b;
     }
   linear_forward(y, m, W3, N, H, d);
+  if (!residual) return;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < N; i++)
+    for (int c = 0; c < d; c++) y[(size_t)i * d + c] += residual[(size_t)i * d + c];
 }
 
 template <class T>
@@ -37,7 +41,7 @@ void swiglu_backward(T* dx, T* dW12, T* dW3, const T* dy, const T* x, const T* g
 }
 
 #define BYTELM_INSTANTIATE(T)                                                                              \
-  template void swiglu_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int);              \
+  template void swiglu_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int, const T*);            \
   template void swiglu_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*, \
                                    int, int, int, T*);
 BYTELM_INSTANTIATE(float)

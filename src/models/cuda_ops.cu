@@ -73,9 +73,12 @@ CudaOps<A>::CudaOps(GemmPrecision precision) {
   loss_sum_.resize(1);
   cublas_workspace_.assign_zero(32 << 20);  // cuBLAS's own advice for Hopper
   BYTELM_CUBLAS_CHECK(cublasSetWorkspace(gemm_.handle, cublas_workspace_.data(), cublas_workspace_.size()));
-  bool tf32 = precision == GemmPrecision::tf32;
-  BYTELM_CUBLAS_CHECK(cublasSetMathMode(gemm_.handle, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
-  gemm_.compute = precision == GemmPrecision::bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+  // cuBLASLt shares the workspace: both queue on stream_ only, so their kernels never overlap
+  lt_ = std::make_unique<GemmLt>(cublas_workspace_.data(), cublas_workspace_.size());
+  gemm_.lt = lt_.get();
+  gemm_.compute = precision == GemmPrecision::bf16   ? CUBLAS_COMPUTE_32F_FAST_16BF
+                  : precision == GemmPrecision::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                     : CUBLAS_COMPUTE_32F;
 }
 
 template <class A>
