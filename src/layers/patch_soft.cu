@@ -44,7 +44,7 @@ __global__ void soft_keep_kernel(float* keep, const T* e, const float* w, const 
 // which every channel block reads, comes in as z_in (a copy), so no block can read a z another already wrote.
 template <class T>
 __global__ void __launch_bounds__(kBlock)
-    soft_scan_forward_kernel(T* p, T* n, float* z, const T* e, const float* keep, int B, int T_, int P, int Np, int d,
+    soft_scan_forward_kernel(T* p, float* n, float* z, const T* e, const float* keep, int B, int T_, int P, int Np, int d,
                              float* state, const float* z_in) {
   __shared__ float ends[kWarps][32], z_ends[kWarps], prods[kWarps];
   int lane = threadIdx.x % 32, w = threadIdx.x / 32, c = blockIdx.x * 32 + lane;
@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(kBlock)
         s = k[j] * s + x[j];
         zs = k[j] * zs + 1.f;
         size_t i = row0 + t;
-        if (active) n[i * d + c] = (T)s;
+        if (active) n[i * d + c] = s;
         if (writes_z) z[i] = zs;
         int jp = window_of(t, P, Np);
         if (active && jp >= 0) p[((size_t)b * Np + jp) * d + c] = (T)(s / zs);
@@ -102,14 +102,14 @@ __global__ void __launch_bounds__(kBlock)
 
 // gdn[b, j] = dp[b, j] . n at window j's last byte: what the patch's z sends back, -gdn / z^2.
 template <class T>
-__global__ void soft_window_dot_kernel(float* gdn, const T* dp, const T* n, int windows, int T_, int P, int Np,
+__global__ void soft_window_dot_kernel(float* gdn, const T* dp, const float* n, int windows, int T_, int P, int Np,
                                        int d) {
   int bj = blockIdx.x * kRowWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (bj >= windows) return;
   const T* g = dp + (size_t)bj * d;
-  const T* nt = n + ((size_t)(bj / Np) * T_ + (size_t)(bj % Np + 1) * P - 1) * d;
+  const float* nt = n + ((size_t)(bj / Np) * T_ + (size_t)(bj % Np + 1) * P - 1) * d;
   float s = 0.f;
-  for (int k = lane; k < d; k += 32) s += (float)g[k] * (float)nt[k];
+  for (int k = lane; k < d; k += 32) s += (float)g[k] * nt[k];
   s = warp_sum(s);
   if (lane == 0) gdn[bj] = s;
 }
@@ -118,7 +118,7 @@ __global__ void soft_window_dot_kernel(float* gdn, const T* dp, const T* n, int 
 // gn_t . n_{t-1}. k[j] is k at the next byte, the factor that carries gn back from it.
 template <class T>
 __global__ void __launch_bounds__(kBlock)
-    soft_scan_backward_kernel(T* de, float* dk_part, float* gz_out, const T* dp, const T* n, const float* z,
+    soft_scan_backward_kernel(T* de, float* dk_part, float* gz_out, const T* dp, const float* n, const float* z,
                               const float* keep, const float* gdn, int B, int T_, int P, int Np, int d) {
   __shared__ float ends[kWarps][32], z_ends[kWarps], prods[kWarps];
   int lane = threadIdx.x % 32, w = threadIdx.x / 32, c = blockIdx.x * 32 + lane;
@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(kBlock)
         if (t >= T_) continue;  // the same for the whole warp
         size_t i = row0 + t;
         if (active) de[i * d + c] = (T)((float)de[i * d + c] + g);
-        float part = warp_sum(active && t > 0 ? g * (float)n[(i - 1) * d + c] : 0.f);
+        float part = warp_sum(active && t > 0 ? g * n[(i - 1) * d + c] : 0.f);
         if (lane == 0) dk_part[(size_t)blockIdx.x * N + i] = part;
         if (writes_z) gz_out[i] = gz;
       }
@@ -211,7 +211,7 @@ int score_warps(size_t N) { return (int)std::min<size_t>(N, kMaxScoreWarps); }
 }  // namespace
 
 template <class A>
-void patch_soft_forward_cuda(A* p, A* n, float* z, float* keep, const A* e, const float* w, const float* c, int B,
+void patch_soft_forward_cuda(A* p, float* n, float* z, float* keep, const A* e, const float* w, const float* c, int B,
                              int T_, int P, int d, float* state, float* scratch, cudaStream_t stream) {
   size_t N = (size_t)B * T_;
   if (N == 0 || d == 0) return;
@@ -233,7 +233,7 @@ size_t patch_soft_backward_cuda_partials(int B, int T_, int P, int d) {
 }
 
 template <class A>
-void patch_soft_backward_cuda(A* de, float* dw, float* dc, const A* dp, const A* e, const float* w, const A* n,
+void patch_soft_backward_cuda(A* de, float* dw, float* dc, const A* dp, const A* e, const float* w, const float* n,
                               const float* z, const float* keep, int B, int T_, int P, int d, float* partials,
                               cudaStream_t stream) {
   size_t N = (size_t)B * T_;
@@ -258,9 +258,9 @@ void patch_soft_backward_cuda(A* de, float* dw, float* dc, const A* dp, const A*
 }
 
 #define BYTELM_INSTANTIATE(A)                                                                                       \
-  template void patch_soft_forward_cuda<A>(A*, A*, float*, float*, const A*, const float*, const float*, int, int, \
-                                           int, int, float*, float*, cudaStream_t);                                \
-  template void patch_soft_backward_cuda<A>(A*, float*, float*, const A*, const A*, const float*, const A*,        \
+  template void patch_soft_forward_cuda<A>(A*, float*, float*, float*, const A*, const float*, const float*, int,   \
+                                           int, int, int, float*, float*, cudaStream_t);                           \
+  template void patch_soft_backward_cuda<A>(A*, float*, float*, const A*, const A*, const float*, const float*,    \
                                             const float*, const float*, int, int, int, int, float*, cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)

@@ -4,8 +4,9 @@
 // product of the chunk's k_t in place of a^L; each thread also carries the row's z_t = k_t z_{t-1} + 1, the same
 // in every channel. The backward is the scan reversed; the boundary score's gradients (w, c) are summed per warp
 // over fixed ranges of bytes, then those rows in order: bit-reproducible, no atomics.
-// e, n, p and their gradients are of the storage type A (float or bf16); z, keep, w, c, the gradients of w and c
-// and the streaming state are fp32.
+// e, p and their gradients are of the storage type A (float or bf16); the scan (n, z), keep, w, c, the gradients
+// of w and c and the streaming state are fp32: the boundary's gradient is a difference of terms of n's own size
+// (n_{t-1} against the patch times z_{t-1}), which n rounded to bf16 would swamp.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -13,10 +14,10 @@
 
 namespace bytelm {
 
-// p [B, T/P, d], n [B, T, d] (A), z [B, T] and keep [B, T] (fp32) as patch_soft_forward; state (n [B, d] then
+// p [B, T/P, d] (A), n [B, T, d], z [B, T] and keep [B, T] (fp32) as patch_soft_forward; state (n [B, d] then
 // z [B], fp32, or null) is the scan before byte 0 and receives the scan after the last byte. scratch: B floats.
 template <class A>
-void patch_soft_forward_cuda(A* p, A* n, float* z, float* keep, const A* e, const float* w, const float* c, int B,
+void patch_soft_forward_cuda(A* p, float* n, float* z, float* keep, const A* e, const float* w, const float* c, int B,
                              int T_, int P, int d, float* state, float* scratch, cudaStream_t stream);
 
 // Floats of scratch (`partials`) that patch_soft_backward_cuda needs.
@@ -24,7 +25,7 @@ size_t patch_soft_backward_cuda_partials(int B, int T_, int P, int d);
 
 // de += d/de, dw += d/dw, dc += d/dc from dp [B, T/P, d]; the forward started from zero state.
 template <class A>
-void patch_soft_backward_cuda(A* de, float* dw, float* dc, const A* dp, const A* e, const float* w, const A* n,
+void patch_soft_backward_cuda(A* de, float* dw, float* dc, const A* dp, const A* e, const float* w, const float* n,
                               const float* z, const float* keep, int B, int T_, int P, int d, float* partials,
                               cudaStream_t stream);
 

@@ -176,13 +176,13 @@ class CudaOps {
     patch_attn_backward_cuda(de, dq, dp, e, q, weights, B, T_, P, d,
                              partials(patch_attn_backward_cuda_partials(B, T_, P, d)), stream_);
   }
-  // Soft patching; its z, keep and streaming state are fp32 (patch_soft_cuda.h).
-  void patch_soft_forward(A* p, A* n, float* z, float* keep, const A* e, const float* w, const float* c, int B, int T_,
+  // Soft patching; its scan (n, z), keep and streaming state are fp32 (patch_soft_cuda.h).
+  void patch_soft_forward(A* p, float* n, float* z, float* keep, const A* e, const float* w, const float* c, int B, int T_,
                           int P, int d, float* state) {
     OpScope scope_("patch_soft_forward");
     patch_soft_forward_cuda(p, n, z, keep, e, w, c, B, T_, P, d, state, partials(B), stream_);
   }
-  void patch_soft_backward(A* de, float* dw, float* dc, const A* dp, const A* e, const float* w, const A* n,
+  void patch_soft_backward(A* de, float* dw, float* dc, const A* dp, const A* e, const float* w, const float* n,
                            const float* z, const float* keep, int B, int T_, int P, int d) {
     OpScope scope_("patch_soft_backward");
     patch_soft_backward_cuda(de, dw, dc, dp, e, w, n, z, keep, B, T_, P, d,

@@ -383,8 +383,8 @@ class SsmModel final : public OpsModel<T, Ops> {
     typename Ops::template Buffer<uint8_t> bytes;
     typename Ops::template Buffer<int> open_length, closes;  // entropy: closes[b], whether b's patch closed now
     typename Ops::Patches one;
-    typename Ops::template Buffer<T> h, h_local, h_next, soft_state, soft_zk, open_sum, pool_weights, zstat, stats;
-    typename Ops::template Buffer<A> open, open_by_stream, soft_n, e_byte, patch_a, patch_b, patch_out, latest, up,
+    typename Ops::template Buffer<T> h, h_local, h_next, soft_state, soft_scan, open_sum, pool_weights, zstat, stats;
+    typename Ops::template Buffer<A> open, open_by_stream, e_byte, patch_a, patch_b, patch_out, latest, up,
         local_spare, z, logits, acts;  // h: [layers][B][d]
     Streams(const SsmModel& model, int streams) : m(model), B(streams) {
       const ModelConfig& c = m.config_;
@@ -407,8 +407,7 @@ class SsmModel final : public OpsModel<T, Ops> {
       Ops::resize(open_by_stream, attn ? (size_t)B * P * d : 0);
       Ops::resize(pool_weights, attn ? (size_t)B * P : 0);
       Ops::resize(soft_state, soft ? (size_t)B * (d + 1) : 0);
-      Ops::resize(soft_n, soft ? (size_t)B * d : 0);
-      Ops::resize(soft_zk, soft ? (size_t)2 * B : 0);  // one byte's z [B] and keep [B]
+      Ops::resize(soft_scan, soft ? (size_t)B * (d + 2) : 0);  // one byte's n [B, d], z [B] and keep [B]
       Ops::resize(logits, (size_t)B * 256);
       Ops::resize(zstat, 2 * (size_t)B);
       Ops::resize(acts, Acts::rows_size(B, d, S));
@@ -432,9 +431,9 @@ class SsmModel final : public OpsModel<T, Ops> {
     bool pool_step(const A* e, const uint8_t* x, bool window_full) {
       const T* W = m.W();
       if (m.patching_ == Patching::soft) {  // the scan advances every byte; a patch is read at window ends
-        T* zk = soft_zk.data();
-        m.ops_.patch_soft_forward(patch_a.data(), soft_n.data(), zk, zk + B, e, W + m.boundary_w_, W + m.boundary_c_,
-                                  B, 1, 1, d, soft_state.data());
+        T* n = soft_scan.data();
+        m.ops_.patch_soft_forward(patch_a.data(), n, n + (size_t)B * d, n + (size_t)B * (d + 1), e, W + m.boundary_w_,
+                                  W + m.boundary_c_, B, 1, 1, d, soft_state.data());
         return window_full;
       }
       if (m.patching_ == Patching::entropy)  // the same sums and decisions as entropy_patches and its pooling
@@ -515,8 +514,7 @@ class SsmModel final : public OpsModel<T, Ops> {
   typename Ops::template Buffer<uint8_t> x_, y_;
   typename Ops::template Buffer<A> e_, up_, z_, logits_, bufA_, bufB_, stream_, acts_, dp_, dtmp_, scratch_;
   typename Ops::template Buffer<A> local_stream_, local_acts_;  // the local blocks' outputs and activations
-  typename Ops::template Buffer<A> soft_n_;                // the soft pooling's scan n (soft)
-  typename Ops::template Buffer<T> soft_z_, soft_keep_;    // and its z and keep (soft)
+  typename Ops::template Buffer<T> soft_n_, soft_z_, soft_keep_;  // the soft pooling's scan (soft)
   typename Ops::template Buffer<T> zstat_, loss_, stats_, local_stats_;
   typename Ops::template Buffer<T> bigram_loss_;  // the bigram table's loss at each byte (entropy)
   typename Ops::template Buffer<T> pool_weights_;  // the attention pooling's softmax weights (attn)
