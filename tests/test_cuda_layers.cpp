@@ -245,7 +245,7 @@ TEST_F(CudaLayers, DiagScan) {
     for (int b = 0; b < B; b++)
       for (int c = 0; c < d; c++) last_ref[b * d + c] = h_ref[((size_t)b * T + T - 1) * d + c];
 
-    Dev<float> u_d(u), lam_d(lam), h0_d(h0), h_d(n), g_d(dh), dlam_d(dlam0), part_d(diag_scan_backward_cuda_partials(B, d)),
+    Dev<float> u_d(u), lam_d(lam), h0_d(h0), h_d(n), g_d(dh), dlam_d(dlam0), part_d(diag_scan_backward_cuda_partials(B, T, d)),
         last_d(B * d);
     float* h_last = k.with_h0 ? h0_d.p : last_d.poison().p;
     diag_scan_forward_cuda(h_d.poison().p, u_d.p, lam_d.p, B, T, d, k.with_h0 ? h0_d.p : nullptr, h_last, stream);

@@ -132,8 +132,9 @@ TEST(CudaModel, FiftyTrainingStepsMatchCpu) {
 }
 
 // Patching local on the GPU: loss and every gradient against the CPU in fp32, with the local scans as one run
-// (P divides T) and split by row (it does not), and more scans than one launch takes (B T / P > 65535, sliced by
-// CudaOps); causality; streams (restarting the local state at each patch) against the parallel forward.
+// (P divides T) and split by row (it does not), and more scans than a grid has rows (B T / P > 65535, which the
+// short scan's threads take in groups); causality; streams (restarting the local state at each patch) against the
+// parallel forward.
 TEST(CudaModel, PatchingLocalMatchesCpu) {
   REQUIRE_GPU();
   struct Case { int P, B, T, d; };

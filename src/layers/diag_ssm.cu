@@ -14,6 +14,8 @@
 // from the float a the recurrence uses (no cumulative sums, nothing overflows).
 // The backward is the same with time reversed, plus da = sum g_t (h_{t-1} - u_t),
 // summed per thread, then over the warps in order, then over b in order.
+#include <algorithm>
+
 #include "core/bf16.h"
 #include "layers/cuda_common.cuh"
 #include "layers/diag_ssm_cuda.h"
@@ -43,37 +45,39 @@ __device__ inline float decay_of(float lam) {
 }
 
 template <class T>
-__global__ void __launch_bounds__(kBlock) diag_scan_forward_kernel(T* h, const T* u, const float* lam, int T_, int d,
-                                                                   const float* h0, float* h_last) {
+__global__ void __launch_bounds__(kBlock) diag_scan_forward_kernel(T* h, const T* u, const float* lam, int B, int T_,
+                                                                   int d, const float* h0, float* h_last) {
   __shared__ float ends[kWarps][32];
-  int lane = threadIdx.x % 32, w = threadIdx.x / 32, b = blockIdx.y, c = blockIdx.x * 32 + lane;
+  int lane = threadIdx.x % 32, w = threadIdx.x / 32, c = blockIdx.x * 32 + lane;
   bool active = c < d;
   float a = active ? decay_of(lam[c]) : 0.f, one_minus_a = 1.f - a;
   float aL = (float)pow((double)a, (double)kChunk);
-  float S = active && h0 ? h0[(size_t)b * d + c] : 0.f;  // state before the span
-  const T* ub = u + (size_t)b * T_ * d + c;
-  T* hb = h + (size_t)b * T_ * d + c;
-  for (int span0 = 0; span0 < T_; span0 += kSpan) {
-    int t0 = span0 + w * kChunk;  // this warp's chunk
-    float x[kChunk];
+  for (int b = blockIdx.y; b < B; b += gridDim.y) {  // more sequences than a grid's rows loop
+    float S = active && h0 ? h0[(size_t)b * d + c] : 0.f;  // state before the span
+    const T* ub = u + (size_t)b * T_ * d + c;
+    T* hb = h + (size_t)b * T_ * d + c;
+    for (int span0 = 0; span0 < T_; span0 += kSpan) {
+      int t0 = span0 + w * kChunk;  // this warp's chunk
+      float x[kChunk];
 #pragma unroll
-    for (int k = 0; k < kChunk; k++) x[k] = active && t0 + k < T_ ? (float)ub[(size_t)(t0 + k) * d] : 0.f;
-    float s = 0.f;
+      for (int k = 0; k < kChunk; k++) x[k] = active && t0 + k < T_ ? (float)ub[(size_t)(t0 + k) * d] : 0.f;
+      float s = 0.f;
 #pragma unroll
-    for (int k = 0; k < kChunk; k++) s = a * s + one_minus_a * x[k];
-    ends[w][lane] = s;
-    __syncthreads();
+      for (int k = 0; k < kChunk; k++) s = a * s + one_minus_a * x[k];
+      ends[w][lane] = s;
+      __syncthreads();
 #pragma unroll
-    for (int j = 0; j < kWarps; j++) {
-      if (j == w) s = S;  // this warp's carry-in
-      S = aL * S + ends[j][lane];
-    }
-    __syncthreads();  // ends[] is rewritten next span
+      for (int j = 0; j < kWarps; j++) {
+        if (j == w) s = S;  // this warp's carry-in
+        S = aL * S + ends[j][lane];
+      }
+      __syncthreads();  // ends[] is rewritten next span
 #pragma unroll
-    for (int k = 0; k < kChunk; k++) {
-      s = a * s + one_minus_a * x[k];
-      if (active && t0 + k < T_) hb[(size_t)(t0 + k) * d] = (T)s;
-      if (active && h_last && t0 + k == T_ - 1) h_last[(size_t)b * d + c] = s;  // after h0 was read (S, above)
+      for (int k = 0; k < kChunk; k++) {
+        s = a * s + one_minus_a * x[k];
+        if (active && t0 + k < T_) hb[(size_t)(t0 + k) * d] = (T)s;
+        if (active && h_last && t0 + k == T_ - 1) h_last[(size_t)b * d + c] = s;  // after h0 was read (S, above)
+      }
     }
   }
 }
@@ -82,50 +86,111 @@ __global__ void __launch_bounds__(kBlock) diag_scan_forward_kernel(T* h, const T
 // g at a chunk's start = local + a^L (g at the next chunk's start).
 template <class T>
 __global__ void __launch_bounds__(kBlock) diag_scan_backward_kernel(T* dh_to_du, float* da_part, const T* u, const T* h,
-                                                                    const float* lam, int T_, int d) {
+                                                                    const float* lam, int B, int T_, int d) {
   __shared__ float ends[kWarps][32];
-  int lane = threadIdx.x % 32, w = threadIdx.x / 32, b = blockIdx.y, c = blockIdx.x * 32 + lane;
+  int lane = threadIdx.x % 32, w = threadIdx.x / 32, c = blockIdx.x * 32 + lane;
   bool active = c < d;
   float a = active ? decay_of(lam[c]) : 0.f, one_minus_a = 1.f - a;
   float aL = (float)pow((double)a, (double)kChunk);
-  float G = 0.f, da = 0.f;  // G: g at the start of the span after this one
-  size_t base = (size_t)b * T_ * d + c;
-  int spans = (T_ + kSpan - 1) / kSpan;
-  for (int span = spans - 1; span >= 0; span--) {
-    int t0 = span * kSpan + w * kChunk;
-    float x[kChunk];
+  for (int b = blockIdx.y; b < B; b += gridDim.y) {
+    float G = 0.f, da = 0.f;  // G: g at the start of the span after this one
+    size_t base = (size_t)b * T_ * d + c;
+    int spans = (T_ + kSpan - 1) / kSpan;
+    for (int span = spans - 1; span >= 0; span--) {
+      int t0 = span * kSpan + w * kChunk;
+      float x[kChunk];
 #pragma unroll
-    for (int k = 0; k < kChunk; k++) x[k] = active && t0 + k < T_ ? (float)dh_to_du[base + (size_t)(t0 + k) * d] : 0.f;
-    float g = 0.f;
+      for (int k = 0; k < kChunk; k++)
+        x[k] = active && t0 + k < T_ ? (float)dh_to_du[base + (size_t)(t0 + k) * d] : 0.f;
+      float g = 0.f;
 #pragma unroll
-    for (int k = kChunk - 1; k >= 0; k--) g = x[k] + a * g;
-    ends[w][lane] = g;
-    __syncthreads();
+      for (int k = kChunk - 1; k >= 0; k--) g = x[k] + a * g;
+      ends[w][lane] = g;
+      __syncthreads();
 #pragma unroll
-    for (int j = kWarps - 1; j >= 0; j--) {
-      if (j == w) g = G;  // this warp's carry-in from the right
-      G = aL * G + ends[j][lane];
-    }
-    __syncthreads();
+      for (int j = kWarps - 1; j >= 0; j--) {
+        if (j == w) g = G;  // this warp's carry-in from the right
+        G = aL * G + ends[j][lane];
+      }
+      __syncthreads();
 #pragma unroll
-    for (int k = kChunk - 1; k >= 0; k--) {
-      int t = t0 + k;
-      g = x[k] + a * g;
-      if (active && t < T_) {
-        size_t i = base + (size_t)t * d;
-        float h_prev = t > 0 ? (float)h[i - d] : 0.f;
-        da += g * (h_prev - (float)u[i]);
-        dh_to_du[i] = (T)(one_minus_a * g);
+      for (int k = kChunk - 1; k >= 0; k--) {
+        int t = t0 + k;
+        g = x[k] + a * g;
+        if (active && t < T_) {
+          size_t i = base + (size_t)t * d;
+          float h_prev = t > 0 ? (float)h[i - d] : 0.f;
+          da += g * (h_prev - (float)u[i]);
+          dh_to_du[i] = (T)(one_minus_a * g);
+        }
       }
     }
+    ends[w][lane] = da;
+    __syncthreads();
+    if (w == 0 && active) {
+      float s = 0.f;
+      for (int j = 0; j < kWarps; j++) s += ends[j][lane];
+      da_part[(size_t)b * d + c] = s;
+    }
+    __syncthreads();  // ends[] is rewritten by the next sequence
   }
-  ends[w][lane] = da;
-  __syncthreads();
-  if (w == 0 && active) {
-    float s = 0.f;
-    for (int j = 0; j < kWarps; j++) s += ends[j][lane];
-    da_part[(size_t)b * d + c] = s;
+}
+
+// Many short sequences (T_ <= kShortScan: patching local's B T / P patches of P bytes, a stream's single step):
+// a thread a (group of sequences, channel) steps through its sequences one after the other, each in time order,
+// the exact recurrence with no chunks or carries. Consecutive threads take consecutive channels, so each step's
+// loads are whole rows. The groups are fixed by B and d alone, as is the order their dlam shares are summed in.
+constexpr int kShortScan = 64;
+constexpr int kShortThreads = 1 << 18;  // about what an H100 keeps resident
+
+struct ShortGroups {
+  int groups, per;  // groups of `per` consecutive sequences (the last may be short)
+};
+ShortGroups short_groups(int B, int d) {
+  int g = std::max(1, std::min(B, kShortThreads / std::max(d, 1)));
+  int per = (B + g - 1) / g;
+  return {(B + per - 1) / per, per};
+}
+
+template <class T>
+__global__ void diag_short_scan_forward_kernel(T* h, const T* u, const float* lam, int B, int T_, int d,
+                                               const float* h0, float* h_last, ShortGroups sg) {
+  size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= (size_t)sg.groups * d) return;
+  int c = (int)(idx % d), g = (int)(idx / d);
+  float a = decay_of(lam[c]), one_minus_a = 1.f - a;
+  for (int b = g * sg.per; b < min(B, (g + 1) * sg.per); b++) {
+    size_t state = (size_t)b * d + c, base = (size_t)b * T_ * d + c;
+    float s = h0 ? h0[state] : 0.f;
+    for (int t = 0; t < T_; t++) {
+      s = a * s + one_minus_a * (float)u[base + (size_t)t * d];
+      h[base + (size_t)t * d] = (T)s;
+    }
+    if (h_last) h_last[state] = s;
   }
+}
+
+// dlam_part[g, c] = this thread's share of dlam: its sequences' da, in order, times da/dlam.
+template <class T>
+__global__ void diag_short_scan_backward_kernel(T* dh_to_du, float* dlam_part, const T* u, const T* h,
+                                                const float* lam, int B, int T_, int d, ShortGroups sg) {
+  size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= (size_t)sg.groups * d) return;
+  int c = (int)(idx % d), g = (int)(idx / d);
+  float l = lam[c], a = decay_of(l), one_minus_a = 1.f - a, da = 0.f;
+  for (int b = g * sg.per; b < min(B, (g + 1) * sg.per); b++) {
+    size_t base = (size_t)b * T_ * d + c;
+    float gt = 0.f;
+    for (int t = T_ - 1; t >= 0; t--) {
+      size_t i = base + (size_t)t * d;
+      gt = (float)dh_to_du[i] + a * gt;
+      float h_prev = t > 0 ? (float)h[i - d] : 0.f;
+      da += gt * (h_prev - (float)u[i]);
+      dh_to_du[i] = (T)(one_minus_a * gt);
+    }
+  }
+  float sig = 1.f / (1.f + (float)exp(-(double)l));
+  dlam_part[idx] = da * (-a * sig);
 }
 
 // dlam[c] += (sum over b of da[b, c], in b order) * da/dlam, da/dlam = -a sigmoid(lam).
@@ -202,21 +267,41 @@ __global__ void __launch_bounds__(32 * kSkipRowLanes)
 
 }  // namespace
 
+constexpr int kMaxGridRows = 65535;  // the general kernels' grid y; their blocks loop over the sequences beyond it
+
 template <class A>
 void diag_scan_forward_cuda(A* h, const A* u, const float* lam, int B, int T_, int d, const float* h0,
                             float* h_last, cudaStream_t stream) {
   if (B == 0 || T_ == 0 || d == 0) return;
-  diag_scan_forward_kernel<<<dim3((d + 31) / 32, B), kBlock, 0, stream>>>(h, u, lam, T_, d, h0, h_last);
+  if (T_ <= kShortScan) {
+    ShortGroups sg = short_groups(B, d);
+    diag_short_scan_forward_kernel<<<blocks_for((size_t)sg.groups * d), kThreads, 0, stream>>>(h, u, lam, B, T_, d,
+                                                                                              h0, h_last, sg);
+  } else {
+    diag_scan_forward_kernel<<<dim3((d + 31) / 32, std::min(B, kMaxGridRows)), kBlock, 0, stream>>>(h, u, lam, B, T_,
+                                                                                                   d, h0, h_last);
+  }
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
-size_t diag_scan_backward_cuda_partials(int B, int d) { return (size_t)B * d; }
+size_t diag_scan_backward_cuda_partials(int B, int T_, int d) {
+  return (size_t)(T_ <= kShortScan ? short_groups(B, d).groups : B) * d;
+}
 
 template <class A>
 void diag_scan_backward_cuda(A* dh_to_du, float* dlam, const A* u, const A* h, const float* lam, int B, int T_, int d,
                              float* partials, cudaStream_t stream) {
   if (B == 0 || T_ == 0 || d == 0) return;
-  diag_scan_backward_kernel<<<dim3((d + 31) / 32, B), kBlock, 0, stream>>>(dh_to_du, partials, u, h, lam, T_, d);
+  if (T_ <= kShortScan) {
+    ShortGroups sg = short_groups(B, d);
+    diag_short_scan_backward_kernel<<<blocks_for((size_t)sg.groups * d), kThreads, 0, stream>>>(
+        dh_to_du, partials, u, h, lam, B, T_, d, sg);
+    BYTELM_CUDA_CHECK(cudaGetLastError());
+    add_partial_sums(dlam, partials, sg.groups, d, d, stream);
+    return;
+  }
+  diag_scan_backward_kernel<<<dim3((d + 31) / 32, std::min(B, kMaxGridRows)), kBlock, 0, stream>>>(
+      dh_to_du, partials, u, h, lam, B, T_, d);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   diag_scan_dlam_kernel<<<blocks_for(d), kThreads, 0, stream>>>(dlam, partials, lam, B, d);
   BYTELM_CUDA_CHECK(cudaGetLastError());
@@ -237,7 +322,7 @@ void diag_ssm_forward_cuda(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A
 }
 
 size_t diag_ssm_backward_cuda_partials(int B, int T_, int d) {
-  size_t skip = (size_t)skip_blocks(B * T_) * d, scan = diag_scan_backward_cuda_partials(B, d);
+  size_t skip = (size_t)skip_blocks(B * T_) * d, scan = diag_scan_backward_cuda_partials(B, T_, d);
   return skip > scan ? skip : scan;  // used one after the other
 }
 

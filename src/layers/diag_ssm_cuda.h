@@ -1,8 +1,11 @@
 // CUDA diagonal SSM layer (see diag_ssm.h for the maths and the contract).
 // The recurrence runs chunked in time: each block owns one sequence and 32
 // channels, its 16 warps scan 16 consecutive 8-step chunks at once, and the
-// chunk carries are combined with a^8 (see diag_ssm.cu). dlam is reduced over
-// the batch without atomics, so the backward is bit-reproducible.
+// chunk carries are combined with a^8 (see diag_ssm.cu). Short sequences (up to
+// 64 steps: patching local's patches, streaming) take a thread per channel and
+// group of sequences instead, stepping in order. Any number of sequences.
+// dlam is reduced over the batch without atomics, so the backward is
+// bit-reproducible.
 // Sequences (x, u, h, y and their gradients) are of the storage type A (float
 // or bf16), the recurrence state is fp32 in registers; lam, D, h0 and every
 // gradient are fp32, and the matrix products read W_in/W_out as A.
@@ -24,7 +27,7 @@ void diag_scan_forward_cuda(A* h, const A* u, const float* lam, int B, int T_, i
                             float* h_last, cudaStream_t stream);
 
 // Floats of scratch (`partials`) that diag_scan_backward_cuda needs.
-size_t diag_scan_backward_cuda_partials(int B, int d);
+size_t diag_scan_backward_cuda_partials(int B, int T_, int d);
 
 // Given dh (overwritten in place by du) and the forward's u and h: du, and dlam += d/dlam.
 // Like the CPU version, the backward takes no h0: h_{-1} counts as zero for dlam.

@@ -66,19 +66,17 @@ EntropyPatches entropy_patches(const T* G, const uint8_t* x, int B, int T_, int 
 }
 
 template <class T>
-T bigram_loss_forward(const T* G, const uint8_t* x, const uint8_t* y, int N) {
+void bigram_loss_forward(T* loss, const T* G, const uint8_t* x, const uint8_t* y, int N) {
   T lse[256], logits[256];
   bool known[256] = {};  // the rows read, only
-  T total = 0;
   for (int i = 0; i < N; i++) {
     if (!known[x[i]]) {
       row_logits(logits, G + (size_t)x[i] * 256);
       lse[x[i]] = log_sum_exp(logits);
       known[x[i]] = true;
     }
-    total += lse[x[i]] - T(kBigramLogitScale) * G[(size_t)x[i] * 256 + y[i]];
+    loss[i] = lse[x[i]] - T(kBigramLogitScale) * G[(size_t)x[i] * 256 + y[i]];
   }
-  return N > 0 ? total / N : T(0);
 }
 
 // d(loss_i)/dG[x_i] = s (softmax(s G[x_i]) - onehot(y_i)), s = kBigramLogitScale: each row gets its softmax times
@@ -157,15 +155,33 @@ void patch_entropy_broadcast_backward(T* dp, T* dstart, T* de, const T* dout, co
   });
 }
 
+template <class T>
+void patch_entropy_step(T* patch, int* closes, T* sum, int* length, int* source, const T* e, const uint8_t* x,
+                        const T* G, int B, int P, int d, double threshold) {
+  for (int b = 0; b < B; b++) {
+    T* s = sum + (size_t)b * d;
+    const T* eb = e + (size_t)b * d;
+    for (int k = 0; k < d; k++) s[k] += eb[k];
+    int n = ++length[b];
+    closes[b] = entropy_patch_closes(n, bigram_entropy_bits(G + (size_t)x[b] * 256), P, threshold);
+    if (!closes[b]) continue;
+    for (int k = 0; k < d; k++) patch[(size_t)b * d + k] = s[k] / n, s[k] = 0;
+    length[b] = 0;
+    source[b] = 0;
+  }
+}
+
 #define BYTELM_INSTANTIATE(T)                                                                                \
   template T bigram_entropy_bits<T>(const T*);                                                               \
   template EntropyPatches entropy_patches<T>(const T*, const uint8_t*, int, int, int, double);               \
-  template T bigram_loss_forward<T>(const T*, const uint8_t*, const uint8_t*, int);                          \
+  template void bigram_loss_forward<T>(T*, const T*, const uint8_t*, const uint8_t*, int);                  \
   template void bigram_loss_backward<T>(T*, const T*, const uint8_t*, const uint8_t*, int, T);              \
   template void patch_entropy_pool_forward<T>(T*, const T*, const EntropyPatches&, int);                     \
   template void patch_entropy_pool_backward<T>(T*, const T*, const EntropyPatches&, int);                    \
   template void patch_entropy_broadcast_forward<T>(T*, const T*, const T*, const T*, const EntropyPatches&, int); \
-  template void patch_entropy_broadcast_backward<T>(T*, T*, T*, const T*, const EntropyPatches&, int);
+  template void patch_entropy_broadcast_backward<T>(T*, T*, T*, const T*, const EntropyPatches&, int);        \
+  template void patch_entropy_step<T>(T*, int*, T*, int*, int*, const T*, const uint8_t*, const T*, int, int, int, \
+                                      double);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(double)
 #undef BYTELM_INSTANTIATE

@@ -22,6 +22,13 @@
 #include <cstdint>
 #include <vector>
 
+// entropy_patch_closes is the one rule on both sides: the host's segmentation and the device's (patch_entropy.cu).
+#ifdef __CUDACC__
+#define BYTELM_HOST_DEVICE __host__ __device__
+#else
+#define BYTELM_HOST_DEVICE
+#endif
+
 namespace bytelm {
 
 // Where the patches of B rows of T bytes lie, given patch size P (the shortest patch) and slots = T / P.
@@ -38,7 +45,7 @@ template <class T>
 T bigram_entropy_bits(const T* row);
 
 // Whether an open patch of `length` bytes (the newest included) closes at a byte of this entropy.
-inline bool entropy_patch_closes(int length, double entropy_bits, int P, double threshold) {
+BYTELM_HOST_DEVICE inline bool entropy_patch_closes(int length, double entropy_bits, int P, double threshold) {
   return length >= P && (entropy_bits > threshold || length >= 4 * P);
 }
 
@@ -46,9 +53,9 @@ inline bool entropy_patch_closes(int length, double entropy_bits, int P, double 
 template <class T>
 EntropyPatches entropy_patches(const T* G, const uint8_t* x, int B, int T_, int P, double threshold);
 
-// Mean cross-entropy (nats) of G[x_t] predicting y_t over N bytes.
+// loss [N] = the cross-entropy (nats) of G[x_i] predicting y_i, each byte's (the model adds their mean to its loss).
 template <class T>
-T bigram_loss_forward(const T* G, const uint8_t* x, const uint8_t* y, int N);
+void bigram_loss_forward(T* loss, const T* G, const uint8_t* x, const uint8_t* y, int N);
 
 // dG += scale * d(sum of the N losses)/dG.
 template <class T>
@@ -69,5 +76,13 @@ void patch_entropy_broadcast_forward(T* out, const T* p, const T* start, const T
 // dp = d/dp (overwrites), dstart += d/dstart, de = dout (overwrites).
 template <class T>
 void patch_entropy_broadcast_backward(T* dp, T* dstart, T* de, const T* dout, const EntropyPatches& s, int d);
+
+// Streaming, a byte a step for B streams: byte x[b] (embedding e [B, d]) joins stream b's open patch (its sum
+// [B, d] and length [B]); where that closes it (closes[b] = 1, else 0), patch[b] receives the patch's mean, the
+// open patch empties and source[b] becomes 0, the latest patch (which the blocks turn into the stream's latest
+// output before the byte reads it). The same sums and decisions as entropy_patches and the pooling.
+template <class T>
+void patch_entropy_step(T* patch, int* closes, T* sum, int* length, int* source, const T* e, const uint8_t* x,
+                        const T* G, int B, int P, int d, double threshold);
 
 }  // namespace bytelm

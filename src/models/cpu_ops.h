@@ -61,13 +61,27 @@ struct CpuOps {
   }
   template <class T>
   void copy_to_host(T* dst, const T* src, size_t n) { std::memcpy(dst, src, n * sizeof(T)); }
-  // Mean of the N losses; copies them to row_loss (host) when given.
+  // Mean of the N losses, plus the mean of N more (extra, or null) that row_loss leaves out; copies the N losses
+  // to row_loss (host) when given.
   template <class T>
-  T mean_loss(const T* loss, int N, T* row_loss) {
+  T mean_loss(const T* loss, int N, T* row_loss, const T* extra = nullptr) {
     T total = 0;
     for (int i = 0; i < N; i++) total += loss[i];
     if (row_loss) std::memcpy(row_loss, loss, sizeof(T) * N);
-    return total / N;
+    T mean = total / N;
+    if (extra) {
+      T more = 0;
+      for (int i = 0; i < N; i++) more += extra[i];
+      mean += more / N;
+    }
+    return mean;
+  }
+  // dst row (g B + b) = src row (g B + b), rows of n, for every g < groups and the b whose flags[b] is set.
+  template <class U>
+  void copy_rows_where(U* dst, const U* src, const int* flags, int B, int n, int groups) {
+    for (int g = 0; g < groups; g++)
+      for (int b = 0; b < B; b++)
+        if (flags[b]) std::memcpy(dst + ((size_t)g * B + b) * n, src + ((size_t)g * B + b) * n, sizeof(U) * n);
   }
 
   template <class T>
@@ -87,7 +101,33 @@ struct CpuOps {
                            int d) {
     bytelm::patch_attn_backward(de, dq, dp, e, q, weights, B, T_, P, d);
   }
-  // So have the soft and the entropy poolings.
+  // So have the soft and the entropy poolings; where the entropy pooling's patches lie is a Patches.
+  using Patches = EntropyPatches;
+  template <class T>
+  void entropy_patches(Patches& s, const T* G, const uint8_t* x, int B, int T_, int P, double threshold) {
+    s = bytelm::entropy_patches(G, x, B, T_, P, threshold);
+  }
+  // B streams' patches (T = 1, one slot), each reading the start vector.
+  void entropy_stream_patches(Patches& s, int B) {
+    s = Patches{B, 1, 1, std::vector<int>(B, 0), std::vector<int>(B, 0), std::vector<int>(B, -1)};
+  }
+  // Returns whether any stream's patch closed (CudaOps answers true: it would have to wait to know).
+  template <class T>
+  bool patch_entropy_step(T* patch, int* closes, T* sum, int* length, Patches& s, const T* e, const uint8_t* x,
+                          const T* G, int B, int P, int d, double threshold) {
+    bytelm::patch_entropy_step(patch, closes, sum, length, s.source.data(), e, x, G, B, P, d, threshold);
+    for (int b = 0; b < B; b++)
+      if (closes[b]) return true;
+    return false;
+  }
+  template <class T>
+  void bigram_loss_forward(T* loss, const T* G, const uint8_t* x, const uint8_t* y, int N) {
+    bytelm::bigram_loss_forward(loss, G, x, y, N);
+  }
+  template <class T>
+  void bigram_loss_backward(T* dG, const T* G, const uint8_t* x, const uint8_t* y, int N, T scale) {
+    bytelm::bigram_loss_backward(dG, G, x, y, N, scale);
+  }
   template <class T>
   void patch_soft_forward(T* p, T* n, T* z, T* keep, const T* e, const T* w, const T* c, int B, int T_, int P, int d,
                           T* state) {

@@ -27,6 +27,12 @@ __global__ void convert_kernel(T* dst, const float* src, size_t n) {
   if (i < n) dst[i] = (T)src[i];
 }
 
+template <class U>
+__global__ void copy_rows_where_kernel(U* dst, const U* src, const int* flags, int B, int n, size_t total) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < total && flags[(i / n) % B]) dst[i] = src[i];
+}
+
 constexpr int kSumBlocks = 256;  // fixed: the summation order depends on n alone
 
 __global__ void sum_blocks_kernel(float* out, const float* partials) {
@@ -57,6 +63,14 @@ void add_inplace_cuda(A* y, const A* x, size_t n, cudaStream_t stream) {
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
+template <class U>
+void copy_rows_where_cuda(U* dst, const U* src, const int* flags, int B, int n, int groups, cudaStream_t stream) {
+  size_t total = (size_t)groups * B * n;
+  if (total == 0) return;
+  copy_rows_where_kernel<<<cuda::blocks_for(total), cuda::kThreads, 0, stream>>>(dst, src, flags, B, n, total);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+}
+
 template <class A>
 void convert_cuda(A* dst, const float* src, size_t n, cudaStream_t stream) {
   if (n == 0) return;
@@ -70,7 +84,7 @@ CudaOps<A>::CudaOps(GemmPrecision precision) {
   BYTELM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   BYTELM_CUBLAS_CHECK(cublasCreate(&gemm_.handle));
   BYTELM_CUBLAS_CHECK(cublasSetStream(gemm_.handle, stream_));
-  loss_sum_.resize(1);
+  loss_sum_.resize(2);
   cublas_workspace_.assign_zero(32 << 20);  // cuBLAS's own advice for Hopper
   BYTELM_CUBLAS_CHECK(cublasSetWorkspace(gemm_.handle, cublas_workspace_.data(), cublas_workspace_.size()));
   // cuBLASLt shares the workspace: both queue on stream_ only, so their kernels never overlap
@@ -89,6 +103,8 @@ CudaOps<A>::~CudaOps() {
 
 template void add_inplace_cuda<float>(float*, const float*, size_t, cudaStream_t);
 template void add_inplace_cuda<bf16>(bf16*, const bf16*, size_t, cudaStream_t);
+template void copy_rows_where_cuda<float>(float*, const float*, const int*, int, int, int, cudaStream_t);
+template void copy_rows_where_cuda<bf16>(bf16*, const bf16*, const int*, int, int, int, cudaStream_t);
 template void convert_cuda<float>(float*, const float*, size_t, cudaStream_t);
 template void convert_cuda<bf16>(bf16*, const float*, size_t, cudaStream_t);
 template class CudaOps<float>;

@@ -23,6 +23,8 @@
 #include "layers/linear_cuda.h"
 #include "layers/patch_attn_cuda.h"
 #include "layers/patch_cuda.h"
+#include "layers/patch_entropy_cuda.h"
+#include "layers/patch_soft_cuda.h"
 #include "layers/selective_scan_cuda.h"
 #include "layers/swiglu_cuda.h"
 
@@ -39,6 +41,9 @@ void add_inplace_cuda(A* y, const A* x, size_t n, cudaStream_t stream);
 // *out = sum of x[0..n) in a fixed order (per-block partial sums, then those in block order).
 size_t sum_cuda_partials();
 void sum_cuda(float* out, const float* x, size_t n, float* partials, cudaStream_t stream);
+// dst row (g B + b) = src row (g B + b), rows of n, for every g < groups and the b whose flags[b] is set.
+template <class U>
+void copy_rows_where_cuda(U* dst, const U* src, const int* flags, int B, int n, int groups, cudaStream_t stream);
 // dst = src rounded to A, n elements (the bf16 copies of the fp32 parameters).
 template <class A>
 void convert_cuda(A* dst, const float* src, size_t n, cudaStream_t stream);
@@ -116,22 +121,35 @@ class CudaOps {
     OpScope scope_("zero");
     BYTELM_CUDA_CHECK(cudaMemsetAsync(p, 0, n * sizeof(T), stream_));
   }
-  // The mean, summed on the device in a fixed order into a page-locked float, and, if asked, every row's
-  // loss. Waits for the stream, except while the stream is being captured into a graph: then it returns
-  // NaN, and last_mean_loss() reads the mean once a replay has finished.
+  // The mean, summed on the device in a fixed order into a page-locked float (plus the mean of the N losses
+  // in extra, when given, which row_loss leaves out), and, if asked, every row's loss. Waits for the stream,
+  // except while the stream is being captured into a graph: then it returns NaN, and last_mean_loss() reads
+  // the mean once a replay has finished.
   template <class T>
-  T mean_loss(const T* loss, int N, T* row_loss) {
+  T mean_loss(const T* loss, int N, T* row_loss, const T* extra = nullptr) {
     OpScope scope_("mean_loss");
-    float* sum = partials(sum_cuda_partials() + 1);
-    sum_cuda(sum, loss, N, sum + 1, stream_);
-    BYTELM_CUDA_CHECK(cudaMemcpyAsync(loss_sum_.data(), sum, sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    float* sum = partials(sum_cuda_partials() + 2);
+    sum_cuda(sum, loss, N, sum + 2, stream_);
+    if (extra) sum_cuda(sum + 1, extra, N, sum + 2, stream_);
+    int sums = extra ? 2 : 1;
+    BYTELM_CUDA_CHECK(cudaMemcpyAsync(loss_sum_.data(), sum, sums * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     loss_count_ = N;
+    loss_sums_ = sums;
     if (stream_capturing(stream_)) return T(NAN);
     if (row_loss) BYTELM_CUDA_CHECK(cudaMemcpyAsync(row_loss, loss, N * sizeof(T), cudaMemcpyDeviceToHost, stream_));
     BYTELM_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return last_mean_loss();
   }
-  float last_mean_loss() const { return loss_count_ > 0 ? loss_sum_.data()[0] / loss_count_ : NAN; }
+  float last_mean_loss() const {
+    if (loss_count_ <= 0) return NAN;
+    const float* s = loss_sum_.data();
+    return loss_sums_ == 2 ? s[0] / loss_count_ + s[1] / loss_count_ : s[0] / loss_count_;
+  }
+  template <class U>
+  void copy_rows_where(U* dst, const U* src, const int* flags, int B, int n, int groups) {
+    OpScope scope_("copy_rows_where");
+    copy_rows_where_cuda(dst, src, flags, B, n, groups, stream_);
+  }
 
   void embedding_forward(A* e, const uint8_t* x, const float* E, int N, int d) {
     OpScope scope_("embedding_forward");
@@ -160,6 +178,55 @@ class CudaOps {
     patch_attn_backward_cuda(de, dq, dp, e, q, weights, B, T_, P, d,
                              partials(patch_attn_backward_cuda_partials(B, T_, P, d)), stream_);
   }
+  // Soft patching; its scan (n, z), keep and streaming state are fp32 (patch_soft_cuda.h).
+  void patch_soft_forward(A* p, float* n, float* z, float* keep, const A* e, const float* w, const float* c, int B, int T_,
+                          int P, int d, float* state) {
+    OpScope scope_("patch_soft_forward");
+    patch_soft_forward_cuda(p, n, z, keep, e, w, c, B, T_, P, d, state, partials(B), stream_);
+  }
+  void patch_soft_backward(A* de, float* dw, float* dc, const A* dp, const A* e, const float* w, const float* n,
+                           const float* z, const float* keep, int B, int T_, int P, int d) {
+    OpScope scope_("patch_soft_backward");
+    patch_soft_backward_cuda(de, dw, dc, dp, e, w, n, z, keep, B, T_, P, d,
+                             partials(patch_soft_backward_cuda_partials(B, T_, P, d)), stream_);
+  }
+  // Entropy patching (patch_entropy_cuda.h): where its patches lie is a Patches, in device memory.
+  using Patches = EntropyPatchesCuda;
+  void entropy_patches(Patches& s, const float* G, const uint8_t* x, int B, int T_, int P, double threshold) {
+    OpScope scope_("entropy_patches");
+    entropy_patches_cuda(s, G, x, B, T_, P, threshold, partials(kBigramRowsScratch), stream_);
+  }
+  void entropy_stream_patches(Patches& s, int B) { entropy_stream_patches_cuda(s, B, stream_); }
+  bool patch_entropy_step(A* patch, int* closes, float* sum, int* length, Patches& s, const A* e, const uint8_t* x,
+                          const float* G, int B, int P, int d, double threshold) {
+    OpScope scope_("patch_entropy_step");
+    patch_entropy_step_cuda(patch, closes, sum, length, s.source.data(), e, x, G, B, P, d, threshold, stream_);
+    return true;
+  }
+  void patch_entropy_pool_forward(A* p, const A* e, const Patches& s, int d) {
+    OpScope scope_("patch_entropy_pool_forward");
+    patch_entropy_pool_forward_cuda(p, e, s, d, stream_);
+  }
+  void patch_entropy_pool_backward(A* de, const A* dp, const Patches& s, int d) {
+    OpScope scope_("patch_entropy_pool_backward");
+    patch_entropy_pool_backward_cuda(de, dp, s, d, stream_);
+  }
+  void patch_entropy_broadcast_forward(A* out, const A* p, const float* start, const A* e, const Patches& s, int d) {
+    OpScope scope_("patch_entropy_broadcast_forward");
+    patch_entropy_broadcast_forward_cuda(out, p, start, e, s, d, stream_);
+  }
+  void patch_entropy_broadcast_backward(A* dp, float* dstart, A* de, const A* dout, const Patches& s, int d) {
+    OpScope scope_("patch_entropy_broadcast_backward");
+    patch_entropy_broadcast_backward_cuda(dp, dstart, de, dout, s, d, stream_);
+  }
+  void bigram_loss_forward(float* loss, const float* G, const uint8_t* x, const uint8_t* y, int N) {
+    OpScope scope_("bigram_loss_forward");
+    bigram_loss_forward_cuda(loss, G, x, y, N, partials(kBigramRowsScratch), stream_);
+  }
+  void bigram_loss_backward(float* dG, const float* G, const uint8_t* x, const uint8_t* y, int N, float scale) {
+    OpScope scope_("bigram_loss_backward");
+    bigram_loss_backward_cuda(dG, G, x, y, N, scale, workspace(bigram_loss_backward_cuda_workspace_bytes()), stream_);
+  }
   void patch_broadcast_forward(A* out, const A* p, const float* start, const A* e, int B, int T_, int P, int d) {
     OpScope scope_("patch_broadcast_forward");
     patch_broadcast_forward_cuda(out, p, start, e, B, T_, P, d, stream_);
@@ -178,28 +245,16 @@ class CudaOps {
     layernorm_backward_cuda(dx, dw, db, dy, x, mean, rstd, w, N, C, accumulate_dx,
                             partials(layernorm_backward_cuda_partials(N, C)), stream_);
   }
-  // The scan kernels put the sequences on the grid's y axis, at most 65535: more (patching local's B T / P
-  // patches) run in slices of that many.
-  static constexpr int kMaxScanSequences = 65535;
   void diag_ssm_forward(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d,
                         const float* h0, float* h_last, const A* residual) {
     OpScope scope_("diag_ssm_forward");
-    for (int b = 0; b < B; b += kMaxScanSequences) {
-      size_t rows = (size_t)b * T_ * d, states = (size_t)b * d;
-      diag_ssm_forward_cuda(y + rows, u + rows, h + rows, x + rows, w, std::min(B - b, kMaxScanSequences), T_, d,
-                            h0 ? h0 + states : nullptr, h_last ? h_last + states : nullptr,
-                            residual ? residual + rows : nullptr, gemm_, stream_);
-    }
+    diag_ssm_forward_cuda(y, u, h, x, w, B, T_, d, h0, h_last, residual, gemm_, stream_);
   }
   void diag_ssm_backward(A* dx, DiagSsmGrads<float> g, const A* dy, const A* x, const A* u, const A* h,
                          DiagSsmWeights<float, A> w, int B, int T_, int d, A* scratch) {
     OpScope scope_("diag_ssm_backward");
-    for (int b = 0; b < B; b += kMaxScanSequences) {
-      size_t rows = (size_t)b * T_ * d;
-      int slice = std::min(B - b, kMaxScanSequences);
-      diag_ssm_backward_cuda(dx + rows, g, dy + rows, x + rows, u + rows, h + rows, w, slice, T_, d, scratch,
-                             partials(diag_ssm_backward_cuda_partials(slice, T_, d)), gemm_, stream_);
-    }
+    diag_ssm_backward_cuda(dx, g, dy, x, u, h, w, B, T_, d, scratch, partials(diag_ssm_backward_cuda_partials(B, T_, d)),
+                           gemm_, stream_);
   }
   void swiglu_forward(A* y, A* g, A* m, A* w3_copy, const A* x, const A* W12, const A* W3, int N, int d, int H,
                       const A* residual) {
@@ -265,9 +320,9 @@ class CudaOps {
   Gemm gemm_;
   DeviceBuffer<float> partials_, workspace_;
   DeviceBuffer<uint8_t> cublas_workspace_;  // fixed, so cuBLAS never allocates while a graph is captured
-  std::unique_ptr<GemmLt> lt_;               // gemm_.lt, on cublas_workspace_
-  PinnedBuffer<float> loss_sum_;
-  int loss_count_ = 0;
+  std::unique_ptr<GemmLt> lt_;    // gemm_.lt, on cublas_workspace_
+  PinnedBuffer<float> loss_sum_;  // the mean's sum, and extra's
+  int loss_count_ = 0, loss_sums_ = 1;
 };
 
 }  // namespace bytelm

@@ -11,8 +11,6 @@ namespace bytelm {
 
 static const char* const kArchitectures[] = {"ssm", "mamba", "transformer", "hybrid"};
 static const char* const kPatchings[] = {"mean", "attn", "none", "local", "soft", "entropy"};
-// Those whose layers have no CUDA kernel yet.
-static const char* const kHostOnlyPatchings[] = {"soft", "entropy"};
 
 bool is_known_architecture(const std::string& arch) {
   return std::find(std::begin(kArchitectures), std::end(kArchitectures), arch) != std::end(kArchitectures);
@@ -57,10 +55,6 @@ std::unique_ptr<Model<float>> make_model_on(const std::string& device, const Mod
     throw Error("--device must be cpu, cuda, cuda-tf32 or cuda-fp32, got '" + device + "'");
   if (config.arch == "transformer" || config.arch == "hybrid")
     throw Error("the " + config.arch + " family has no CUDA path yet; use --device cpu");
-  // Refused before a GPU model is built: the CUDA backend has no op for these poolings (see ssm.cpp).
-  if (std::find(std::begin(kHostOnlyPatchings), std::end(kHostOnlyPatchings), config.patching) !=
-      std::end(kHostOnlyPatchings))
-    throw Error("patching " + config.patching + " has no CUDA kernel yet; use --device cpu");
 #ifdef BYTELM_WITH_CUDA
   check_config(config);
   std::string gemm = device == "cuda" ? "bf16" : device.substr(5);

@@ -1,12 +1,10 @@
 #include "models/ssm.h"
 
 #include <cmath>
-#include <cstring>
 #include <utility>
 
 #include "core/error.h"
 #include "core/rng.h"
-#include "layers/patch_entropy.h"
 #include "layers/patch_local.h"
 #include "models/cpu_ops.h"
 #include "models/ops_model.h"
@@ -59,9 +57,6 @@ Patching patching_of(const std::string& name) {
   return Patching::mean;
 }
 
-// Those whose layers run on the host backend only (CudaOps has no such op yet).
-bool host_only(Patching p) { return p == Patching::soft || p == Patching::entropy; }
-
 // The byte-rate blocks of patching local (layers/patch_local.h).
 constexpr int kLocalBlocks = 1;
 
@@ -84,10 +79,6 @@ class SsmModel final : public OpsModel<T, Ops> {
   template <class... OpsArgs>
   SsmModel(const ModelConfig& config, uint64_t seed, OpsArgs... ops_args)
       : OpsModel<T, Ops>(ops_args...), patching_(patching_of(config.patching)) {
-    // make_model_on refuses this first, in words for the user; here it keeps a GPU model from pooling by the mean
-    // in silence, since the branches of the host-only variants below exist for the host backend only.
-    if constexpr (!Ops::on_host)
-      if (host_only(patching_)) throw Error("patching " + config.patching + " has no CUDA kernel yet");
     this->config_ = config;
     int d = config.d;
     emb_ = this->add_param("embed.weight", {256, d});
@@ -120,8 +111,7 @@ class SsmModel final : public OpsModel<T, Ops> {
     const uint8_t* yd = ops_.put_bytes(y_, y, N);
     const T* W = this->W();
     ops_.embedding_forward(e_.data(), xd, W + emb_, N, d);
-    if constexpr (Ops::on_host)
-      if (patching_ == Patching::entropy) patches_ = entropy_patches(W + bigram_, x, B, T_, P, c.entropy_threshold);
+    if (patching_ == Patching::entropy) ops_.entropy_patches(patches_, W + bigram_, xd, B, T_, P, c.entropy_threshold);
     pool_forward(stream_at(0), e_.data(), B, T_);
     if (M > 0)
       for (int l = 0; l < c.layers; l++)
@@ -129,10 +119,12 @@ class SsmModel final : public OpsModel<T, Ops> {
     const A* top = unpool_forward(B, T_);
     output_forward(logits_.data(), z_.data(), zstat_.data(), top, N);
     ops_.cross_entropy(loss_.data(), (A*)nullptr, logits_.data(), yd, N, T(0));
-    T loss = ops_.mean_loss(loss_.data(), N, row_loss);
-    if constexpr (Ops::on_host)
-      if (patching_ == Patching::entropy) loss += bigram_loss_forward(W + bigram_, x, y, N);
-    return this->last_loss_ = loss;
+    const T* bigram_loss = nullptr;
+    if (patching_ == Patching::entropy) {
+      ops_.bigram_loss_forward(bigram_loss_.data(), W + bigram_, xd, yd, N);
+      bigram_loss = bigram_loss_.data();
+    }
+    return this->last_loss_ = ops_.mean_loss(loss_.data(), N, row_loss, bigram_loss);
   }
 
   void backward() override {
@@ -152,9 +144,8 @@ class SsmModel final : public OpsModel<T, Ops> {
       for (int l = c.layers - 1; l >= 0; l--)
         block_backward(layers_[l], stream_at(l), acts(l), B, seq_ / P, seq_ / P, dp_.data());
     pool_backward(de, dp_.data(), B, seq_);
-    if constexpr (Ops::on_host)
-      if (patching_ == Patching::entropy)
-        bigram_loss_backward(G + bigram_, W + bigram_, x_.data(), y_.data(), N, T(1) / N);
+    if (patching_ == Patching::entropy)
+      ops_.bigram_loss_backward(G + bigram_, W + bigram_, x_.data(), y_.data(), N, T(1) / N);
     ops_.embedding_backward(G + emb_, de, x_.data(), N, d);
   }
 
@@ -243,6 +234,7 @@ class SsmModel final : public OpsModel<T, Ops> {
     Ops::resize(soft_n_, soft ? N * d : 0);
     Ops::resize(soft_z_, soft ? N : 0);
     Ops::resize(soft_keep_, soft ? N : 0);
+    Ops::resize(bigram_loss_, patching_ == Patching::entropy ? N : 0);
     Ops::resize(dtmp_, block_rows * d);
     Ops::resize(scratch_, block_rows * std::max(3 * S, d));
   }
@@ -277,14 +269,12 @@ class SsmModel final : public OpsModel<T, Ops> {
     const T* W = this->W();
     if (patching_ == Patching::attn)
       return ops_.patch_attn_forward(p, pool_weights_.data(), e, W + query_, B, T_, c.patch, c.d);
-    if constexpr (Ops::on_host) {
-      switch (patching_) {
-        case Patching::soft:
-          return ops_.patch_soft_forward(p, soft_n_.data(), soft_z_.data(), soft_keep_.data(), e, W + boundary_w_,
-                                         W + boundary_c_, B, T_, c.patch, c.d, (T*)nullptr);
-        case Patching::entropy: return ops_.patch_entropy_pool_forward(p, e, patches_, c.d);
-        default: break;
-      }
+    switch (patching_) {
+      case Patching::soft:
+        return ops_.patch_soft_forward(p, soft_n_.data(), soft_z_.data(), soft_keep_.data(), e, W + boundary_w_,
+                                       W + boundary_c_, B, T_, c.patch, c.d, (T*)nullptr);
+      case Patching::entropy: return ops_.patch_entropy_pool_forward(p, e, patches_, c.d);
+      default: break;
     }
     ops_.patch_mean_forward(p, e, B, T_, c.patch, c.d);
   }
@@ -297,14 +287,12 @@ class SsmModel final : public OpsModel<T, Ops> {
     if (patching_ == Patching::attn)
       return ops_.patch_attn_backward(de, G + query_, dp, e_.data(), W + query_, pool_weights_.data(), B, T_, c.patch,
                                       c.d);
-    if constexpr (Ops::on_host) {
-      switch (patching_) {
-        case Patching::soft:
-          return ops_.patch_soft_backward(de, G + boundary_w_, G + boundary_c_, dp, e_.data(), W + boundary_w_,
-                                          soft_n_.data(), soft_z_.data(), soft_keep_.data(), B, T_, c.patch, c.d);
-        case Patching::entropy: return ops_.patch_entropy_pool_backward(de, dp, patches_, c.d);
-        default: break;
-      }
+    switch (patching_) {
+      case Patching::soft:
+        return ops_.patch_soft_backward(de, G + boundary_w_, G + boundary_c_, dp, e_.data(), W + boundary_w_,
+                                        soft_n_.data(), soft_z_.data(), soft_keep_.data(), B, T_, c.patch, c.d);
+      case Patching::entropy: return ops_.patch_entropy_pool_backward(de, dp, patches_, c.d);
+      default: break;
     }
     ops_.patch_mean_backward(de, dp, B, T_, c.patch, c.d);
   }
@@ -313,10 +301,9 @@ class SsmModel final : public OpsModel<T, Ops> {
   const A* unpool_forward(int B, int T_) {
     const ModelConfig& c = this->config_;
     const A* p = stream_at(c.layers);
-    if constexpr (Ops::on_host)
-      if (patching_ == Patching::entropy)
-        ops_.patch_entropy_broadcast_forward(up_.data(), p, this->W() + start_, e_.data(), patches_, c.d);
-    if (patching_ != Patching::entropy)
+    if (patching_ == Patching::entropy)
+      ops_.patch_entropy_broadcast_forward(up_.data(), p, this->W() + start_, e_.data(), patches_, c.d);
+    else
       ops_.patch_broadcast_forward(up_.data(), p, this->W() + start_, e_.data(), B, T_, c.patch, c.d);
     for (size_t l = 0; l < local_.size(); l++)
       block_forward(local_[l], local_at(l), local_at(l + 1), local_acts(l), B, T_, c.patch, nullptr, nullptr);
@@ -328,9 +315,8 @@ class SsmModel final : public OpsModel<T, Ops> {
     const ModelConfig& c = this->config_;
     for (int l = (int)local_.size() - 1; l >= 0; l--)
       block_backward(local_[l], local_at(l), local_acts(l), B, T_, c.patch, dtop);
-    if constexpr (Ops::on_host)
-      if (patching_ == Patching::entropy)
-        return ops_.patch_entropy_broadcast_backward(dp_.data(), this->G() + start_, de, dtop, patches_, c.d);
+    if (patching_ == Patching::entropy)
+      return ops_.patch_entropy_broadcast_backward(dp_.data(), this->G() + start_, de, dtop, patches_, c.d);
     ops_.patch_broadcast_backward(dp_.data(), this->G() + start_, de, dtop, B, T_, c.patch, c.d);
   }
 
@@ -392,33 +378,35 @@ class SsmModel final : public OpsModel<T, Ops> {
   // embeddings slot-major, [P][B][d], so one byte's embeddings land in one contiguous slot and the P slots of all
   // B streams mean-pool as one sequence of P rows of width B d; attention scores each stream's bytes on their own,
   // so it pools a stream-major copy, [B][P][d] (open_by_stream). Soft keeps its scan (n [B, d], z [B]); entropy
-  // the sum and length of each stream's open patch, whose patches close at different bytes.
+  // the sum and length of each stream's open patch, whose patches close at different bytes, and which streams have
+  // a patch to read (one's sources: -1 before the first, then 0, the latest).
   struct Streams final : ByteStreams<T> {
     const SsmModel& m;
     int B, d, P, count = 0;  // count: bytes in the open patch (each stream its own under entropy: open_length)
-    std::vector<int> open_length;
-    std::vector<char> closes;               // entropy: which streams' patches closed at this byte
-    std::vector<char> have_patch;           // before its first patch, a stream's bytes read the start vector
+    bool have_patch = false;  // fixed patches: whether one is complete (before, the bytes read the start vector)
     typename Ops::template Buffer<uint8_t> bytes;
-    typename Ops::template Buffer<T> h, h_local, h_next, soft_state, pool_weights, zstat, stats;  // h: [layers][B][d]
-    typename Ops::template Buffer<A> open, open_by_stream, soft_scan, e_byte, patch_a, patch_b, patch_out, latest, up,
-        local_spare, z, logits, acts;
+    typename Ops::template Buffer<int> open_length, closes;  // entropy: closes[b], whether b's patch closed now
+    typename Ops::Patches one;
+    typename Ops::template Buffer<T> h, h_local, h_next, soft_state, soft_scan, open_sum, pool_weights, zstat, stats;
+    typename Ops::template Buffer<A> open, open_by_stream, e_byte, patch_a, patch_b, patch_out, latest, up,
+        local_spare, z, logits, acts;  // h: [layers][B][d]
     Streams(const SsmModel& model, int streams) : m(model), B(streams) {
       const ModelConfig& c = m.config_;
       d = c.d;
       P = c.patch;
       bool attn = m.patching_ == Patching::attn, soft = m.patching_ == Patching::soft;
       bool entropy = m.patching_ == Patching::entropy;
-      open_length.assign(B, 0);
-      closes.assign(B, 0);
-      have_patch.assign(B, 0);
+      Ops::resize(open_length, entropy ? B : 0);
+      Ops::resize(closes, entropy ? B : 0);
+      Ops::resize(open_sum, entropy ? (size_t)B * d : 0);
+      if (entropy) m.ops_.entropy_stream_patches(one, B);
       Ops::resize(h, (size_t)c.layers * B * d);
       Ops::resize(h_local, m.local_.size() * B * d);
       Ops::resize(h_next, entropy ? (size_t)c.layers * B * d : 0);
       for (auto* buf : {&patch_a, &patch_b, &latest, &up, &z, &e_byte}) Ops::resize(*buf, (size_t)B * d);
       Ops::resize(patch_out, entropy ? (size_t)B * d : 0);
       Ops::resize(local_spare, m.local_.empty() ? 0 : (size_t)B * d);
-      Ops::resize(open, m.fixed_windows() ? (size_t)P * B * d : entropy ? (size_t)B * d : 0);
+      Ops::resize(open, m.fixed_windows() ? (size_t)P * B * d : 0);
       Ops::resize(open_by_stream, attn ? (size_t)B * P * d : 0);
       Ops::resize(pool_weights, attn ? (size_t)B * P : 0);
       Ops::resize(soft_state, soft ? (size_t)B * (d + 1) : 0);
@@ -435,39 +423,25 @@ class SsmModel final : public OpsModel<T, Ops> {
       A* e = m.fixed_windows() ? open.data() + (size_t)count * B * d : e_byte.data();
       m.ops_.embedding_forward(e, x, W + m.emb_, B, d);
       count = (count + 1) % P;
-      if (pool_step(e, bytes_host, count == 0)) run_blocks();
+      if (pool_step(e, x, count == 0)) run_blocks();
       unpool_step(e, patch_starts);
       m.ops_.copy_to_host(logits_host, logits.data(), (size_t)B * 256);
     }
 
-    // Adds byte e [B, d] to every stream's open patch; when patches close, patch_a [B, d] receives them and it
-    // returns true (closes says which, under entropy; with fixed patches all close together, when `window_full`).
-    bool pool_step(const A* e, const uint8_t* bytes_host, bool window_full) {
+    // Adds byte e [B, d] (x [B], on the device) to every stream's open patch; when patches close, patch_a [B, d]
+    // receives them and it returns true (under entropy closes says which, and the GPU answers true every byte;
+    // with fixed patches all close together, when `window_full`).
+    bool pool_step(const A* e, const uint8_t* x, bool window_full) {
       const T* W = m.W();
-      if constexpr (Ops::on_host) {
-        if (m.patching_ == Patching::soft) {  // the scan advances every byte; a patch is read at window ends
-          A* n = soft_scan.data();
-          m.ops_.patch_soft_forward(patch_a.data(), n, n + (size_t)B * d, n + (size_t)B * (d + 1), e,
-                                    W + m.boundary_w_, W + m.boundary_c_, B, 1, 1, d, soft_state.data());
-          return window_full;
-        }
-        if (m.patching_ == Patching::entropy) {  // the same sums and decisions as entropy_patches and its pooling
-          bool any = false;
-          for (int b = 0; b < B; b++) {
-            A* sum = open.data() + (size_t)b * d;
-            const A* eb = e + (size_t)b * d;
-            for (int k = 0; k < d; k++) sum[k] += eb[k];
-            int length = ++open_length[b];
-            T entropy = bigram_entropy_bits(W + m.bigram_ + (size_t)bytes_host[b] * 256);
-            closes[b] = entropy_patch_closes(length, entropy, P, m.config_.entropy_threshold);
-            if (!closes[b]) continue;
-            for (int k = 0; k < d; k++) patch_a[(size_t)b * d + k] = sum[k] / length, sum[k] = 0;
-            open_length[b] = 0;
-            any = true;
-          }
-          return any;
-        }
+      if (m.patching_ == Patching::soft) {  // the scan advances every byte; a patch is read at window ends
+        T* n = soft_scan.data();
+        m.ops_.patch_soft_forward(patch_a.data(), n, n + (size_t)B * d, n + (size_t)B * (d + 1), e, W + m.boundary_w_,
+                                  W + m.boundary_c_, B, 1, 1, d, soft_state.data());
+        return window_full;
       }
+      if (m.patching_ == Patching::entropy)  // the same sums and decisions as entropy_patches and its pooling
+        return m.ops_.patch_entropy_step(patch_a.data(), closes.data(), open_sum.data(), open_length.data(), one, e,
+                                         x, W + m.bigram_, B, P, d, m.config_.entropy_threshold);
       if (!window_full) return false;
       if (m.patching_ == Patching::attn) {
         for (int r = 0; r < P; r++)  // slot r of every stream: B rows of d, from [r][B][d] to [B][P][d]
@@ -499,19 +473,12 @@ class SsmModel final : public OpsModel<T, Ops> {
         m.ops_.zero(latest.data(), (size_t)B * d);
         m.ops_.add(latest.data(), patch_a.data(), (size_t)B * d);
       }
-      if constexpr (Ops::on_host) {
-        if (some) {
-          for (int b = 0; b < B; b++) {
-            if (!closes[b]) continue;
-            std::memcpy(latest.data() + (size_t)b * d, in + (size_t)b * d, sizeof(A) * d);
-            for (int l = 0; l < c.layers; l++)
-              std::memcpy(h.data() + ((size_t)l * B + b) * d, h_next.data() + ((size_t)l * B + b) * d, sizeof(T) * d);
-            have_patch[b] = 1;
-          }
-          return;
-        }
+      if (some) {
+        m.ops_.copy_rows_where(latest.data(), (const A*)in, closes.data(), B, d, 1);
+        m.ops_.copy_rows_where(h.data(), (const T*)h_next.data(), closes.data(), B, d, c.layers);
+        return;
       }
-      std::fill(have_patch.begin(), have_patch.end(), 1);
+      have_patch = true;
     }
 
     // logits = the head over the byte's context (the parallel forward's broadcast over a one-byte window, then the
@@ -519,19 +486,10 @@ class SsmModel final : public OpsModel<T, Ops> {
     void unpool_step(const A* e, bool patch_starts) {
       const ModelConfig& c = m.config_;
       const T* W = m.W();
-      if constexpr (Ops::on_host) {
-        if (m.patching_ == Patching::entropy) {
-          EntropyPatches one;
-          one.B = B;
-          one.T = 1;
-          one.slots = 1;
-          for (int b = 0; b < B; b++) one.source.push_back(have_patch[b] ? 0 : -1);
-          m.ops_.patch_entropy_broadcast_forward(up.data(), latest.data(), W + m.start_, e, one, d);
-        }
-      }
-      // With P = 1 byte 0 reads patch 0 (the latest output); with P = 2 no patch is complete yet and it reads start.
-      if (m.patching_ != Patching::entropy)
-        m.ops_.patch_broadcast_forward(up.data(), latest.data(), W + m.start_, e, B, 1, have_patch[0] ? 1 : 2, d);
+      if (m.patching_ == Patching::entropy)
+        m.ops_.patch_entropy_broadcast_forward(up.data(), latest.data(), W + m.start_, e, one, d);
+      else  // with P = 1 byte 0 reads patch 0 (the latest output); with P = 2 none is complete yet: it reads start
+        m.ops_.patch_broadcast_forward(up.data(), latest.data(), W + m.start_, e, B, 1, have_patch ? 1 : 2, d);
       A *in = up.data(), *spare = local_spare.data();
       if (patch_starts && !m.local_.empty()) m.ops_.zero(h_local.data(), m.local_.size() * B * d);
       Acts a = Acts::carve(acts.data(), stats.data(), B, d, c.hidden());
@@ -559,10 +517,11 @@ class SsmModel final : public OpsModel<T, Ops> {
   typename Ops::template Buffer<uint8_t> x_, y_;
   typename Ops::template Buffer<A> e_, up_, z_, logits_, bufA_, bufB_, stream_, acts_, dp_, dtmp_, scratch_;
   typename Ops::template Buffer<A> local_stream_, local_acts_;  // the local blocks' outputs and activations
-  typename Ops::template Buffer<A> soft_n_, soft_z_, soft_keep_;  // the soft pooling's scan (soft)
+  typename Ops::template Buffer<T> soft_n_, soft_z_, soft_keep_;  // the soft pooling's scan (soft)
   typename Ops::template Buffer<T> zstat_, loss_, stats_, local_stats_;
+  typename Ops::template Buffer<T> bigram_loss_;  // the bigram table's loss at each byte (entropy)
   typename Ops::template Buffer<T> pool_weights_;  // the attention pooling's softmax weights (attn)
-  EntropyPatches patches_;  // where the last forward's patches lie (entropy)
+  typename Ops::Patches patches_;  // where the last forward's patches lie (entropy)
 };
 
 }  // namespace
