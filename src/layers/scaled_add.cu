@@ -16,7 +16,9 @@ struct ScaledAdd {
   __device__ void operator()(size_t i) const { y[i] = (T)((float)y[i] + w[0] * (float)x[i]); }
 };
 
-constexpr int kBlocks = 256;  // fixed: the summation order depends on n alone
+// Fixed, so the summation order depends on n alone; enough threads (about two waves of an H100's SMs) to keep the
+// memory system busy through the grid-stride loop.
+constexpr int kBlocks = 1024;
 
 // dx = w dy over a grid-stride share; partials[block] = the share's dy . x (threads, then warps, in order).
 template <class T>
