@@ -52,8 +52,9 @@ class CudaTransformerLayers : public CudaTest {
   template <class Check>
   void both_storages(Check check) {
     tag = "fp32 ";
-    check(float(), [](const V& v) { return v; }, [](const std::vector<float>& v) { return v; },
-          [](V v) { return v; }, kTol);
+    check(
+        float(), [](const V& v) { return v; }, [](const std::vector<float>& v) { return v; }, [](V v) { return v; },
+        kTol);
     tag = "bf16 ";
     check(bf16(), to_bf16, to_float, round_bf16, kBf16Tol);
   }
@@ -96,8 +97,8 @@ TEST_F(CudaTransformerLayers, Mlp) {
       dW1_0 = random_floats((size_t)H * d, rng), dW2_0 = random_floats((size_t)d * H, rng);
     V y(N * d), h(N * H), a(N * H), dx(N * d), dW1 = dW1_0, dW2 = dW2_0, scratch(N * H);
     mlp_forward(y.data(), h.data(), a.data(), x.data(), W1.data(), W2.data(), N, d, H, leak);
-    mlp_backward(dx.data(), dW1.data(), dW2.data(), dy.data(), x.data(), h.data(), a.data(), W1.data(), W2.data(), N,
-                 d, H, leak, scratch.data());
+    mlp_backward(dx.data(), dW1.data(), dW2.data(), dy.data(), x.data(), h.data(), a.data(), W1.data(), W2.data(), N, d,
+                 H, leak, scratch.data());
     Dev<S> x_d(to_s(x)), W1_d(to_s(W1)), W2_d(to_s(W2)), dy_d(to_s(dy)), y_d(N * d), h_d(N * H), a_d(N * H),
         dx_d(N * d), sc_d(N * H);
     Dev<float> dW1_d(dW1_0), dW2_d(dW2_0);
@@ -148,8 +149,8 @@ TEST_F(CudaTransformerLayers, ScaledAdd) {
     using S = decltype(s_type);
     size_t n = 4099;
     Rng rng(404);
-    V x = round(random_floats(n, rng)), y0 = round(random_floats(n, rng)), dy = round(random_floats(n, rng)),
-      w{0.7f}, dw0{0.3f};
+    V x = round(random_floats(n, rng)), y0 = round(random_floats(n, rng)), dy = round(random_floats(n, rng)), w{0.7f},
+      dw0{0.3f};
     V y = y0, dx(n), dw = dw0;
     scaled_add_forward(y.data(), x.data(), w.data(), n);
     scaled_add_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), n);
@@ -172,8 +173,8 @@ TEST_F(CudaTransformerLayers, Smear) {
       size_t n = (size_t)B * T * d;
       Rng rng(405 + T);
       V x = round(random_floats(n, rng)), prev = round(random_floats((size_t)B * d, rng)),
-        dy = round(random_floats(n, rng)), w = random_floats(k, rng, 0.5), lambda{0.8f},
-        dw0 = random_floats(k, rng), dl0{0.2f};
+        dy = round(random_floats(n, rng)), w = random_floats(k, rng, 0.5), lambda{0.8f}, dw0 = random_floats(k, rng),
+        dl0{0.2f};
       V y(n), gate((size_t)B * T), y_prev(n), gate_prev((size_t)B * T), dx(n), dw = dw0, dl = dl0;
       smear_forward(y.data(), gate.data(), x.data(), w.data(), lambda.data(), B, T, d, k, (const float*)nullptr);
       smear_forward(y_prev.data(), gate_prev.data(), x.data(), w.data(), lambda.data(), B, T, d, k, prev.data());
@@ -239,8 +240,8 @@ TEST_F(CudaTransformerLayers, AttentionDecode) {
     Dev<float> scores(attention_decode_cuda_scratch(B, H, slots));
     for (int pos = 0; pos < 12; pos++) {
       V qkv = round(random_floats((size_t)B * stride, rng)), o((size_t)B * D);
-      attention_decode(o.data(), k_cache.data(), v_cache.data(), qkv.data(), qkv.data() + D, qkv.data() + 2 * D,
-                       stride, B, H, Dh, slots, pos, scale);
+      attention_decode(o.data(), k_cache.data(), v_cache.data(), qkv.data(), qkv.data() + D, qkv.data() + 2 * D, stride,
+                       B, H, Dh, slots, pos, scale);
       Dev<S> qkv_d(to_s(qkv));
       attention_decode_cuda(o_d.poison().p, kc_d.p, vc_d.p, qkv_d.p, qkv_d.p + D, qkv_d.p + 2 * D, stride, B, H, Dh,
                             slots, pos, scale, scores.poison().p, stream);
@@ -258,8 +259,8 @@ TEST_F(CudaTransformerLayers, BackwardIsBitReproducible) {
   int B = 8, T = 517, d = 200, k = 12, buckets = 4096, dim = 32;
   size_t N = (size_t)B * T, n = N * d;
   Dev<float> x(random_floats(n, rng)), dy(random_floats(n, rng)), w(random_floats(k, rng)), lambda(V{0.5f}),
-      gate(random_floats(N, rng, 0.1, 0.5)), de(random_floats(N * dim, rng)), part_s(smear_backward_cuda_partials(B, T, k)),
-      part_a(scaled_add_backward_cuda_partials());
+      gate(random_floats(N, rng, 0.1, 0.5)), de(random_floats(N * dim, rng)),
+      part_s(smear_backward_cuda_partials(B, T, k)), part_a(scaled_add_backward_cuda_partials());
   Dev<uint8_t> bytes(bytes_from(rng, N, 20));
   Dev<char> work(bigram_backward_cuda_workspace_bytes(B, T, buckets));
   auto run = [&] {

@@ -51,8 +51,10 @@ struct BucketStarts {
     int u = (int)i, lo = 0, hi = n;
     while (lo < hi) {
       int mid = (lo + hi) / 2;
-      if (sorted[mid] < u) lo = mid + 1;
-      else hi = mid;
+      if (sorted[mid] < u)
+        lo = mid + 1;
+      else
+        hi = mid;
     }
     start[u] = lo;
   }
@@ -132,9 +134,9 @@ void bigram_backward_cuda(float* dtable, const A* de, const uint8_t* x, int B, i
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
-#define BYTELM_INSTANTIATE(A)                                                                                      \
-  template void bigram_forward_cuda<A>(A*, const uint8_t*, const float*, int, int, int, int, const uint8_t*,     \
-                                       cudaStream_t);                                                              \
+#define BYTELM_INSTANTIATE(A)                                                                                \
+  template void bigram_forward_cuda<A>(A*, const uint8_t*, const float*, int, int, int, int, const uint8_t*, \
+                                       cudaStream_t);                                                        \
   template void bigram_backward_cuda<A>(float*, const A*, const uint8_t*, int, int, int, int, void*, cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)

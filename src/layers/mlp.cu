@@ -53,7 +53,7 @@ void mlp_backward_cuda(A* dx, float* dW1, float* dW2, const A* dy, const A* x, c
 }
 
 #define BYTELM_INSTANTIATE(A)                                                                                        \
-  template void mlp_forward_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, float, Gemm,          \
+  template void mlp_forward_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, float, Gemm,            \
                                     cudaStream_t);                                                                   \
   template void mlp_backward_cuda<A>(A*, float*, float*, const A*, const A*, const A*, const A*, const A*, const A*, \
                                      int, int, int, float, A*, Gemm, cudaStream_t);

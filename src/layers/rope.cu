@@ -47,8 +47,8 @@ void rope_backward_cuda(A* dx, RopeShape s, cudaStream_t stream, double base) {
   rotate(dx, s, base, -1.0, stream);
 }
 
-#define BYTELM_INSTANTIATE(A)                                                    \
-  template void rope_forward_cuda<A>(A*, RopeShape, cudaStream_t, double);       \
+#define BYTELM_INSTANTIATE(A)                                              \
+  template void rope_forward_cuda<A>(A*, RopeShape, cudaStream_t, double); \
   template void rope_backward_cuda<A>(A*, RopeShape, cudaStream_t, double);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)

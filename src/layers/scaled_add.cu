@@ -58,10 +58,9 @@ void scaled_add_backward_cuda(A* dx, float* dw, const A* dy, const A* x, const f
   add_partial_sums(dw, partials, kBlocks, 1, 1, stream);
 }
 
-#define BYTELM_INSTANTIATE(A)                                                                          \
-  template void scaled_add_forward_cuda<A>(A*, const A*, const float*, size_t, cudaStream_t);          \
-  template void scaled_add_backward_cuda<A>(A*, float*, const A*, const A*, const float*, size_t, float*, \
-                                            cudaStream_t);
+#define BYTELM_INSTANTIATE(A)                                                                 \
+  template void scaled_add_forward_cuda<A>(A*, const A*, const float*, size_t, cudaStream_t); \
+  template void scaled_add_backward_cuda<A>(A*, float*, const A*, const A*, const float*, size_t, float*, cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)
 #undef BYTELM_INSTANTIATE

@@ -40,8 +40,8 @@ void silu_gate_backward_cuda(A* dv, A* dz, const A* dy, const A* v, const A* z, 
   elementwise_cuda(n, SiluGateBackward<A>{dv, dz, dy, v, z}, stream);
 }
 
-#define BYTELM_INSTANTIATE(A)                                                                            \
-  template void silu_gate_forward_cuda<A>(A*, const A*, const A*, size_t, cudaStream_t);                 \
+#define BYTELM_INSTANTIATE(A)                                                            \
+  template void silu_gate_forward_cuda<A>(A*, const A*, const A*, size_t, cudaStream_t); \
   template void silu_gate_backward_cuda<A>(A*, A*, const A*, const A*, const A*, size_t, cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)

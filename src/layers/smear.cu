@@ -36,8 +36,7 @@ __global__ void smear_forward_kernel(T* y, float* gate, const T* x, const float*
   float g = before ? sigmoid(gate_dot(w, xt, k)) : 0.f, c = lambda[0] * g;
   if (threadIdx.x == 0) gate[row] = g;
   T* yt = y + row * d;
-  for (int i = threadIdx.x; i < d; i += blockDim.x)
-    yt[i] = before ? (T)((float)xt[i] + c * (float)before[i]) : xt[i];
+  for (int i = threadIdx.x; i < d; i += blockDim.x) yt[i] = before ? (T)((float)xt[i] + c * (float)before[i]) : xt[i];
 }
 
 template <class T>
@@ -85,8 +84,8 @@ int backward_blocks(int B, int T_) { return (int)(((size_t)B * T_ + kRows - 1) /
 size_t smear_backward_cuda_partials(int B, int T_, int k) { return (size_t)backward_blocks(B, T_) * (k + 1); }
 
 template <class A>
-void smear_forward_cuda(A* y, float* gate, const A* x, const float* w, const float* lambda, int B, int T_, int d,
-                        int k, const A* prev, cudaStream_t stream) {
+void smear_forward_cuda(A* y, float* gate, const A* x, const float* w, const float* lambda, int B, int T_, int d, int k,
+                        const A* prev, cudaStream_t stream) {
   if (k >= 32) throw Error("smear_forward_cuda: the gate reads at most 31 channels, got " + std::to_string(k));
   size_t N = (size_t)B * T_;
   if (N == 0) return;
@@ -107,10 +106,10 @@ void smear_backward_cuda(A* dx, float* dw, float* dlambda, const A* dy, const A*
   add_partial_sums(dlambda, partials + k, blocks, 1, k + 1, stream);
 }
 
-#define BYTELM_INSTANTIATE(A)                                                                                       \
-  template void smear_forward_cuda<A>(A*, float*, const A*, const float*, const float*, int, int, int, int,       \
-                                      const A*, cudaStream_t);                                                      \
-  template void smear_backward_cuda<A>(A*, float*, float*, const A*, const A*, const float*, const float*,         \
+#define BYTELM_INSTANTIATE(A)                                                                                         \
+  template void smear_forward_cuda<A>(A*, float*, const A*, const float*, const float*, int, int, int, int, const A*, \
+                                      cudaStream_t);                                                                  \
+  template void smear_backward_cuda<A>(A*, float*, float*, const A*, const A*, const float*, const float*,            \
                                        const float*, int, int, int, int, float*, cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)

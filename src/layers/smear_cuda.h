@@ -9,8 +9,8 @@
 namespace bytelm {
 
 template <class A>
-void smear_forward_cuda(A* y, float* gate, const A* x, const float* w, const float* lambda, int B, int T_, int d,
-                        int k, const A* prev, cudaStream_t stream);
+void smear_forward_cuda(A* y, float* gate, const A* x, const float* w, const float* lambda, int B, int T_, int d, int k,
+                        const A* prev, cudaStream_t stream);
 
 // Floats of scratch (`partials`) that smear_backward_cuda needs.
 size_t smear_backward_cuda_partials(int B, int T_, int k);

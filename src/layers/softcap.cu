@@ -39,8 +39,8 @@ void softcap_backward_cuda(A* dx, const A* dy, const A* x, size_t n, float cap, 
   elementwise_cuda(n, SoftcapBackward<A>{dx, dy, x, cap}, stream);
 }
 
-#define BYTELM_INSTANTIATE(A)                                                                   \
-  template void softcap_forward_cuda<A>(A*, const A*, size_t, float, cudaStream_t);             \
+#define BYTELM_INSTANTIATE(A)                                                       \
+  template void softcap_forward_cuda<A>(A*, const A*, size_t, float, cudaStream_t); \
   template void softcap_backward_cuda<A>(A*, const A*, const A*, size_t, float, cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)
