@@ -743,11 +743,11 @@ void attention_decode_cuda(A* o, A* k_cache, A* v_cache, const A* q, const A* k,
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
-#define BYTELM_INSTANTIATE(A)                                                                                   \
+#define BYTELM_INSTANTIATE(A)                                                                                    \
   template void attention_decode_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, int, int, int, \
-                                         float, float*, cudaStream_t);                                         \
-  template void attention_forward_cuda<A>(A*, float*, const A*, const A*, const A*, AttentionShape, float,     \
-                                          cudaStream_t);                                                       \
+                                         float, float*, cudaStream_t);                                           \
+  template void attention_forward_cuda<A>(A*, float*, const A*, const A*, const A*, AttentionShape, float,       \
+                                          cudaStream_t);                                                         \
   template void attention_backward_cuda<A>(A*, A*, A*, float*, const A*, const A*, const A*, const A*, const A*, \
                                            const float*, AttentionShape, float, cudaStream_t);
 BYTELM_INSTANTIATE(float)

@@ -462,8 +462,10 @@ class TransformerModel final : public OpsModel<T, Ops> {
         state.keys.push_back(is_attention ? kv : nullptr);
         state.values.push_back(is_attention ? kv + kv_size / 2 : nullptr);
         state.conv.push_back(is_attention ? nullptr : conv);
-        if (is_attention) kv += kv_size;
-        else conv += conv_size;
+        if (is_attention)
+          kv += kv_size;
+        else
+          conv += conv_size;
       }
     }
     void step(const uint8_t* bytes_host, T* logits_host) override {
