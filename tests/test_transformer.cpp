@@ -430,15 +430,3 @@ TEST(TransformerModel, ConfigErrors) {
   EXPECT_EQ(r.model.softcap, 15);
   EXPECT_THROW(set_config_key(r, "smear", "yes", "--smear"), Error);
 }
-
-TEST(TransformerModel, CudaRefusedInOneLine) {
-  for (const char* arch : {"transformer", "hybrid"}) {
-    ModelConfig c = std::string(arch) == "hybrid" ? tiny_hybrid("sa", 3) : tiny_transformer();
-    try {
-      make_model_on("cuda", c, 1);
-      FAIL() << arch;
-    } catch (const Error& e) {
-      EXPECT_EQ(std::string(e.what()), "the " + std::string(arch) + " family has no CUDA path yet; use --device cpu");
-    }
-  }
-}

@@ -678,9 +678,76 @@ void attention_backward_cuda(A* dq, A* dk, A* dv, float* delta, const A* dout, c
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
-#define BYTELM_INSTANTIATE(A)                                                                                   \
-  template void attention_forward_cuda<A>(A*, float*, const A*, const A*, const A*, AttentionShape, float,     \
-                                          cudaStream_t);                                                       \
+namespace {
+
+constexpr int kDecodeThreads = 128;
+
+// A block per (row b, head h), as attention_decode's loop body: cache the new key and value, then the scores of
+// positions first..pos (oldest first) into scores, their softmax, and o = sum_j p_j / z v_j in j order.
+template <class T>
+__global__ void __launch_bounds__(kDecodeThreads)
+    attention_decode_kernel(T* o, T* k_cache, T* v_cache, const T* q, const T* k, const T* v, int qkv_stride, int H,
+                            int Dh, int slots, int pos, float scale, float* scores) {
+  __shared__ float warp_vals[kDecodeThreads / 32];
+  int b = blockIdx.x / H, h = blockIdx.x % H, D = H * Dh, first = pos - slots + 1 > 0 ? pos - slots + 1 : 0,
+      n = pos - first + 1;
+  size_t head = (size_t)h * Dh, from = (size_t)b * qkv_stride + head;
+  for (int i = threadIdx.x; i < Dh; i += blockDim.x) {
+    size_t at = ((size_t)b * slots + pos % slots) * D + head + i;
+    k_cache[at] = k[from + i];
+    v_cache[at] = v[from + i];
+  }
+  __syncthreads();
+  auto slot = [&](int j) { return ((size_t)b * slots + (first + j) % slots) * D + head; };
+  float* p = scores + (size_t)blockIdx.x * slots;
+  const T* qh = q + from;
+  // every thread a set of positions; the block's reductions go warps by shuffles, then the warps in order
+  auto block_reduce = [&](float x, bool is_max) {
+    x = is_max ? cuda::warp_max(x) : cuda::warp_sum(x);
+    if (threadIdx.x % 32 == 0) warp_vals[threadIdx.x / 32] = x;
+    __syncthreads();
+    float r = warp_vals[0];
+    for (int w = 1; w < kDecodeThreads / 32; w++) r = is_max ? fmaxf(r, warp_vals[w]) : r + warp_vals[w];
+    __syncthreads();
+    return r;
+  };
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    const T* kj = k_cache + slot(j);
+    float s = 0.f;
+    for (int i = 0; i < Dh; i++) s += (float)qh[i] * (float)kj[i];
+    p[j] = scale * s;
+    m = fmaxf(m, p[j]);
+  }
+  m = block_reduce(m, true);
+  float z = 0.f;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) z += p[j] = expf(p[j] - m);
+  z = block_reduce(z, false);  // its barriers also make every p[j] visible to the whole block
+  for (int i = threadIdx.x; i < Dh; i += blockDim.x) {
+    float acc = 0.f;
+    for (int j = 0; j < n; j++) acc += p[j] / z * (float)v_cache[slot(j) + i];
+    o[(size_t)b * D + head + i] = (T)acc;
+  }
+}
+
+}  // namespace
+
+size_t attention_decode_cuda_scratch(int B, int H, int slots) { return (size_t)B * H * slots; }
+
+template <class A>
+void attention_decode_cuda(A* o, A* k_cache, A* v_cache, const A* q, const A* k, const A* v, int qkv_stride, int B,
+                           int H, int Dh, int slots, int pos, float scale, float* scores, cudaStream_t stream) {
+  if (B * H == 0) return;
+  attention_decode_kernel<A><<<B * H, kDecodeThreads, 0, stream>>>(o, k_cache, v_cache, q, k, v, qkv_stride, H, Dh,
+                                                                   slots, pos, scale, scores);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+}
+
+#define BYTELM_INSTANTIATE(A)                                                                                    \
+  template void attention_decode_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, int, int, int, \
+                                         float, float*, cudaStream_t);                                           \
+  template void attention_forward_cuda<A>(A*, float*, const A*, const A*, const A*, AttentionShape, float,       \
+                                          cudaStream_t);                                                         \
   template void attention_backward_cuda<A>(A*, A*, A*, float*, const A*, const A*, const A*, const A*, const A*, \
                                            const float*, AttentionShape, float, cudaStream_t);
 BYTELM_INSTANTIATE(float)

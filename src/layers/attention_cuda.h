@@ -14,6 +14,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstddef>
+
 #include "layers/attention.h"
 
 namespace bytelm {
@@ -25,6 +27,14 @@ void attention_forward_cuda(A* o, float* lse, const A* q, const A* k, const A* v
 template <class A>
 void attention_backward_cuda(A* dq, A* dk, A* dv, float* delta, const A* dout, const A* q, const A* k, const A* v,
                              const A* o, const float* lse, AttentionShape s, float scale, cudaStream_t stream);
+
+// The streaming step (see attention_decode in attention.h): a block per (row, head) writes the new key and value
+// into the caches (A), scores every cached position into `scores` (fp32 scratch of
+// attention_decode_cuda_scratch(B, H, slots) floats), and sums the values in position order as the CPU does.
+template <class A>
+void attention_decode_cuda(A* o, A* k_cache, A* v_cache, const A* q, const A* k, const A* v, int qkv_stride, int B,
+                           int H, int Dh, int slots, int pos, float scale, float* scores, cudaStream_t stream);
+size_t attention_decode_cuda_scratch(int B, int H, int slots);
 
 // True when bf16 calls of this shape run on the tensor cores (Dh 64 or 128, qkv stride a multiple of 8), given
 // 16-byte aligned pointers (cudaMalloc'd buffers are); else the plain kernel serves them. For tests and benchmarks.

@@ -15,17 +15,25 @@
 #include "core/device_buffer.h"
 #include "core/pinned_buffer.h"
 #include "core/op_profile.h"
+#include "layers/attention_cuda.h"
+#include "layers/bigram_cuda.h"
 #include "layers/causal_conv_cuda.h"
 #include "layers/cross_entropy_cuda.h"
 #include "layers/diag_ssm_cuda.h"
 #include "layers/embedding_cuda.h"
 #include "layers/layernorm_cuda.h"
 #include "layers/linear_cuda.h"
+#include "layers/mlp_cuda.h"
 #include "layers/patch_attn_cuda.h"
 #include "layers/patch_cuda.h"
 #include "layers/patch_entropy_cuda.h"
 #include "layers/patch_soft_cuda.h"
+#include "layers/rope_cuda.h"
+#include "layers/scaled_add_cuda.h"
 #include "layers/selective_scan_cuda.h"
+#include "layers/silu_gate_cuda.h"
+#include "layers/smear_cuda.h"
+#include "layers/softcap_cuda.h"
 #include "layers/swiglu_cuda.h"
 
 namespace bytelm {
@@ -303,6 +311,85 @@ class CudaOps {
     OpScope scope_("selective_scan_backward");
     selective_scan_backward_cuda(grad_in, g, dy, in, w, B, T_, Di, N,
                                  workspace(selective_scan_backward_cuda_workspace_bytes(B, T_, Di, N)), stream_);
+  }
+  // The transformer and hybrid families' layers (models/transformer.cpp); causal_conv above is the hybrid's long
+  // convolution too. The SmearGate's gates, the attention's lse and delta are fp32.
+  void bigram_forward(A* e, const uint8_t* x, const float* table, int B, int T_, int buckets, int dim,
+                      const uint8_t* prev) {
+    OpScope scope_("bigram_forward");
+    bigram_forward_cuda(e, x, table, B, T_, buckets, dim, prev, stream_);
+  }
+  void bigram_backward(float* dtable, const A* de, const uint8_t* x, int B, int T_, int buckets, int dim) {
+    OpScope scope_("bigram_backward");
+    bigram_backward_cuda(dtable, de, x, B, T_, buckets, dim,
+                         workspace(bigram_backward_cuda_workspace_bytes(B, T_, buckets)), stream_);
+  }
+  void smear_forward(A* y, float* gate, const A* x, const float* w, const float* lambda, int B, int T_, int d, int k,
+                     const A* prev) {
+    OpScope scope_("smear_forward");
+    smear_forward_cuda(y, gate, x, w, lambda, B, T_, d, k, prev, stream_);
+  }
+  void smear_backward(A* dx, float* dw, float* dlambda, const A* dy, const A* x, const float* gate, const float* w,
+                      const float* lambda, int B, int T_, int d, int k) {
+    OpScope scope_("smear_backward");
+    smear_backward_cuda(dx, dw, dlambda, dy, x, gate, w, lambda, B, T_, d, k,
+                        partials(smear_backward_cuda_partials(B, T_, k)), stream_);
+  }
+  void rope_forward(A* x, RopeShape s) {
+    OpScope scope_("rope_forward");
+    rope_forward_cuda(x, s, stream_);
+  }
+  void rope_backward(A* dx, RopeShape s) {
+    OpScope scope_("rope_backward");
+    rope_backward_cuda(dx, s, stream_);
+  }
+  void attention_forward(A* o, float* lse, const A* q, const A* k, const A* v, AttentionShape s, float scale) {
+    OpScope scope_("attention_forward");
+    attention_forward_cuda(o, lse, q, k, v, s, scale, stream_);
+  }
+  void attention_backward(A* dq, A* dk, A* dv, float* delta, const A* dout, const A* q, const A* k, const A* v,
+                          const A* o, const float* lse, AttentionShape s, float scale) {
+    OpScope scope_("attention_backward");
+    attention_backward_cuda(dq, dk, dv, delta, dout, q, k, v, o, lse, s, scale, stream_);
+  }
+  void attention_decode(A* o, A* k_cache, A* v_cache, const A* q, const A* k, const A* v, int qkv_stride, int B, int H,
+                        int Dh, int slots, int pos, float scale) {
+    OpScope scope_("attention_decode");
+    attention_decode_cuda(o, k_cache, v_cache, q, k, v, qkv_stride, B, H, Dh, slots, pos, scale,
+                          partials(attention_decode_cuda_scratch(B, H, slots)), stream_);
+  }
+  void mlp_forward(A* y, A* h, A* a, const A* x, const A* W1, const A* W2, int N, int d, int H, float leak) {
+    OpScope scope_("mlp_forward");
+    mlp_forward_cuda(y, h, a, x, W1, W2, N, d, H, leak, gemm_, stream_);
+  }
+  void mlp_backward(A* dx, float* dW1, float* dW2, const A* dy, const A* x, const A* h, const A* a, const A* W1,
+                    const A* W2, int N, int d, int H, float leak, A* scratch) {
+    OpScope scope_("mlp_backward");
+    mlp_backward_cuda(dx, dW1, dW2, dy, x, h, a, W1, W2, N, d, H, leak, scratch, gemm_, stream_);
+  }
+  void silu_gate_forward(A* y, const A* v, const A* z, size_t n) {
+    OpScope scope_("silu_gate_forward");
+    silu_gate_forward_cuda(y, v, z, n, stream_);
+  }
+  void silu_gate_backward(A* dv, A* dz, const A* dy, const A* v, const A* z, size_t n) {
+    OpScope scope_("silu_gate_backward");
+    silu_gate_backward_cuda(dv, dz, dy, v, z, n, stream_);
+  }
+  void scaled_add_forward(A* y, const A* x, const float* w, size_t n) {
+    OpScope scope_("scaled_add_forward");
+    scaled_add_forward_cuda(y, x, w, n, stream_);
+  }
+  void scaled_add_backward(A* dx, float* dw, const A* dy, const A* x, const float* w, size_t n) {
+    OpScope scope_("scaled_add_backward");
+    scaled_add_backward_cuda(dx, dw, dy, x, w, n, partials(scaled_add_backward_cuda_partials()), stream_);
+  }
+  void softcap_forward(A* y, const A* x, size_t n, float cap) {
+    OpScope scope_("softcap_forward");
+    softcap_forward_cuda(y, x, n, cap, stream_);
+  }
+  void softcap_backward(A* dx, const A* dy, const A* x, size_t n, float cap) {
+    OpScope scope_("softcap_backward");
+    softcap_backward_cuda(dx, dy, x, n, cap, stream_);
   }
 
  private:

@@ -53,12 +53,11 @@ std::unique_ptr<Model<float>> make_model_on(const std::string& device, const Mod
   if (device == "cpu") return make_model<float>(config, seed);
   if (device != "cuda" && device != "cuda-tf32" && device != "cuda-fp32")
     throw Error("--device must be cpu, cuda, cuda-tf32 or cuda-fp32, got '" + device + "'");
-  if (config.arch == "transformer" || config.arch == "hybrid")
-    throw Error("the " + config.arch + " family has no CUDA path yet; use --device cpu");
 #ifdef BYTELM_WITH_CUDA
   check_config(config);
   std::string gemm = device == "cuda" ? "bf16" : device.substr(5);
   if (config.arch == "mamba") return make_mamba_model_cuda(config, seed, gemm);
+  if (config.arch == "transformer" || config.arch == "hybrid") return make_transformer_model_cuda(config, seed, gemm);
   return make_ssm_model_cuda(config, seed, gemm);
 #else
   throw Error("--device cuda: this build has no CUDA support (nvcc was not found when it was configured)");

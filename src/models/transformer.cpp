@@ -7,6 +7,11 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "models/cpu_ops.h"
+#include "models/ops_model.h"
+#ifdef BYTELM_WITH_CUDA
+#include "core/bf16.h"
+#include "models/cuda_ops.h"
+#endif
 
 namespace bytelm {
 
@@ -78,16 +83,15 @@ struct BlockActs {
   A *v, *z, *c;
   // mixed: what the mixer's output projection reads (attention output; c * silu(z)).
   T *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd, *lse;
-  static size_t rows_size(size_t N, const TransformerDims& m) { return N * (7 * (size_t)m.d + 2 * (size_t)m.hidden); }
+  static size_t rows_size(size_t N, const TransformerDims& m) {
+    auto n = [](size_t k) { return aligned16_count<A>(k); };
+    return 5 * n(N * m.d) + n(3 * N * m.d) + 2 * n(N * m.hidden);
+  }
   static size_t stats_size(size_t N, const TransformerDims& m) { return N * (4 + (size_t)m.heads); }
   static BlockActs carve(A* rows, T* stats, size_t N, const TransformerDims& m) {
     BlockActs a;
     size_t d = m.d;
-    auto take = [&](size_t n) {
-      A* p = rows;
-      rows += n;
-      return p;
-    };
+    auto take = [&](size_t n) { return take_aligned16(rows, n); };
     a.ln1 = take(N * d);
     a.mix = take(3 * N * d);
     a.mixed = take(N * d);
@@ -107,17 +111,24 @@ struct BlockActs {
   }
 };
 
-// One composition over an Ops backend (cpu_ops.h), as SsmModel's. Only CpuOps exists for it so far: the
-// GPU path needs the attention kernels and the device plumbing of SsmModel (device copies of the parameters).
+// One composition for every backend, as MambaModel: Ops supplies the buffers and the layer calls; OpsModel the
+// device copies of the parameters (see ops_model.h). The matrix products read their weights as A (WA()); the
+// norms, embeddings, the SmearGate, the skips and the convolution read the fp32 parameters (W()).
 template <class T, class Ops>
-class TransformerModel final : public Model<T> {
-  using A = typename Ops::template Act<T>;
+class TransformerModel final : public OpsModel<T, Ops> {
+  using A = typename OpsModel<T, Ops>::A;
+  using OpsModel<T, Ops>::ops_;
+  using OpsModel<T, Ops>::W;
+  using OpsModel<T, Ops>::WA;
+  using OpsModel<T, Ops>::G;
   template <class U>
   using Buffer = typename Ops::template Buffer<U>;
   using Acts = BlockActs<T, A>;
 
  public:
-  TransformerModel(const ModelConfig& config, uint64_t seed) : dims_(config) {
+  template <class... OpsArgs>
+  TransformerModel(const ModelConfig& config, uint64_t seed, OpsArgs... ops_args)
+      : OpsModel<T, Ops>(ops_args...), dims_(config) {
     this->config_ = config;
     const ModelConfig& c = config;
     int d = dims_.d, H = dims_.hidden;
@@ -158,6 +169,7 @@ class TransformerModel final : public Model<T> {
     head_ = c.tie_embeddings ? emb_ : this->add_param("head.weight", {256, d});
     this->allocate();
     init(seed);
+    this->place_params();
   }
 
   T forward(const uint8_t* x, const uint8_t* y, int B, int T_, T* row_loss) override {
@@ -175,13 +187,13 @@ class TransformerModel final : public Model<T> {
   void backward() override {
     const ModelConfig& c = this->config_;
     int B = batch_, T_ = seq_, N = B * T_, d = dims_.d, L = dims_.layers;
-    const T* W = this->params_.data();
-    T* G = this->grads_.data();
+    const T* W = this->W();
+    T* G = this->G();
     A* dlogits = logits_.data();  // the capped logits are not needed again: reuse in place
     ops_.cross_entropy(loss_.data(), dlogits, logits_.data(), y_.data(), N, T(1) / N);
     if (c.softcap > 0) ops_.softcap_backward(dlogits, dlogits, raw_logits_.data(), (size_t)N * 256, T(c.softcap));
     A* dz = dln_.data();
-    ops_.linear_backward(dz, G + head_, dlogits, z_.data(), W + head_, N, d, 256, false);
+    ops_.linear_backward(dz, G + head_, dlogits, z_.data(), WA() + head_, N, d, 256, false);
     ops_.layernorm_backward(dstream_.data(), G + lnf_w_, G + lnf_b_, dz, stream_at(L), zstat_.data(), zstat_.data() + N,
                             W + lnf_w_, N, d, false);
     for (int l = L - 1; l >= 0; l--) {
@@ -198,15 +210,7 @@ class TransformerModel final : public Model<T> {
     if (B < 1) throw Error("make_streams needs at least one stream");
     return std::make_unique<Streams>(*this, B);
   }
-  std::unique_ptr<ByteStream<T>> make_stream() const override {
-    struct One final : ByteStream<T> {
-      std::unique_ptr<ByteStreams<T>> streams;
-      void step(uint8_t byte, T* logits) override { streams->step(&byte, logits); }
-    };
-    auto one = std::make_unique<One>();
-    one->streams = make_streams(1);
-    return one;
-  }
+  std::unique_ptr<ByteStream<T>> make_stream() const override { return single_stream(make_streams(1)); }
 
  private:
   // Offsets of one block's tensors. w_in: attention's qkv [3d, d] or the convolution's in-projection [2d, d];
@@ -217,10 +221,12 @@ class TransformerModel final : public Model<T> {
   };
 
   // A stream's state for the block code at T = 1: the position of the step, and per layer the key/value cache
-  // (attention, [B, context, d] each) or the convolution's last conv_len - 1 inputs ([B, conv_len - 1, d]).
+  // (attention, [B, context, d] each, of A) or the convolution's last conv_len - 1 inputs ([B, conv_len - 1, d],
+  // of T: fp32 on the GPU).
   struct StepState {
     int pos = 0;
-    std::vector<A*> keys, values, conv;
+    std::vector<A*> keys, values;
+    std::vector<T*> conv;
   };
 
   bool bigram() const { return this->config_.bigram_buckets > 0; }
@@ -294,17 +300,17 @@ class TransformerModel final : public Model<T> {
   // r [B, T_, d] = SmearGate(Embed(x) + Proj(Bigram(x))). e keeps the un-smeared rows and gate the SmearGate's
   // gates, for the backward; bigram [B, T_, bigram_dim] the table rows. prev_bytes and prev_e (or null: the
   // window starts the sequence) are each row's byte and un-smeared row before position 0, for streams.
-  void embed_forward(A* r, A* e, A* bigram_rows, A* gate, const uint8_t* x, int B, int T_, const uint8_t* prev_bytes,
+  void embed_forward(A* r, A* e, A* bigram_rows, T* gate, const uint8_t* x, int B, int T_, const uint8_t* prev_bytes,
                      const A* prev_e) const {
     const ModelConfig& c = this->config_;
-    const T* W = this->params_.data();
+    const T* W = this->W();
     int N = B * T_, d = dims_.d;
     A* x0 = c.smear ? e : r;
     ops_.embedding_forward(x0, x, W + emb_, N, d);
     if (bigram()) {
       A* projected = c.smear ? r : e;  // whichever of the two is free until the SmearGate
       ops_.bigram_forward(bigram_rows, x, W + bigram_table_, B, T_, c.bigram_buckets, c.bigram_dim, prev_bytes);
-      ops_.linear_forward(projected, bigram_rows, W + bigram_proj_, N, c.bigram_dim, d);
+      ops_.linear_forward(projected, bigram_rows, WA() + bigram_proj_, N, c.bigram_dim, d);
       ops_.add(x0, projected, (size_t)N * d);
     }
     if (c.smear) ops_.smear_forward(r, gate, e, W + smear_w_, W + smear_lambda_, B, T_, d, dims_.smear_width, prev_e);
@@ -313,8 +319,8 @@ class TransformerModel final : public Model<T> {
   // The gradients of the embedding, bigram and SmearGate parameters from dr = d(loss)/dr (of the last forward).
   void embed_backward(const A* dr, int B, int T_) {
     const ModelConfig& c = this->config_;
-    const T* W = this->params_.data();
-    T* G = this->grads_.data();
+    const T* W = this->W();
+    T* G = this->G();
     int N = B * T_, d = dims_.d;
     const A* dx0 = dr;
     if (c.smear) {
@@ -323,7 +329,7 @@ class TransformerModel final : public Model<T> {
       dx0 = dtmp_.data();
     }
     if (bigram()) {
-      ops_.linear_backward(dbigram_.data(), G + bigram_proj_, dx0, bigram_rows_.data(), W + bigram_proj_, N,
+      ops_.linear_backward(dbigram_.data(), G + bigram_proj_, dx0, bigram_rows_.data(), WA() + bigram_proj_, N,
                            c.bigram_dim, d, false);
       ops_.bigram_backward(G + bigram_table_, dbigram_.data(), x_.data(), B, T_, c.bigram_buckets, c.bigram_dim);
     }
@@ -333,7 +339,7 @@ class TransformerModel final : public Model<T> {
   // The L blocks with their U-Net skips: stream(l) is block l's input, stream(l + 1) its output.
   template <class StreamAt, class ActsAt>
   void stack_forward(StreamAt stream, ActsAt acts_at, int B, int T_, StepState* step) const {
-    const T* W = this->params_.data();
+    const T* W = this->W();
     size_t n = (size_t)B * T_ * dims_.d;
     for (int l = 0; l < dims_.layers; l++) {
       block_forward(l, stream(l), stream(l + 1), acts_at(l), B, T_, step);
@@ -346,11 +352,12 @@ class TransformerModel final : public Model<T> {
   void block_forward(int l, const A* in, A* out, Acts a, int B, int T_, StepState* step) const {
     const ModelConfig& c = this->config_;
     const Layer& L = layers_[l];
-    const T* W = this->params_.data();
+    const T* W = this->W();
+    const A* WA = this->WA();
     int N = B * T_, d = dims_.d;
     ops_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, in, W + L.ln1_w, W + L.ln1_b, N, d);
     if (L.mixer == 'a') {
-      ops_.linear_forward(a.mix, a.ln1, W + L.w_in, N, d, 3 * d);
+      ops_.linear_forward(a.mix, a.ln1, WA + L.w_in, N, d, 3 * d);
       // q and k lie side by side in each packed row: one rotation of 2 * heads heads
       if (c.rope)
         ops_.rope_forward(a.mix, RopeShape{B, T_, 2 * dims_.heads, dims_.head_dim, 3 * d, step ? step->pos : 0});
@@ -361,16 +368,16 @@ class TransformerModel final : public Model<T> {
         ops_.attention_forward(a.mixed, a.lse, a.mix, a.mix + d, a.mix + 2 * d, attention_shape(B, T_),
                                attention_scale());
     } else {
-      ops_.linear_forward(a.v, a.ln1, W + L.w_in, N, d, d);
-      ops_.linear_forward(a.z, a.ln1, W + L.w_in + (size_t)d * d, N, d, d);
+      ops_.linear_forward(a.v, a.ln1, WA + L.w_in, N, d, d);
+      ops_.linear_forward(a.z, a.ln1, WA + L.w_in + (size_t)d * d, N, d, d);
       ops_.causal_conv_forward(a.c, a.v, W + L.kernel, W + L.bias, B, T_, d, c.conv_len,
                                step ? step->conv[l] : nullptr);
       ops_.silu_gate_forward(a.mixed, a.c, a.z, (size_t)N * d);
     }
-    ops_.linear_forward(a.mid, a.mixed, W + L.w_out, N, d, d);
+    ops_.linear_forward(a.mid, a.mixed, WA + L.w_out, N, d, d);
     ops_.add(a.mid, in, (size_t)N * d);
     ops_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.mid, W + L.ln2_w, W + L.ln2_b, N, d);
-    ops_.mlp_forward(out, a.h, a.a, a.ln2, W + L.fc, W + L.fc2, N, d, dims_.hidden, T(c.mlp_leak));
+    ops_.mlp_forward(out, a.h, a.a, a.ln2, WA + L.fc, WA + L.fc2, N, d, dims_.hidden, T(c.mlp_leak));
     ops_.add(out, a.mid, (size_t)N * d);
   }
 
@@ -378,27 +385,28 @@ class TransformerModel final : public Model<T> {
   void block_backward(int l, const A* in, Acts a, int B, int T_) {
     const ModelConfig& c = this->config_;
     const Layer& L = layers_[l];
-    const T* W = this->params_.data();
-    T* G = this->grads_.data();
+    const T* W = this->W();
+    const A* WA = this->WA();
+    T* G = this->G();
     int N = B * T_, d = dims_.d;
     A *dout = dstream_.data(), *dln = dln_.data(), *dmixed = dmixed_.data(), *dmix = dmix_.data();
-    ops_.mlp_backward(dln, G + L.fc, G + L.fc2, dout, a.ln2, a.h, a.a, W + L.fc, W + L.fc2, N, d, dims_.hidden,
+    ops_.mlp_backward(dln, G + L.fc, G + L.fc2, dout, a.ln2, a.h, a.a, WA + L.fc, WA + L.fc2, N, d, dims_.hidden,
                       T(c.mlp_leak), mlp_scratch_.data());
     // dout becomes d/d(mid): out = mid + MLP(LN2(mid))
     ops_.layernorm_backward(dout, G + L.ln2_w, G + L.ln2_b, dln, a.mid, a.ln2_mean, a.ln2_rstd, W + L.ln2_w, N, d,
                             true);
-    ops_.linear_backward(dmixed, G + L.w_out, dout, a.mixed, W + L.w_out, N, d, d, false);
+    ops_.linear_backward(dmixed, G + L.w_out, dout, a.mixed, WA + L.w_out, N, d, d, false);
     if (L.mixer == 'a') {
       ops_.attention_backward(dmix, dmix + d, dmix + 2 * d, delta_.data(), dmixed, a.mix, a.mix + d, a.mix + 2 * d,
                               a.mixed, a.lse, attention_shape(B, T_), attention_scale());
       if (c.rope) ops_.rope_backward(dmix, RopeShape{B, T_, 2 * dims_.heads, dims_.head_dim, 3 * d, 0});
-      ops_.linear_backward(dln, G + L.w_in, dmix, a.ln1, W + L.w_in, N, d, 3 * d, false);
+      ops_.linear_backward(dln, G + L.w_in, dmix, a.ln1, WA + L.w_in, N, d, 3 * d, false);
     } else {
       A *dv = dmix, *dz = dmix + capacity_ * d, *dc = dmix + 2 * capacity_ * d;
       ops_.silu_gate_backward(dc, dz, dmixed, a.c, a.z, (size_t)N * d);
       ops_.causal_conv_backward(dv, G + L.kernel, G + L.bias, dc, a.v, W + L.kernel, W + L.bias, B, T_, d, c.conv_len);
-      ops_.linear_backward(dln, G + L.w_in, dv, a.ln1, W + L.w_in, N, d, d, false);
-      ops_.linear_backward(dln, G + L.w_in + (size_t)d * d, dz, a.ln1, W + L.w_in + (size_t)d * d, N, d, d, true);
+      ops_.linear_backward(dln, G + L.w_in, dv, a.ln1, WA + L.w_in, N, d, d, false);
+      ops_.linear_backward(dln, G + L.w_in + (size_t)d * d, dz, a.ln1, WA + L.w_in + (size_t)d * d, N, d, d, true);
     }
     // dout becomes d/d(in): mid = in + Mixer(LN1(in))
     ops_.layernorm_backward(dout, G + L.ln1_w, G + L.ln1_b, dln, in, a.ln1_mean, a.ln1_rstd, W + L.ln1_w, N, d, true);
@@ -411,10 +419,10 @@ class TransformerModel final : public Model<T> {
   // and with the cap on, the uncapped logits in raw.
   void output_forward(A* logits, A* raw, A* z, T* zstat, const A* r, int N) const {
     const ModelConfig& c = this->config_;
-    const T* W = this->params_.data();
+    const T* W = this->W();
     int d = dims_.d;
     ops_.layernorm_forward(z, zstat, zstat + N, r, W + lnf_w_, W + lnf_b_, N, d);
-    ops_.linear_forward(c.softcap > 0 ? raw : logits, z, W + head_, N, d, 256);
+    ops_.linear_forward(c.softcap > 0 ? raw : logits, z, this->WA() + head_, N, d, 256);
     if (c.softcap > 0) ops_.softcap_forward(logits, raw, (size_t)N * 256, T(c.softcap));
   }
 
@@ -426,8 +434,8 @@ class TransformerModel final : public Model<T> {
     StepState state;
     bool started = false;
     Buffer<uint8_t> bytes, prev_bytes;
-    Buffer<A> e, prev_e, bigram_rows, gate, residual, acts, z, logits, raw, caches;
-    Buffer<T> stats, zstat;
+    Buffer<A> e, prev_e, bigram_rows, residual, acts, z, logits, raw, kv_caches;
+    Buffer<T> gate, stats, zstat, conv_states;
     Streams(const TransformerModel& model, int streams) : m(model), B(streams) {
       const ModelConfig& c = m.config_;
       const TransformerDims& dims = m.dims_;
@@ -441,20 +449,23 @@ class TransformerModel final : public Model<T> {
       Ops::resize(zstat, 2 * (size_t)B);
       Ops::resize(logits, (size_t)B * 256);
       Ops::resize(raw, c.softcap > 0 ? (size_t)B * 256 : 0);
-      // per layer: keys and values of `context` positions, or the convolution's last conv_len - 1 inputs
-      auto cache_size = [&](int l) {
-        return m.layers_[l].mixer == 'a' ? 2 * (size_t)c.context * rows : (size_t)(c.conv_len - 1) * rows;
-      };
-      size_t total = 0;
-      for (int l = 0; l < (int)L; l++) total += cache_size(l);
-      Ops::resize(caches, total);
-      A* p = caches.data();
+      // per attention layer keys and values of `context` positions; per convolution layer its last conv_len - 1
+      // inputs
+      size_t kv_size = 2 * (size_t)c.context * rows, conv_size = (size_t)(c.conv_len - 1) * rows, attention = 0;
+      for (int l = 0; l < (int)L; l++) attention += m.layers_[l].mixer == 'a';
+      Ops::resize(kv_caches, attention * kv_size);
+      Ops::resize(conv_states, (L - attention) * conv_size);
+      A* kv = kv_caches.data();
+      T* conv = conv_states.data();
       for (int l = 0; l < (int)L; l++) {
-        bool attention = m.layers_[l].mixer == 'a';
-        state.keys.push_back(attention ? p : nullptr);
-        state.values.push_back(attention ? p + (size_t)c.context * rows : nullptr);
-        state.conv.push_back(attention ? nullptr : p);
-        p += cache_size(l);
+        bool is_attention = m.layers_[l].mixer == 'a';
+        state.keys.push_back(is_attention ? kv : nullptr);
+        state.values.push_back(is_attention ? kv + kv_size / 2 : nullptr);
+        state.conv.push_back(is_attention ? nullptr : conv);
+        if (is_attention)
+          kv += kv_size;
+        else
+          conv += conv_size;
       }
     }
     void step(const uint8_t* bytes_host, T* logits_host) override {
@@ -475,16 +486,15 @@ class TransformerModel final : public Model<T> {
   };
 
   TransformerDims dims_;
-  mutable Ops ops_;
   size_t emb_, head_, lnf_w_, lnf_b_;
   size_t bigram_table_ = 0, bigram_proj_ = 0, smear_w_ = 0, smear_lambda_ = 0, skip_ = 0;
   std::vector<Layer> layers_;
   int batch_ = 0, seq_ = 0;
   size_t capacity_ = 0;  // rows the buffers hold
   Buffer<uint8_t> x_, y_;
-  Buffer<A> e_, bigram_rows_, smear_gate_, stream_, acts_, z_, logits_, raw_logits_;
+  Buffer<A> e_, bigram_rows_, stream_, acts_, z_, logits_, raw_logits_;
   Buffer<A> dstream_, dln_, dmixed_, dmix_, dtmp_, dbigram_, mlp_scratch_, skip_grads_;
-  Buffer<T> stats_, zstat_, loss_, delta_;
+  Buffer<T> smear_gate_, stats_, zstat_, loss_, delta_;
 };
 
 }  // namespace
@@ -493,6 +503,16 @@ template <class T>
 std::unique_ptr<Model<T>> make_transformer_model(const ModelConfig& config, uint64_t seed) {
   return std::make_unique<TransformerModel<T, CpuOps>>(config, seed);
 }
+
+#ifdef BYTELM_WITH_CUDA
+std::unique_ptr<Model<float>> make_transformer_model_cuda(const ModelConfig& config, uint64_t seed,
+                                                          const std::string& gemm) {
+  if (gemm == "bf16")
+    return std::make_unique<TransformerModel<float, CudaOps<bf16>>>(config, seed, GemmPrecision::bf16);
+  GemmPrecision p = gemm == "fp32" ? GemmPrecision::fp32 : GemmPrecision::tf32;
+  return std::make_unique<TransformerModel<float, CudaOps<float>>>(config, seed, p);
+}
+#endif
 
 template std::unique_ptr<Model<float>> make_transformer_model<float>(const ModelConfig&, uint64_t);
 template std::unique_ptr<Model<double>> make_transformer_model<double>(const ModelConfig&, uint64_t);

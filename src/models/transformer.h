@@ -19,12 +19,14 @@
 // still in view, so from then on the predictions are those of sliding-window attention, not of any one
 // parallel forward window.
 //
-// The CPU reference (fp32 for training, fp64 for gradient checks), written against the Ops backend
-// (models/cpu_ops.h) so that a GPU backend with the same methods can take it over; there is no GPU path yet.
+// One composition over two backends, as the mamba family: the CPU reference (fp32 for training, fp64 for
+// gradient checks) and the GPU (CudaOps: bf16 or fp32 activations; fp32 parameters, gradients, LayerNorm and
+// attention statistics, SmearGate gates and convolution stream state; the KV caches in the activation type).
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "models/model.h"
 
@@ -51,6 +53,11 @@ void check_transformer_config(const ModelConfig& config);
 
 template <class T>
 std::unique_ptr<Model<T>> make_transformer_model(const ModelConfig& config, uint64_t seed);
+#ifdef BYTELM_WITH_CUDA
+// gemm: "bf16", "tf32" or "fp32" (see GemmPrecision in cuda_ops.h).
+std::unique_ptr<Model<float>> make_transformer_model_cuda(const ModelConfig& config, uint64_t seed,
+                                                          const std::string& gemm);
+#endif
 
 int64_t transformer_param_count(const ModelConfig& config);
 
