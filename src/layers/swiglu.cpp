@@ -16,10 +16,8 @@ void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int
       m[(size_t)i * H + k] = a / (T(1) + std::exp(-a)) * b;
     }
   linear_forward(y, m, W3, N, H, d);
-  if (!residual) return;
-#pragma omp parallel for schedule(static)
-  for (int i = 0; i < N; i++)
-    for (int c = 0; c < d; c++) y[(size_t)i * d + c] += residual[(size_t)i * d + c];
+  if (residual)
+    for (size_t i = 0; i < (size_t)N * d; i++) y[i] += residual[i];
 }
 
 template <class T>

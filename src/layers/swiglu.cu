@@ -67,60 +67,93 @@ __global__ void add_unpadded_kernel(float* out, const float* in, int rows, int H
   out[k] += in[r * S + c];
 }
 
+// W12p [2S, d]: W12's a-rows at [0, H), its b-rows at [S, S + H), zero rows between, so the product
+// g = x W12p^T has aligned halves and zero padding columns.
+template <class T>
+__global__ void pad_w12_kernel(T* W12p, const T* W12, int d, int H, int S) {
+  size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (k >= (size_t)2 * S * d) return;
+  size_t r = k / d, c = k % d, half = r / S, j = r % S;
+  W12p[k] = j < (size_t)H ? W12[(half * H + j) * d + c] : (T)0.f;
+}
+
+// dW12 [2H, d] += dW12p [2S, d] (its real rows).
+__global__ void add_unpadded_w12_kernel(float* dW12, const float* dW12p, int d, int H, int S) {
+  size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (k >= (size_t)2 * H * d) return;
+  size_t r = k / d, c = k % d, half = r / H, j = r % H;
+  dW12[k] += dW12p[(half * S + j) * d + c];
+}
+
+// The workspace: padded weight copies W12p [2S, d] and W3p [d, S] (type T), then fp32 room for a padded
+// weight gradient (dW3p [d, S], later dW12p [2S, d]).
+template <class T>
+struct Workspace {
+  T *W12p, *W3p;
+  float* dWp;
+  Workspace(void* base, int d, int S) {
+    W12p = (T*)base;
+    W3p = W12p + (size_t)2 * S * d;
+    dWp = (float*)(W3p + (size_t)d * S);
+  }
+};
+
+template <class T>
+void pad_weights(Workspace<T> w, const T* W12, const T* W3, int d, int H, int S, cudaStream_t stream) {
+  pad_w12_kernel<<<blocks_for((size_t)2 * S * d), kThreads, 0, stream>>>(w.W12p, W12, d, H, S);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+  pad_columns_kernel<<<blocks_for((size_t)d * S), kThreads, 0, stream>>>(w.W3p, W3, d, H, S);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace
 
-// The products read W12's halves in place ([H, d] each, rows of d: aligned) and write or read g's halves at row
-// stride 2S; W3's rows of H are not, hence W3p. H itself may be odd as a product's M, N or K: only leading
-// dimensions and the start of each operand need 16-byte alignment for the tensor-core kernels.
+// Every product below has dimensions N, d, S or 2S: with S a multiple of 16, all aligned.
 template <class A>
-void swiglu_forward_cuda(A* y, A* g, A* m, A* W3p, const A* x, const A* W12, const A* W3, int N, int d, int H,
-                         const A* residual, Gemm gemm, cudaStream_t stream) {
+void swiglu_forward_cuda(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H,
+                         const A* residual, void* workspace, Gemm gemm, cudaStream_t stream) {
   if (N == 0) return;
   int S = swiglu_stride_cuda(H);
   if (!packable(g, 2 * S) || !packable(m, S)) throw Error("swiglu_forward_cuda: g and m must be 16-byte aligned");
-  pad_columns_kernel<<<blocks_for((size_t)d * S), kThreads, 0, stream>>>(W3p, W3, d, H, S);
-  BYTELM_CUDA_CHECK(cudaGetLastError());
-  for (int half = 0; half < 2; half++)  // a = x W12[:H]^T into g[:, :H], b = x W12[H:]^T into g[:, S:S+H]
-    gemm_rows_cuda(false, true, N, H, d, x, d, W12 + (size_t)half * H * d, d, 0.f, g + (size_t)half * S, 2 * S, gemm,
-                   stream);
+  Workspace<A> w(workspace, d, S);
+  pad_weights(w, W12, W3, d, H, S, stream);
+  gemm_rows_cuda(false, true, N, 2 * S, d, x, d, w.W12p, d, 0.f, g, 2 * S, gemm, stream);  // g = x W12p^T
   size_t packs = (size_t)N * S / Pack<A>::n;
   swiglu_gate_kernel<<<blocks_for(packs), kThreads, 0, stream>>>(m, g, packs, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   if (residual)
-    gemm_rows_add_cuda(false, true, N, d, S, m, S, W3p, S, residual, d, y, d, gemm, stream);  // y = residual + m W3p^T
+    gemm_rows_add_cuda(false, true, N, d, S, m, S, w.W3p, S, residual, d, y, d, gemm, stream);  // y = residual + m W3p^T
   else
-    gemm_rows_cuda(false, true, N, d, S, m, S, W3p, S, 0.f, y, d, gemm, stream);  // y = m W3p^T
+    gemm_rows_cuda(false, true, N, d, S, m, S, w.W3p, S, 0.f, y, d, gemm, stream);  // y = m W3p^T
 }
 
 template <class A>
 void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m,
-                          const A* W12, const A* W3p, int N, int d, int H, A* scratch, void* workspace, Gemm gemm,
+                          const A* W12, const A* W3, int N, int d, int H, A* scratch, void* workspace, Gemm gemm,
                           cudaStream_t stream) {
   if (N == 0) return;
   int S = swiglu_stride_cuda(H);
   A* dm = scratch;                  // [N, S]
   A* dg = scratch + (size_t)N * S;  // [N, 2S], zero in the padding columns
-  float* dW3p = (float*)workspace;  // [d, S]
   if (!packable(g, 2 * S) || !packable(scratch, S))
     throw Error("swiglu_backward_cuda: g and scratch must be 16-byte aligned");
-  gemm_rows_cuda(false, false, N, S, d, dy, d, W3p, S, 0.f, dm, S, gemm, stream);  // dm = dy W3p
-  gemm_rows_cuda(true, false, d, S, N, dy, d, m, S, 0.f, dW3p, S, gemm, stream);   // dW3p = dy^T m
-  add_unpadded_kernel<<<blocks_for((size_t)d * H), kThreads, 0, stream>>>(dW3, dW3p, d, H, S);
+  Workspace<A> w(workspace, d, S);
+  pad_weights(w, W12, W3, d, H, S, stream);
+  gemm_rows_cuda(false, false, N, S, d, dy, d, w.W3p, S, 0.f, dm, S, gemm, stream);  // dm = dy W3p
+  gemm_rows_cuda(true, false, d, S, N, dy, d, m, S, 0.f, w.dWp, S, gemm, stream);    // dW3p = dy^T m
+  add_unpadded_kernel<<<blocks_for((size_t)d * H), kThreads, 0, stream>>>(dW3, w.dWp, d, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   size_t packs = (size_t)N * S / Pack<A>::n;
   swiglu_gate_backward_kernel<<<blocks_for(packs), kThreads, 0, stream>>>(dg, dm, g, packs, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  for (int half = 0; half < 2; half++) {
-    const A* dg_half = dg + (size_t)half * S;
-    const A* W12_half = W12 + (size_t)half * H * d;
-    // dx = dg[:, :H] W12[:H] + dg[:, S:S+H] W12[H:], and dW12's half += dg's half^T x, straight into the fp32 gradient
-    gemm_rows_cuda(false, false, N, d, H, dg_half, 2 * S, W12_half, d, half ? 1.f : 0.f, dx, d, gemm, stream);
-    gemm_rows_cuda(true, false, H, d, N, dg_half, 2 * S, x, d, 1.f, dW12 + (size_t)half * H * d, d, gemm, stream);
-  }
+  gemm_rows_cuda(false, false, N, d, 2 * S, dg, 2 * S, w.W12p, d, 0.f, dx, d, gemm, stream);  // dx = dg W12p
+  gemm_rows_cuda(true, false, 2 * S, d, N, dg, 2 * S, x, d, 0.f, w.dWp, d, gemm, stream);     // dW12p = dg^T x
+  add_unpadded_w12_kernel<<<blocks_for((size_t)2 * H * d), kThreads, 0, stream>>>(dW12, w.dWp, d, H, S);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
 #define BYTELM_INSTANTIATE(A)                                                                                    \
-  template void swiglu_forward_cuda<A>(A*, A*, A*, A*, const A*, const A*, const A*, int, int, int, const A*,     \
+  template void swiglu_forward_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, const A*, void*, \
                                        Gemm, cudaStream_t);                                                      \
   template void swiglu_backward_cuda<A>(A*, float*, float*, const A*, const A*, const A*, const A*, const A*,     \
                                         const A*, int, int, int, A*, void*, Gemm, cudaStream_t);

@@ -39,8 +39,6 @@ struct CpuOps {
   static void resize(Buffer<T>& b, size_t n) { b.assign(n, T(0)); }
   // Row stride of the SwiGLU hidden activations (g has 2 of these per row, m one).
   static int hidden_stride(int H) { return H; }
-  // Elements of the copy of W3 that the SwiGLU products read (none: they read W3 itself).
-  static size_t swiglu_w3_copy_size(int, int) { return 0; }
 
   const uint8_t* put_bytes(Buffer<uint8_t>& dst, const uint8_t* src, size_t n) {
     dst.assign(src, src + n);
@@ -182,13 +180,13 @@ struct CpuOps {
     bytelm::diag_ssm_backward(dx, g, dy, x, u, h, w, B, T_, d, scratch);
   }
   template <class T>
-  void swiglu_forward(T* y, T* g, T* m, T* /*w3_copy*/, const T* x, const T* W12, const T* W3, int N, int d, int H,
+  void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H,
                       const T* residual) {
     bytelm::swiglu_forward(y, g, m, x, W12, W3, N, d, H, residual);
   }
   template <class T>
-  void swiglu_backward(T* dx, T* dW12, T* dW3, const T* dy, const T* x, const T* g, const T* m,
-                       const T* /*w3_copy*/, const T* W12, const T* W3, int N, int d, int H, T* scratch) {
+  void swiglu_backward(T* dx, T* dW12, T* dW3, const T* dy, const T* x, const T* g, const T* m, const T* W12,
+                       const T* W3, int N, int d, int H, T* scratch) {
     bytelm::swiglu_backward(dx, dW12, dW3, dy, x, g, m, W12, W3, N, d, H, scratch);
   }
   template <class T>

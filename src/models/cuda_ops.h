@@ -71,7 +71,6 @@ class CudaOps {
     b.assign_zero(n);
   }
   static int hidden_stride(int H) { return swiglu_stride_cuda(H); }  // padded: see swiglu_cuda.h
-  static size_t swiglu_w3_copy_size(int d, int H) { return swiglu_w3_copy_size_cuda(d, H); }  // W3p, ditto
 
   explicit CudaOps(GemmPrecision precision);
   ~CudaOps();
@@ -264,17 +263,17 @@ class CudaOps {
     diag_ssm_backward_cuda(dx, g, dy, x, u, h, w, B, T_, d, scratch, partials(diag_ssm_backward_cuda_partials(B, T_, d)),
                            gemm_, stream_);
   }
-  void swiglu_forward(A* y, A* g, A* m, A* w3_copy, const A* x, const A* W12, const A* W3, int N, int d, int H,
+  void swiglu_forward(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H,
                       const A* residual) {
     OpScope scope_("swiglu_forward");
-    swiglu_forward_cuda(y, g, m, w3_copy, x, W12, W3, N, d, H, residual, gemm_, stream_);
+    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, residual,
+                        workspace(swiglu_workspace_bytes_cuda(d, H, sizeof(A))), gemm_, stream_);
   }
-  void swiglu_backward(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m,
-                       const A* w3_copy, const A* W12, const A* /*W3: the forward's copy is read*/, int N, int d, int H,
-                       A* scratch) {
+  void swiglu_backward(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m, const A* W12,
+                       const A* W3, int N, int d, int H, A* scratch) {
     OpScope scope_("swiglu_backward");
-    swiglu_backward_cuda(dx, dW12, dW3, dy, x, g, m, W12, w3_copy, N, d, H, scratch,
-                         workspace(swiglu_workspace_bytes_cuda(d, H)), gemm_, stream_);
+    swiglu_backward_cuda(dx, dW12, dW3, dy, x, g, m, W12, W3, N, d, H, scratch,
+                         workspace(swiglu_workspace_bytes_cuda(d, H, sizeof(A))), gemm_, stream_);
   }
   void linear_forward(A* y, const A* x, const A* W, int N, int in, int out) {
     OpScope scope_("linear_forward");

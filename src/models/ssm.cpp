@@ -19,28 +19,23 @@ namespace {
 
 // Per-block activations over M = B * Tp patch rows (pointers into two buffers): the
 // rows in the backend's activation type A, the LayerNorm statistics in the model's T.
-// S is the row stride of the SwiGLU hidden activations (the backend's hidden_stride(H)),
-// w3 the backend's copy of W3 as its products read it, made by the forward for the
-// backward (Ops::swiglu_w3_copy_size elements; none on the CPU).
+// S is the row stride of the SwiGLU hidden activations (the backend's hidden_stride(H)).
 // Each array starts 16-byte aligned (whole multiples of 16 bytes before it), which the
 // GPU kernels' wide loads need.
-template <class T, class Ops>
+template <class T, class A>
 struct BlockActs {
-  using A = typename Ops::template Act<T>;
-  A *ln1, *u, *h, *q, *ln2, *g, *m, *w3;
+  A *ln1, *u, *h, *q, *ln2, *g, *m;
   T *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
-  static size_t rows_size(size_t M, int d, int H) {
+  static size_t rows_size(size_t M, int d, int S) {
     auto aligned = [](size_t n) { return aligned16_count<A>(n); };
-    size_t S = Ops::hidden_stride(H);
-    return 5 * aligned(M * d) + aligned(M * 2 * S) + aligned(M * S) + aligned(Ops::swiglu_w3_copy_size(d, H));
+    return 5 * aligned(M * d) + aligned(M * 2 * S) + aligned(M * S);
   }
   static size_t stats_size(size_t M) { return 4 * M; }
-  static BlockActs carve(A* rows, T* stats, size_t M, int d, int H) {
+  static BlockActs carve(A* rows, T* stats, size_t M, int d, int S) {
     BlockActs a;
     auto take = [&](size_t n) { return take_aligned16(rows, n); };
-    size_t S = Ops::hidden_stride(H);
     a.ln1 = take(M * d); a.u = take(M * d); a.h = take(M * d); a.q = take(M * d); a.ln2 = take(M * d);
-    a.g = take(M * 2 * S); a.m = take(M * S); a.w3 = take(Ops::swiglu_w3_copy_size(d, H));
+    a.g = take(M * 2 * S); a.m = take(M * S);
     a.ln1_mean = stats; a.ln1_rstd = stats + M; a.ln2_mean = stats + 2 * M; a.ln2_rstd = stats + 3 * M;
     return a;
   }
@@ -223,10 +218,10 @@ class SsmModel final : public OpsModel<T, Ops> {
     Ops::resize(logits_, N * 256);
     Ops::resize(loss_, N);
     Ops::resize(stream_, (c.layers + 1) * M * d);
-    Ops::resize(acts_, c.layers * Acts::rows_size(M, c.d, c.hidden()));
+    Ops::resize(acts_, c.layers * Acts::rows_size(M, c.d, S));
     Ops::resize(stats_, c.layers * Acts::stats_size(M));
     Ops::resize(local_stream_, L * N * d);
-    Ops::resize(local_acts_, L * Acts::rows_size(N, c.d, c.hidden()));
+    Ops::resize(local_acts_, L * Acts::rows_size(N, c.d, S));
     Ops::resize(local_stats_, L * Acts::stats_size(N));
     Ops::resize(dp_, M * d);
     Ops::resize(pool_weights_, patching_ == Patching::attn ? M * c.patch : 0);
@@ -240,21 +235,21 @@ class SsmModel final : public OpsModel<T, Ops> {
   }
 
   // Residual stream entering block l (l = layers: the output of the last block).
-  using Acts = BlockActs<T, Ops>;
+  using Acts = BlockActs<T, A>;
   A* stream_at(int l) { return stream_.data() + (size_t)l * capacity_M_ * this->config_.d; }
   Acts acts(int l) {
-    int d = this->config_.d, H = this->config_.hidden();
-    return Acts::carve(acts_.data() + l * Acts::rows_size(capacity_M_, d, H),
-                       stats_.data() + l * Acts::stats_size(capacity_M_), capacity_M_, d, H);
+    int d = this->config_.d, S = Ops::hidden_stride(this->config_.hidden());
+    return Acts::carve(acts_.data() + l * Acts::rows_size(capacity_M_, d, S),
+                       stats_.data() + l * Acts::stats_size(capacity_M_), capacity_M_, d, S);
   }
   // The byte rows entering local block l: the broadcast's output, then each local block's.
   A* local_at(int l) {
     return l == 0 ? up_.data() : local_stream_.data() + (size_t)(l - 1) * capacity_N_ * this->config_.d;
   }
   Acts local_acts(int l) {
-    int d = this->config_.d, H = this->config_.hidden();
-    return Acts::carve(local_acts_.data() + l * Acts::rows_size(capacity_N_, d, H),
-                       local_stats_.data() + l * Acts::stats_size(capacity_N_), capacity_N_, d, H);
+    int d = this->config_.d, S = Ops::hidden_stride(this->config_.hidden());
+    return Acts::carve(local_acts_.data() + l * Acts::rows_size(capacity_N_, d, S),
+                       local_stats_.data() + l * Acts::stats_size(capacity_N_), capacity_N_, d, S);
   }
   // The variants that pool fixed windows of P bytes, all the bytes of each.
   bool fixed_windows() const {
@@ -341,7 +336,7 @@ class SsmModel final : public OpsModel<T, Ops> {
                             in + o);
     });
     ops_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.q, W + L.ln2_w, W + L.ln2_b, M, d);
-    ops_.swiglu_forward(out, a.g, a.m, a.w3, a.ln2, WA() + L.w12, WA() + L.w3, M, d, H, a.q);
+    ops_.swiglu_forward(out, a.g, a.m, a.ln2, WA() + L.w12, WA() + L.w3, M, d, H, a.q);
   }
 
   // grad holds d(loss)/d(out) on entry and d(loss)/d(in) on return.
@@ -350,7 +345,7 @@ class SsmModel final : public OpsModel<T, Ops> {
     T* G = this->G();
     int d = this->config_.d, H = this->config_.hidden(), M = B * T_;
     A* dtmp = dtmp_.data();
-    ops_.swiglu_backward(dtmp, G + L.w12, G + L.w3, grad, a.ln2, a.g, a.m, a.w3, WA() + L.w12, WA() + L.w3, M, d, H,
+    ops_.swiglu_backward(dtmp, G + L.w12, G + L.w3, grad, a.ln2, a.g, a.m, WA() + L.w12, WA() + L.w3, M, d, H,
                          scratch_.data());
     ops_.layernorm_backward(grad, G + L.ln2_w, G + L.ln2_b, dtmp, a.q, a.ln2_mean, a.ln2_rstd, W + L.ln2_w, M, d,
                             true);
@@ -394,6 +389,7 @@ class SsmModel final : public OpsModel<T, Ops> {
       const ModelConfig& c = m.config_;
       d = c.d;
       P = c.patch;
+      int S = Ops::hidden_stride(c.hidden());
       bool attn = m.patching_ == Patching::attn, soft = m.patching_ == Patching::soft;
       bool entropy = m.patching_ == Patching::entropy;
       Ops::resize(open_length, entropy ? B : 0);
@@ -413,7 +409,7 @@ class SsmModel final : public OpsModel<T, Ops> {
       Ops::resize(soft_scan, soft ? (size_t)B * (d + 2) : 0);  // one byte's n [B, d], z [B] and keep [B]
       Ops::resize(logits, (size_t)B * 256);
       Ops::resize(zstat, 2 * (size_t)B);
-      Ops::resize(acts, Acts::rows_size(B, d, c.hidden()));
+      Ops::resize(acts, Acts::rows_size(B, d, S));
       Ops::resize(stats, Acts::stats_size(B));
     }
     void step(const uint8_t* bytes_host, T* logits_host) override {
@@ -460,7 +456,7 @@ class SsmModel final : public OpsModel<T, Ops> {
     void run_blocks() {
       const ModelConfig& c = m.config_;
       bool some = m.patching_ == Patching::entropy;
-      Acts a = Acts::carve(acts.data(), stats.data(), B, d, c.hidden());
+      Acts a = Acts::carve(acts.data(), stats.data(), B, d, Ops::hidden_stride(c.hidden()));
       A *in = patch_a.data(), *spare = patch_b.data();
       for (int l = 0; l < c.layers; l++) {
         A* out = l < c.layers - 1 ? spare : some ? patch_out.data() : latest.data();
@@ -492,7 +488,7 @@ class SsmModel final : public OpsModel<T, Ops> {
         m.ops_.patch_broadcast_forward(up.data(), latest.data(), W + m.start_, e, B, 1, have_patch ? 1 : 2, d);
       A *in = up.data(), *spare = local_spare.data();
       if (patch_starts && !m.local_.empty()) m.ops_.zero(h_local.data(), m.local_.size() * B * d);
-      Acts a = Acts::carve(acts.data(), stats.data(), B, d, c.hidden());
+      Acts a = Acts::carve(acts.data(), stats.data(), B, d, Ops::hidden_stride(c.hidden()));
       for (size_t l = 0; l < m.local_.size(); l++) {
         T* hl = h_local.data() + l * B * d;
         m.block_forward(m.local_[l], in, spare, a, B, 1, 1, hl, hl);
