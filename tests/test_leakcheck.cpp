@@ -226,6 +226,12 @@ TEST_F(LeakcheckCli, FreshPresetModelPasses) {
     Result r = run("--preset ssm-demo --patch 3 --patching " + patching + " --seq 33 --sequences 2");
     EXPECT_EQ(r.code, 0) << patching << ": " << r.err;
   }
+  // every model key is a flag here, the transformer and hybrid ones too
+  Result hybrid = run("--preset hybrid-10m --d 32 --layers 2 --head-dim 16 --hybrid-layers sa --conv-len 5 "
+                      "--bigram-buckets 64 --seq 24 --sequences 1");
+  ASSERT_EQ(hybrid.code, 0) << hybrid.err;
+  EXPECT_NE(hybrid.out.find("\"head_dim\":16"), std::string::npos) << hybrid.out;
+  EXPECT_NE(hybrid.out.find("\"hybrid_layers\":\"sa\""), std::string::npos) << hybrid.out;
 }
 
 TEST_F(LeakcheckCli, BadInputIsOneLine) {

@@ -19,10 +19,6 @@ int cmd_bench(int argc, char** argv) {
                 "ssm-demo, ssm-2m, ssm-10m, ssm-100m, mamba-1m, mamba-10m, mamba-100m, transformer-10m, "
                 "transformer-30m or hybrid-10m (default ssm-2m)"},
                {"config", "FILE", "JSON object of config keys"},
-               {"d", "D", "override the width"},
-               {"layers", "L", "override the number of blocks"},
-               {"patch", "P", "override the patch size"},
-               {"patching", "NAME", "override the patch pooling: mean, attn, none, local, soft or entropy"},
                {"batch", "N", "windows per step"},
                {"seq", "N", "bytes per window"},
                {"lr", "X", "learning rate"},
@@ -32,11 +28,14 @@ int cmd_bench(int argc, char** argv) {
                {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to run (default cpu); cuda: bf16 activations and products, fp32 weights"},
                {"profile", "", "then time each op of as many steps again (GPU), table on stderr"},
                {"threads", "N", "CPU threads (default: all cores)"}}};
+  for (const Flag& f : model_key_flags()) cmd.flags.push_back(f);
   Args args = Args::parse(cmd, argc, argv);
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
   BenchOptions o;
   o.device = apply_runtime_flags(args);
-  o.cfg = config_from_flags(args, {"d", "layers", "patch", "patching", "batch", "seq", "lr"});
+  std::vector<std::string> keys = model_config_keys();
+  keys.insert(keys.end(), {"batch", "seq", "lr"});
+  o.cfg = config_from_flags(args, keys);
   o.warmup = args.get_int("warmup", 5);
   o.steps = args.get_int("steps", 20);
   o.data = args.get("data");

@@ -19,15 +19,14 @@ int cmd_info(int argc, char** argv) {
                 "ssm-demo, ssm-2m, ssm-10m, ssm-100m, mamba-1m, mamba-10m, mamba-100m, transformer-10m, "
                 "transformer-30m or hybrid-10m (default ssm-2m)"},
                {"config", "FILE", "JSON object of config keys"},
-               {"d", "D", "override the width"},
-               {"layers", "L", "override the number of blocks"},
-               {"patch", "P", "override the patch size"},
-               {"patching", "NAME", "override the patch pooling: mean, attn, none, local, soft or entropy"},
                {"batch", "N", "windows per step for the memory estimate"},
                {"seq", "N", "bytes per window for the memory estimate"}}};
+  for (const Flag& f : model_key_flags()) cmd.flags.push_back(f);
   Args args = Args::parse(cmd, argc, argv);
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
-  RunConfig cfg = config_from_flags(args, {"d", "layers", "patch", "patching", "batch", "seq"});
+  std::vector<std::string> keys = model_config_keys();
+  keys.insert(keys.end(), {"batch", "seq"});
+  RunConfig cfg = config_from_flags(args, keys);
   validate(cfg);
   const ModelConfig& m = cfg.model;
   double flops = train_flops_per_byte(m) / 3;  // the forward's share

@@ -15,9 +15,6 @@ namespace bytelm {
 
 namespace {
 
-// The flags that build a fresh model; a checkpoint brings its own config.
-const std::vector<std::string> kModelKeys = {"model", "d", "layers", "patch", "patching"};
-
 std::string optional_int(int v) { return v < 0 ? "null" : std::to_string(v); }
 
 }  // namespace
@@ -40,11 +37,6 @@ int cmd_leakcheck(int argc, char** argv) {
               {{"ckpt", "PATH", "checkpoint file, or a run directory"},
                {"preset", "NAME", "a fresh model of this preset (default ssm-2m when no --ckpt)"},
                {"config", "FILE", "a fresh model of this JSON config"},
-               {"model", "NAME", "override the model family (fresh model)"},
-               {"d", "D", "override the width (fresh model)"},
-               {"layers", "L", "override the number of blocks (fresh model)"},
-               {"patch", "P", "override the patch size (fresh model)"},
-               {"patching", "NAME", "override the patch pooling: mean, attn, none, local, soft or entropy (fresh model)"},
                {"seq", "T", "bytes per random sequence (default: the config's seq)"},
                {"sequences", "N", "random sequences (default 4)"},
                {"positions", "N", "positions t tested (default: every t for seq <= 256, else 128 spread out)"},
@@ -52,9 +44,12 @@ int cmd_leakcheck(int argc, char** argv) {
                {"seed", "N", "seed of the random bytes and of a fresh model's weights (default 1)"},
                {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to run (default cpu); cuda: bf16 activations and products, fp32 weights"},
                {"threads", "N", "CPU threads (default: all cores)"}}};
+  for (const Flag& f : model_key_flags(" (fresh model)")) cmd.flags.push_back(f);
   Args args = Args::parse(cmd, argc, argv);
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
   std::string device = apply_runtime_flags(args);
+  // The flags that build a fresh model; a checkpoint brings its own config.
+  const std::vector<std::string> model_keys = model_config_keys();
   int seed = args.get_int("seed", 1);
   if (seed < 0) throw Error("--seed must be >= 0");
 
@@ -62,14 +57,14 @@ int cmd_leakcheck(int argc, char** argv) {
   std::unique_ptr<Model<float>> model;
   if (args.has("ckpt")) {
     std::vector<std::string> fresh_model_flags = {"preset", "config"};
-    for (const std::string& key : kModelKeys) fresh_model_flags.push_back(flag_of(key));
+    for (const std::string& key : model_keys) fresh_model_flags.push_back(flag_of(key));
     for (const std::string& flag : fresh_model_flags)
       if (args.has(flag)) throw Error("--" + flag + " builds a fresh model; --ckpt brings its own config");
     LoadedCheckpoint ck = load_checkpoint(args.get("ckpt"), false, device);
     cfg = ck.cfg;
     model = std::move(ck.model);
   } else {
-    cfg = config_from_flags(args, kModelKeys);
+    cfg = config_from_flags(args, model_keys);
     validate(cfg);
     model = make_model_on(device, cfg.model, (uint64_t)seed);
   }

@@ -14,44 +14,6 @@ namespace bytelm {
 
 namespace {
 
-// Config keys that can be set by flag; the flag is the key with '-' for '_'.
-const std::vector<std::pair<std::string, std::string>> kKeyHelp = {
-    {"model", "model family (ssm, mamba, transformer or hybrid)"},
-    {"d", "model width"},
-    {"layers", "number of blocks"},
-    {"patch", "bytes per patch P (1 = no patching; mamba: 1 only)"},
-    {"patching", "how a patch pools its bytes: mean (default), attn (learned query), none (patch 1), local (and a\n"
-                 "byte-rate decoder over each patch), soft (learned soft boundaries) or entropy (patches of at least\n"
-                 "patch bytes, closed where a bigram model is unsure); soft and entropy: CPU only"},
-    {"entropy_threshold", "patching entropy: a patch closes where the next byte's entropy exceeds this (bits)"},
-    {"head_dim", "transformer/hybrid: attention head width (heads = d / head_dim)"},
-    {"context", "transformer/hybrid: positions a generating stream attends to; past them it slides"},
-    {"rope", "transformer/hybrid: rotary position embeddings (1) or none (0)"},
-    {"tie_embeddings", "transformer/hybrid: the head is the byte embedding (1) or its own matrix (0)"},
-    {"softcap", "transformer/hybrid: logits = C tanh(logits / C); 0 = off"},
-    {"mlp_leak", "transformer/hybrid: MLP activation leaky_relu(h, X)^2; 0 = ReLU^2"},
-    {"smear", "transformer/hybrid: SmearGate on the input embeddings (1) or not (0)"},
-    {"bigram_buckets", "transformer/hybrid: rows of the hashed byte-bigram embedding; 0 = off"},
-    {"bigram_dim", "transformer/hybrid: width of the bigram embedding, projected to d"},
-    {"unet", "transformer/hybrid: U-Net skips from the first half of the layers to the second (1) or not (0)"},
-    {"hybrid_layers", "hybrid: a letter a layer, bottom first: a (attention) or s (S4D-Lin long convolution)"},
-    {"conv_len", "hybrid: kernel length of the long convolution"},
-    {"steps", "total optimizer steps"},
-    {"batch", "windows per step"},
-    {"seq", "bytes per window"},
-    {"lr", "peak learning rate"},
-    {"min_lr_frac", "final learning rate as a fraction of --lr (cosine decay)"},
-    {"warmup", "linear warmup steps (-1: min(100, steps/10))"},
-    {"weight_decay", "AdamW weight decay on matrices"},
-    {"beta1", "AdamW beta1"},
-    {"beta2", "AdamW beta2"},
-    {"clip", "clip the global gradient norm to this (0 = off)"},
-    {"seed", "seed for initialisation and data order"},
-    {"eval_every", "steps between validation runs and checkpoints"},
-    {"eval_bytes", "validation bytes scored each time"},
-    {"val_fraction", "tail fraction of --data held out when --val is not given"},
-    {"log_every", "steps between lines in metrics.jsonl"},
-};
 
 Command train_command() {
   Command c{"train", "Train a model on raw bytes and write checkpoints and a metrics log into --out.",
@@ -62,8 +24,7 @@ Command train_command() {
             "atomically every --eval-every steps and at the end), metrics.jsonl and run.json.\n"
             "Presets: ssm-demo (d128 L4, trains on 2 CPU cores in minutes), ssm-2m, ssm-10m, ssm-100m;\n"
             "mamba-1m, mamba-10m, mamba-100m (Mamba's selective SSM a byte a step);\n"
-            "transformer-10m, transformer-30m (a byte GPT), hybrid-10m (long convolutions and attention),\n"
-            "these three CPU only for now.\n"
+            "transformer-10m, transformer-30m (a byte GPT), hybrid-10m (long convolutions and attention).\n"
             "--max-seconds S ends the run at whichever comes first, --steps or S seconds of training\n"
             "(counted from the first step, evaluations and checkpoints included): the last step is\n"
             "evaluated and checkpointed, and --resume DIR goes on from it. The learning-rate schedule\n"
@@ -80,7 +41,7 @@ Command train_command() {
              {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to train (default cpu); cuda: bf16 activations and products, fp32 weights"},
              {"threads", "N", "CPU threads (default: all cores)"},
              {"quiet", "", "no progress bar"}}};
-  for (const auto& [key, help] : kKeyHelp) c.flags.push_back({flag_of(key), key == "model" || key == "patching" || key == "hybrid_layers" ? "NAME" : "X", help});
+  for (const auto& [key, help] : config_key_help()) c.flags.push_back(key_flag(key, help));
   return c;
 }
 
@@ -110,7 +71,7 @@ int cmd_train(int argc, char** argv) {
     Json run = json_parse_file((std::filesystem::path(job.out) / "run.json").string());
     job.data = args.get("data", run.find("data") ? run.find("data")->as_string("run.json data") : "");
     job.val = args.get("val", run.find("val") ? run.find("val")->as_string("run.json val") : "");
-    for (const auto& [key, help] : kKeyHelp) {
+    for (const auto& [key, help] : config_key_help()) {
       if (!args.has(flag_of(key))) continue;
       RunConfig changed = job.cfg;
       set_config_key(changed, key, args.get(flag_of(key)), "--" + flag_of(key));

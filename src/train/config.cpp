@@ -237,4 +237,11 @@ std::vector<std::string> config_keys() {
   return names;
 }
 
+std::vector<std::string> model_config_keys() {
+  std::vector<std::string> names;
+  for (const Key& k : keys())
+    if (k.model) names.push_back(k.name);
+  return names;
+}
+
 }  // namespace bytelm

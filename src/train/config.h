@@ -49,5 +49,6 @@ void validate(const RunConfig& cfg);
 std::string model_config_json(const ModelConfig& m);
 std::string train_config_json(const TrainConfig& t);
 std::vector<std::string> config_keys();
+std::vector<std::string> model_config_keys();  // those of the ModelConfig, in table order
 
 }  // namespace bytelm
