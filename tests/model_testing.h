@@ -1,5 +1,5 @@
-// What the whole-model tests share: random and text batches, a norm-wise error over raw arrays, and skipping
-// where there is no GPU (or no CUDA build).
+// What the whole-model tests share: random and text batches, a norm-wise error over raw arrays, learning a short
+// text by heart, and skipping where there is no GPU (or no CUDA build).
 #pragma once
 #include <gtest/gtest.h>
 
@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "models/model.h"
+#include "train/adamw.h"
 #ifdef BYTELM_WITH_CUDA
 #include "core/cuda_check.h"
 #endif
@@ -57,6 +59,22 @@ inline double rel_err(const float* a, const float* b, size_t n) {
     den += double(b[i]) * b[i];
   }
   return std::sqrt(num / std::max(den, 1e-30));
+}
+
+// The loss (nats) of the last of t.steps AdamW steps on one window of `text`, each byte predicting the next: a
+// model that cannot drive it near zero cannot learn.
+inline float overfit_loss(Model<float>& m, const std::string& text, const TrainConfig& t) {
+  AdamW opt(m.params().size());
+  const uint8_t* b = (const uint8_t*)text.data();
+  int T = (int)text.size() - 1;
+  float loss = 0;
+  for (int s = 0; s < t.steps; s++) {
+    std::fill(m.grads().begin(), m.grads().end(), 0.f);
+    loss = m.forward(b, b + 1, 1, T, nullptr);
+    m.backward();
+    opt.step(m, t, s, lr_at(t, s));
+  }
+  return loss;
 }
 
 }  // namespace bytelm::testing

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "causality.h"
+#include "model_testing.h"
 #include "core/error.h"
 #include "gradcheck.h"
 #include "layers/causal_conv.h"
@@ -28,12 +29,6 @@ using namespace bytelm;
 using namespace bytelm::testing;
 namespace fs = std::filesystem;
 using V = std::vector<double>;
-
-static std::vector<uint8_t> random_bytes(size_t n, Rng& rng) {
-  std::vector<uint8_t> v(n);
-  for (auto& b : v) b = uint8_t(rng.next_u64());
-  return v;
-}
 
 static ModelConfig mamba(int d, int layers) { return {"mamba", d, layers, 1}; }
 
@@ -230,16 +225,7 @@ TEST(MambaModel, OverfitsAShortText) {
   t.warmup = 20;
   t.weight_decay = 0;
   auto m = make_model<float>(mamba(32, 2), 1);
-  AdamW opt(m->params().size());
-  const uint8_t* b = (const uint8_t*)text.data();
-  int T = (int)text.size() - 1;
-  float loss = 0;
-  for (int s = 0; s < t.steps; s++) {
-    std::fill(m->grads().begin(), m->grads().end(), 0.f);
-    loss = m->forward(b, b + 1, 1, T, nullptr);
-    m->backward();
-    opt.step(*m, t, s, lr_at(t, s));
-  }
+  float loss = bytelm::testing::overfit_loss(*m, text, t);
   EXPECT_LT(loss / std::log(2.0), 0.05) << "bits per byte after " << t.steps << " steps";
 }
 

@@ -5,18 +5,13 @@
 
 #include "causality.h"
 #include "gradcheck.h"
+#include "model_testing.h"
 #include "stream_parity.h"
 #include "layers/patch_entropy.h"
 #include "models/model.h"
 
 using namespace bytelm;
 using namespace bytelm::testing;
-
-static std::vector<uint8_t> random_bytes(size_t n, Rng& rng) {
-  std::vector<uint8_t> v(n);
-  for (auto& b : v) b = uint8_t(rng.next_u64());
-  return v;
-}
 
 // The entropy threshold of the tests' entropy models: about half the bytes of their random tables exceed it.
 constexpr double kTestEntropyThreshold = 6.5;

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "core/parallel.h"
+#include "model_testing.h"
 #include "core/rng.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
@@ -35,15 +36,7 @@ TEST(Training, OverfitsA200ByteString) {
   t.warmup = 20;
   t.weight_decay = 0;
   auto m = make_model<float>({"ssm", 64, 2, 2}, 1);
-  AdamW opt(m->params().size());
-  const uint8_t* b = (const uint8_t*)text.data();
-  float loss = 0;
-  for (int s = 0; s < t.steps; s++) {
-    std::fill(m->grads().begin(), m->grads().end(), 0.f);
-    loss = m->forward(b, b + 1, 1, 199, nullptr);
-    m->backward();
-    opt.step(*m, t, s, lr_at(t, s));
-  }
+  float loss = bytelm::testing::overfit_loss(*m, text, t);
   EXPECT_LT(loss / std::log(2.0), 0.05) << "bits per byte after " << t.steps << " steps";
 }
 

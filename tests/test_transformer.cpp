@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "causality.h"
+#include "model_testing.h"
 #include "core/error.h"
 #include "gradcheck.h"
 #include "layers/attention.h"
@@ -33,12 +34,6 @@ using namespace bytelm;
 using namespace bytelm::testing;
 namespace fs = std::filesystem;
 using V = std::vector<double>;
-
-static std::vector<uint8_t> random_bytes(size_t n, Rng& rng) {
-  std::vector<uint8_t> v(n);
-  for (auto& b : v) b = uint8_t(rng.next_u64());
-  return v;
-}
 
 // A tiny transformer with every trick on, small enough for finite differences: 2 heads of 4, 3 layers (one
 // U-Net skip and a middle layer without), 5 bigram buckets of width 3, a cap low enough to bend the logits.
@@ -375,16 +370,7 @@ TEST(TransformerModel, OverfitsAShortText) {
   ModelConfig c{"transformer", 32, 2, 1};
   c.head_dim = 16;
   auto m = make_model<float>(c, 1);
-  AdamW opt(m->params().size());
-  const uint8_t* b = (const uint8_t*)text.data();
-  int T = (int)text.size() - 1;
-  float loss = 0;
-  for (int s = 0; s < t.steps; s++) {
-    std::fill(m->grads().begin(), m->grads().end(), 0.f);
-    loss = m->forward(b, b + 1, 1, T, nullptr);
-    m->backward();
-    opt.step(*m, t, s, lr_at(t, s));
-  }
+  float loss = bytelm::testing::overfit_loss(*m, text, t);
   EXPECT_LT(loss / std::log(2.0), 0.2) << "bits per byte after " << t.steps << " steps";
 }
 
