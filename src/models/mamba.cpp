@@ -151,7 +151,6 @@ class MambaModel final : public OpsModel<T, Ops> {
     if (B < 1) throw Error("make_streams needs at least one stream");
     return std::make_unique<Streams>(*this, B);
   }
-  std::unique_ptr<ByteStream<T>> make_stream() const override { return single_stream(make_streams(1)); }
 
  private:
   // Offsets of one block's tensors in the parameter buffer. in_proj and x_proj are each used as two

@@ -5,6 +5,7 @@
 // path): a copy wa_, refreshed whenever the parameters change, where A is not T.
 #pragma once
 #include <cstddef>
+#include <memory>
 #include <type_traits>
 
 #include "models/model.h"
@@ -52,6 +53,10 @@ class OpsModel : public Model<T> {
     else return nullptr;
   }
   bool on_gpu() const override { return !Ops::on_host; }
+  // Every family over an Ops backend steps its streams in batches (Model's default would call make_stream back);
+  // one stream is a batch of one.
+  std::unique_ptr<ByteStreams<T>> make_streams(int B) const override = 0;
+  std::unique_ptr<ByteStream<T>> make_stream() const override { return single_stream(make_streams(1)); }
   void* compute_stream() override {
     if constexpr (Ops::on_host) return nullptr;
     else return (void*)ops_.stream();

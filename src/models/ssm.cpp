@@ -149,7 +149,6 @@ class SsmModel final : public OpsModel<T, Ops> {
     if (B < 1) throw Error("make_streams needs at least one stream");
     return std::make_unique<Streams>(*this, B);
   }
-  std::unique_ptr<ByteStream<T>> make_stream() const override { return single_stream(make_streams(1)); }
 
  private:
   struct Layer {

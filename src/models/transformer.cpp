@@ -210,7 +210,6 @@ class TransformerModel final : public OpsModel<T, Ops> {
     if (B < 1) throw Error("make_streams needs at least one stream");
     return std::make_unique<Streams>(*this, B);
   }
-  std::unique_ptr<ByteStream<T>> make_stream() const override { return single_stream(make_streams(1)); }
 
  private:
   // Offsets of one block's tensors. w_in: attention's qkv [3d, d] or the convolution's in-projection [2d, d];
