@@ -4,16 +4,11 @@
 #include <cmath>
 #include <vector>
 
+#include "layers/dot.h"
+
 namespace bytelm {
 
 namespace {
-
-template <class T>
-T dot(const T* a, const T* b, int n) {
-  T s = 0;
-  for (int i = 0; i < n; i++) s += a[i] * b[i];
-  return s;
-}
 
 // o [Dh] = sum_j softmax_j(scale q . key(j)) value(j) over j = 0..n-1, in that order; returns the log-sum-exp of
 // the scaled scores. p [n] is scratch. The parallel forward and the streaming step both attend through here.

@@ -5,19 +5,9 @@
 
 #include "core/parallel.h"
 #include "layers/activations.h"
+#include "layers/dot.h"
 
 namespace bytelm {
-
-namespace {
-
-template <class T>
-T dot(const T* a, const T* b, int n) {
-  T s = 0;
-  for (int i = 0; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-
-}  // namespace
 
 template <class T>
 void smear_forward(T* y, T* gate, const T* x, const T* w, const T* lambda, int B, int T_, int d, int k, const T* prev) {
