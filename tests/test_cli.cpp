@@ -17,6 +17,10 @@ TEST_F(Cli, HelpTeaches) {
   Result r = run("");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("commands:"), std::string::npos);
+  // --version names the build's commit (scripts record it beside their figures)
+  Result v = run("--version");
+  EXPECT_EQ(v.code, 0);
+  EXPECT_EQ(v.out, std::string("bytelm ") + BYTELM_GIT_COMMIT + "\n");
 }
 
 TEST_F(Cli, MissingData) {
