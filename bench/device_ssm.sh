@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One device call for the ssm family on the GPU: the CUDA tests, the trainer end to end, then bytelm's training
 # throughput and the PyTorch peer's (../shared/peers/ssm_ref.py, carried in .peers) at the issue's three sizes,
-# seq 2048, side by side on the same card.
-# Built on the dev machine; the binaries travel in .devbin (cp build/bytelm build/bytelm_tests .devbin/), with
-# .devlib (the OpenBLAS, libgomp, libgfortran, libquadmath and libstdc++ they link) and .peers (a copy of ../shared/peers).
-#   device run: bash bench/device_ssm.sh     carry: .devbin .devlib .peers
+# seq 2048, side by side on the same card, and bytelm again after the peers so drift of the card shows.
+# With BASE=DIR, the binaries in DIR (say a build of main) are benched too, each size before bytelm's; with
+# HEURISTIC=1, bytelm also with --heuristic-products (the products' kernels by cuBLASLt's heuristic, untuned).
+# Staged on the dev machine by bench/stage_device.sh (PEERS=1, and BASE=... for the base binaries).
+#   device run: bash bench/device_unpack.sh && bash bench/device_ssm.sh     carry: .devpack
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"
@@ -20,8 +21,10 @@ done
 sizes=("256 4 64" "512 6 32" "1024 16 16")
 for s in "${sizes[@]}"; do
   set -- $s
-  .devbin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 5 --steps 30 2>&1 \
-    | tee -a "$out/bench.jsonl"
+  bench=(bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 5 --steps 30)
+  [ -n "${BASE:-}" ] && "$BASE/bytelm" "${bench[@]}" 2>&1 | tee -a "$out/bench_base.jsonl"
+  [ "${HEURISTIC:-0}" = 1 ] && .devbin/bytelm "${bench[@]}" --heuristic-products 2>&1 | tee -a "$out/bench_heuristic.jsonl"
+  .devbin/bytelm "${bench[@]}" 2>&1 | tee -a "$out/bench.jsonl"
 done
 for s in "${sizes[@]}"; do
   set -- $s

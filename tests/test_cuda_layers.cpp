@@ -193,6 +193,42 @@ TEST_F(CudaLayers, LayerNorm) {
   }
 }
 
+// The ssm block's fused residual sum + LayerNorm and the skip's backward against the CPU, at the LayerNorm test's
+// widths (every block shape, rows strided over warps), and in place (q over y).
+TEST_F(CudaLayers, SkipLayerNorm) {
+  for (auto [N, C] : {std::pair{37, 48}, std::pair{3001, 130}, std::pair{20000, 260}, std::pair{5000, 520},
+                      std::pair{3000, 1100}}) {
+    SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
+    tag = "N=" + std::to_string(N) + " ";
+    Rng rng(120 + N);
+    V x = random_floats(N * C, rng, 2.0, 0.5), y = random_floats(N * C, rng), z = random_floats(N * C, rng);
+    V D = random_floats(C, rng), w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
+    V g = random_floats(N * C, rng), dz0 = random_floats(N * C, rng), dD0 = random_floats(C, rng);
+    V q_ref(N * C), out_ref(N * C), mean_ref(N), rstd_ref(N), dz_ref = dz0, dD_ref = dD0;
+    skip_layernorm_forward(q_ref.data(), out_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), y.data(),
+                           z.data(), D.data(), w.data(), b.data(), N, C);
+    skip_sum_backward(dz_ref.data(), dD_ref.data(), g.data(), z.data(), D.data(), N, C);
+
+    Dev<float> x_d(x), y_d(y), z_d(z), D_d(D), w_d(w), b_d(b), q_d(N * C), out_d(N * C), mean_d(N), rstd_d(N), g_d(g),
+        dz_d(dz0), dD_d(dD0), part_d(skip_sum_backward_cuda_partials(N, C));
+    skip_layernorm_forward_cuda(q_d.poison().p, out_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, y_d.p,
+                                z_d.p, D_d.p, w_d.p, b_d.p, N, C, stream);
+    skip_sum_backward_cuda(dz_d.p, dD_d.p, g_d.p, z_d.p, D_d.p, N, C, part_d.poison().p, stream);
+    expect_close("q", q_d.get(), q_ref);
+    expect_close("out", out_d.get(), out_ref);
+    expect_close("mean", mean_d.get(), mean_ref);
+    expect_close("rstd", rstd_d.get(), rstd_ref);
+    expect_close("dz", dz_d.get(), dz_ref);
+    expect_close("dD", dD_d.get(), dD_ref);
+    // in place: q written over y
+    Dev<float> yq_d(y), out2_d(N * C);
+    skip_layernorm_forward_cuda(yq_d.p, out2_d.poison().p, mean_d.p, rstd_d.p, x_d.p, yq_d.p, z_d.p, D_d.p, w_d.p, b_d.p,
+                                N, C, stream);
+    expect_close("q in place", yq_d.get(), q_ref);
+    expect_close("out in place", out2_d.get(), out_ref);
+  }
+}
+
 // The device's decay a = exp(-softplus(lam)) follows the host's float stages, each
 // correctly rounded. Host libms round some of them an ulp off, and one ulp of the
 // softplus moves a by up to (1 + softplus) ulps. For near-1 decays (lam <= -2, a >= 0.88)
@@ -262,26 +298,22 @@ TEST_F(CudaLayers, DiagSsm) {
   int B = 3, T = 131, d = 48, N = B * T;
   size_t n = (size_t)N * d;
   V x = random_floats(n, rng), Win = random_floats(d * d, rng, 0.2), Wout = random_floats(d * d, rng, 0.2);
-  V lam = host_device_agreeing(random_floats(d, rng)), D = random_floats(d, rng), h0 = random_floats(B * d, rng),
-    dy = random_floats(n, rng), res = random_floats(n, rng);
-  V gWin0 = random_floats(d * d, rng), glam0 = random_floats(d, rng), gWout0 = random_floats(d * d, rng),
-    gD0 = random_floats(d, rng);
-  V y_ref(n), u_ref(n), h_ref(n), dx_ref(n), scratch(n), gWin = gWin0, glam = glam0, gWout = gWout0, gD = gD0;
+  V lam = host_device_agreeing(random_floats(d, rng)), h0 = random_floats(B * d, rng), dy = random_floats(n, rng);
+  V gWin0 = random_floats(d * d, rng), glam0 = random_floats(d, rng), gWout0 = random_floats(d * d, rng);
+  V y_ref(n), u_ref(n), h_ref(n), dx_ref(n), scratch(n), gWin = gWin0, glam = glam0, gWout = gWout0;
   diag_ssm_forward(y_ref.data(), u_ref.data(), h_ref.data(), x.data(),
-                   DiagSsmWeights<float>{Win.data(), lam.data(), Wout.data(), D.data()}, B, T, d, h0.data(),
-                   (float*)nullptr, res.data());
-  diag_ssm_backward(dx_ref.data(), DiagSsmGrads<float>{gWin.data(), glam.data(), gWout.data(), gD.data()}, dy.data(),
-                    x.data(), u_ref.data(), h_ref.data(),
-                    DiagSsmWeights<float>{Win.data(), lam.data(), Wout.data(), D.data()}, B, T, d, scratch.data());
+                   DiagSsmWeights<float>{Win.data(), lam.data(), Wout.data()}, B, T, d, h0.data(), (float*)nullptr);
+  diag_ssm_backward(dx_ref.data(), DiagSsmGrads<float>{gWin.data(), glam.data(), gWout.data()}, dy.data(), x.data(),
+                    u_ref.data(), h_ref.data(), DiagSsmWeights<float>{Win.data(), lam.data(), Wout.data()}, B, T, d,
+                    scratch.data());
 
-  Dev<float> x_d(x), Win_d(Win), Wout_d(Wout), lam_d(lam), D_d(D), h0_d(h0), dy_d(dy), res_d(res), y_d(n), u_d(n),
-      h_d(n), dx_d(n), scratch_d(n), part_d(diag_ssm_backward_cuda_partials(B, T, d)), gWin_d(gWin0), glam_d(glam0), gWout_d(gWout0),
-      gD_d(gD0);
-  DiagSsmWeights<float> w{Win_d.p, lam_d.p, Wout_d.p, D_d.p};
+  Dev<float> x_d(x), Win_d(Win), Wout_d(Wout), lam_d(lam), h0_d(h0), dy_d(dy), y_d(n), u_d(n), h_d(n), dx_d(n),
+      scratch_d(n), part_d(diag_ssm_backward_cuda_partials(B, T, d)), gWin_d(gWin0), glam_d(glam0), gWout_d(gWout0);
+  DiagSsmWeights<float> w{Win_d.p, lam_d.p, Wout_d.p};
   diag_ssm_forward_cuda(y_d.poison().p, u_d.poison().p, h_d.poison().p, x_d.p, w, B, T, d, h0_d.p, (float*)nullptr,
-                        res_d.p, Gemm{handle}, stream);
-  diag_ssm_backward_cuda(dx_d.poison().p, DiagSsmGrads<float>{gWin_d.p, glam_d.p, gWout_d.p, gD_d.p}, dy_d.p, x_d.p,
-                         u_d.p, h_d.p, w, B, T, d, scratch_d.poison().p, part_d.poison().p, Gemm{handle}, stream);
+                        Gemm{handle}, stream);
+  diag_ssm_backward_cuda(dx_d.poison().p, DiagSsmGrads<float>{gWin_d.p, glam_d.p, gWout_d.p}, dy_d.p, x_d.p, u_d.p,
+                         h_d.p, w, B, T, d, scratch_d.poison().p, part_d.poison().p, Gemm{handle}, stream);
   expect_close("y", y_d.get(), y_ref);
   expect_close("u", u_d.get(), u_ref);
   expect_close("h", h_d.get(), h_ref);
@@ -289,7 +321,6 @@ TEST_F(CudaLayers, DiagSsm) {
   expect_close("dW_in", gWin_d.get(), gWin);
   expect_close("dlam", glam_d.get(), glam);
   expect_close("dW_out", gWout_d.get(), gWout);
-  expect_close("dD", gD_d.get(), gD);
 }
 
 TEST_F(CudaLayers, SwiGlu) {
@@ -461,22 +492,33 @@ TEST_F(CudaLayers, BackwardIsBitReproducible) {
     };
     EXPECT_TRUE(bit_equal(run(), run())) << "layernorm";
   }
-  {  // whole ssm layer: cuBLAS GEMMs, dD partials, the long scan and its batch reduction
+  {  // whole ssm layer: cuBLAS GEMMs, the long scan and its batch reduction
     int B = 4, T = 1500, d = 64, N = B * T;
     size_t n = (size_t)N * d;
     Dev<float> x(random_floats(n, rng)), Win(random_floats(d * d, rng, 0.15)), Wout(random_floats(d * d, rng, 0.15)),
-        lam(random_floats(d, rng, 2.0, -2.0)), D(random_floats(d, rng)), dy(random_floats(n, rng)), y(n), u(n), h(n),
-        scr(n), part(diag_ssm_backward_cuda_partials(B, T, d));
-    DiagSsmWeights<float> w{Win.p, lam.p, Wout.p, D.p};
-    diag_ssm_forward_cuda(y.p, u.p, h.p, x.p, w, B, T, d, (const float*)nullptr, (float*)nullptr,
-                          (const float*)nullptr, Gemm{handle}, stream);
+        lam(random_floats(d, rng, 2.0, -2.0)), dy(random_floats(n, rng)), y(n), u(n), h(n), scr(n),
+        part(diag_ssm_backward_cuda_partials(B, T, d));
+    DiagSsmWeights<float> w{Win.p, lam.p, Wout.p};
+    diag_ssm_forward_cuda(y.p, u.p, h.p, x.p, w, B, T, d, (const float*)nullptr, (float*)nullptr, Gemm{handle}, stream);
     auto run = [&] {
-      Dev<float> dx(n), gWin(V(d * d, 0.f)), glam(V(d, 0.f)), gWout(V(d * d, 0.f)), gD(V(d, 0.f));
-      diag_ssm_backward_cuda(dx.p, DiagSsmGrads<float>{gWin.p, glam.p, gWout.p, gD.p}, dy.p, x.p, u.p, h.p, w, B, T,
-                             d, scr.p, part.p, Gemm{handle}, stream);
-      return std::vector<V>{dx.get(), gWin.get(), glam.get(), gWout.get(), gD.get()};
+      Dev<float> dx(n), gWin(V(d * d, 0.f)), glam(V(d, 0.f)), gWout(V(d * d, 0.f));
+      diag_ssm_backward_cuda(dx.p, DiagSsmGrads<float>{gWin.p, glam.p, gWout.p}, dy.p, x.p, u.p, h.p, w, B, T, d,
+                             scr.p, part.p, Gemm{handle}, stream);
+      return std::vector<V>{dx.get(), gWin.get(), glam.get(), gWout.get()};
     };
     EXPECT_TRUE(bit_equal(run(), run())) << "diag_ssm";
+  }
+  {  // the skip's backward: dD through the block partials
+    int N = 3001, C = 260;
+    Dev<float> g(random_floats(N * C, rng)), z(random_floats(N * C, rng)), D(random_floats(C, rng)),
+        part(skip_sum_backward_cuda_partials(N, C));
+    V dz0 = random_floats(N * C, rng);
+    auto run = [&] {
+      Dev<float> dz(dz0), dD(V(C, 0.f));
+      skip_sum_backward_cuda(dz.p, dD.p, g.p, z.p, D.p, N, C, part.p, stream);
+      return std::vector<V>{dz.get(), dD.get()};
+    };
+    EXPECT_TRUE(bit_equal(run(), run())) << "skip sum";
   }
   {  // swiglu
     int N = 300, d = 64, H = 85, S = swiglu_stride_cuda(H);
@@ -556,6 +598,33 @@ TEST_F(CudaLayers, Bf16Linear) {
   expect_close("dW", dW_d.get(), dW_ref, 1e-5);  // bf16 products, fp32 output: only the accumulation order differs
 }
 
+// Tuned bf16 products (GemmLt::tune): candidates are timed on the product's own operands before the real call, so
+// the results must be the product's once, also where the output accumulates in place (weight gradients, dx += ...)
+// and where the sum goes to another buffer (C != D).
+TEST_F(CudaLayers, Bf16TunedProducts) {
+  Rng rng(206);
+  int N = 300, in = 96, out = 80;
+  V x = round_bf16(random_floats(N * in, rng)), W = round_bf16(random_floats(out * in, rng, 0.3)),
+    dy = round_bf16(random_floats(N * out, rng)), dW0 = random_floats(out * in, rng),
+    dx0 = round_bf16(random_floats(N * in, rng)), res = round_bf16(random_floats(N * out, rng));
+  V y_ref(N * out), dW_ref = dW0, dx_ref = dx0, sum_ref(N * out);
+  linear_forward(y_ref.data(), x.data(), W.data(), N, in, out);
+  linear_backward(dx_ref.data(), dW_ref.data(), dy.data(), x.data(), W.data(), N, in, out, true);
+  for (int i = 0; i < N * out; i++) sum_ref[i] = res[i] + y_ref[i];
+  lt->tune(true);
+  Dev<bf16> x_d(to_bf16(x)), W_d(to_bf16(W)), dy_d(to_bf16(dy)), y_d(N * out), dx_d(to_bf16(dx0)), res_d(to_bf16(res)),
+      sum_d(N * out);
+  Dev<float> dW_d(dW0);
+  linear_forward_cuda(y_d.poison().p, x_d.p, W_d.p, N, in, out, gemm(), stream);
+  linear_backward_cuda(dx_d.p, dW_d.p, dy_d.p, x_d.p, W_d.p, N, in, out, true, gemm(), stream);
+  gemm_rows_add_cuda(false, true, N, out, in, x_d.p, in, W_d.p, in, res_d.p, out, sum_d.poison().p, out, gemm(), stream);
+  expect_close("y", to_float(y_d.get()), y_ref, kBf16Tol);
+  expect_close("dx accumulated", to_float(dx_d.get()), dx_ref, kBf16Tol);
+  expect_close("dW accumulated", dW_d.get(), dW_ref, 1e-5);
+  expect_close("residual + y", to_float(sum_d.get()), sum_ref, kBf16Tol);
+  lt->tune(false);
+}
+
 TEST_F(CudaLayers, Bf16LayerNorm) {
   Rng rng(202);
   int N = 301, C = 130;
@@ -585,32 +654,56 @@ TEST_F(CudaLayers, Bf16DiagSsm) {
   size_t n = (size_t)N * d;
   V x = round_bf16(random_floats(n, rng)), Win = round_bf16(random_floats(d * d, rng, 0.2)),
     Wout = round_bf16(random_floats(d * d, rng, 0.2));
-  V lam = host_device_agreeing(random_floats(d, rng, 2.0, -1.0)), D = random_floats(d, rng),
-    dy = round_bf16(random_floats(n, rng)), res = round_bf16(random_floats(n, rng));
-  V gWin0 = random_floats(d * d, rng), glam0 = random_floats(d, rng), gWout0 = random_floats(d * d, rng),
-    gD0 = random_floats(d, rng);
-  V y_ref(n), u_ref(n), h_ref(n), dx_ref(n), scratch(n), gWin = gWin0, glam = glam0, gWout = gWout0, gD = gD0;
-  DiagSsmWeights<float> w_ref{Win.data(), lam.data(), Wout.data(), D.data()};
+  V lam = host_device_agreeing(random_floats(d, rng, 2.0, -1.0)), dy = round_bf16(random_floats(n, rng));
+  V gWin0 = random_floats(d * d, rng), glam0 = random_floats(d, rng), gWout0 = random_floats(d * d, rng);
+  V y_ref(n), u_ref(n), h_ref(n), dx_ref(n), scratch(n), gWin = gWin0, glam = glam0, gWout = gWout0;
+  DiagSsmWeights<float> w_ref{Win.data(), lam.data(), Wout.data()};
   diag_ssm_forward(y_ref.data(), u_ref.data(), h_ref.data(), x.data(), w_ref, B, T, d, (const float*)nullptr,
-                   (float*)nullptr, res.data());
-  diag_ssm_backward(dx_ref.data(), DiagSsmGrads<float>{gWin.data(), glam.data(), gWout.data(), gD.data()}, dy.data(),
-                    x.data(), u_ref.data(), h_ref.data(), w_ref, B, T, d, scratch.data());
-  Dev<bf16> x_d(to_bf16(x)), Win_d(to_bf16(Win)), Wout_d(to_bf16(Wout)), dy_d(to_bf16(dy)), res_d(to_bf16(res)), y_d(n),
-      u_d(n), h_d(n), dx_d(n), scratch_d(n);
-  Dev<float> lam_d(lam), D_d(D), part_d(diag_ssm_backward_cuda_partials(B, T, d)), gWin_d(gWin0), glam_d(glam0),
-      gWout_d(gWout0), gD_d(gD0);
-  DiagSsmWeights<float, bf16> w{Win_d.p, lam_d.p, Wout_d.p, D_d.p};
+                   (float*)nullptr);
+  diag_ssm_backward(dx_ref.data(), DiagSsmGrads<float>{gWin.data(), glam.data(), gWout.data()}, dy.data(), x.data(),
+                    u_ref.data(), h_ref.data(), w_ref, B, T, d, scratch.data());
+  Dev<bf16> x_d(to_bf16(x)), Win_d(to_bf16(Win)), Wout_d(to_bf16(Wout)), dy_d(to_bf16(dy)), y_d(n), u_d(n), h_d(n),
+      dx_d(n), scratch_d(n);
+  Dev<float> lam_d(lam), part_d(diag_ssm_backward_cuda_partials(B, T, d)), gWin_d(gWin0), glam_d(glam0),
+      gWout_d(gWout0);
+  DiagSsmWeights<float, bf16> w{Win_d.p, lam_d.p, Wout_d.p};
   diag_ssm_forward_cuda(y_d.poison().p, u_d.poison().p, h_d.poison().p, x_d.p, w, B, T, d, (const float*)nullptr,
-                        (float*)nullptr, res_d.p, Gemm{handle}, stream);
-  diag_ssm_backward_cuda(dx_d.poison().p, DiagSsmGrads<float>{gWin_d.p, glam_d.p, gWout_d.p, gD_d.p}, dy_d.p, x_d.p,
-                         u_d.p, h_d.p, w, B, T, d, scratch_d.poison().p, part_d.poison().p, Gemm{handle}, stream);
+                        (float*)nullptr, Gemm{handle}, stream);
+  diag_ssm_backward_cuda(dx_d.poison().p, DiagSsmGrads<float>{gWin_d.p, glam_d.p, gWout_d.p}, dy_d.p, x_d.p, u_d.p,
+                         h_d.p, w, B, T, d, scratch_d.poison().p, part_d.poison().p, Gemm{handle}, stream);
   expect_close("y", to_float(y_d.get()), y_ref, kBf16Tol);
   expect_close("h", to_float(h_d.get()), h_ref, kBf16Tol);
   expect_close("dx", to_float(dx_d.get()), dx_ref, kBf16Tol);
   expect_close("dW_in", gWin_d.get(), gWin, kBf16Tol);
   expect_close("dlam", glam_d.get(), glam, kBf16Tol);
   expect_close("dW_out", gWout_d.get(), gWout, kBf16Tol);
-  expect_close("dD", gD_d.get(), gD, kBf16Tol);
+}
+
+TEST_F(CudaLayers, Bf16SkipLayerNorm) {
+  Rng rng(205);
+  int N = 301, C = 1024;  // the ssm-100m width: rows of several warps
+  V x = round_bf16(random_floats(N * C, rng, 2.0, 0.5)), y = round_bf16(random_floats(N * C, rng)),
+    z = round_bf16(random_floats(N * C, rng)), D = random_floats(C, rng), w = random_floats(C, rng, 1.0, 1.0),
+    b = random_floats(C, rng), g = round_bf16(random_floats(N * C, rng)), dz0 = round_bf16(random_floats(N * C, rng));
+  V dD0 = random_floats(C, rng);
+  V q_ref(N * C), out_ref(N * C), mean_ref(N), rstd_ref(N), dz_ref = dz0, dD_ref = dD0;
+  skip_layernorm_forward(q_ref.data(), out_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), y.data(), z.data(),
+                         D.data(), w.data(), b.data(), N, C);
+  V q_rounded = round_bf16(q_ref), out_of_rounded(N * C), mean_r(N), rstd_r(N);  // the device normalises q as stored
+  layernorm_forward(out_of_rounded.data(), mean_r.data(), rstd_r.data(), q_rounded.data(), w.data(), b.data(), N, C);
+  skip_sum_backward(dz_ref.data(), dD_ref.data(), g.data(), z.data(), D.data(), N, C);
+  Dev<bf16> x_d(to_bf16(x)), y_d(to_bf16(y)), z_d(to_bf16(z)), g_d(to_bf16(g)), dz_d(to_bf16(dz0)), q_d(N * C),
+      out_d(N * C);
+  Dev<float> D_d(D), w_d(w), b_d(b), mean_d(N), rstd_d(N), dD_d(dD0), part_d(skip_sum_backward_cuda_partials(N, C));
+  skip_layernorm_forward_cuda(q_d.poison().p, out_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, y_d.p,
+                              z_d.p, D_d.p, w_d.p, b_d.p, N, C, stream);
+  skip_sum_backward_cuda(dz_d.p, dD_d.p, g_d.p, z_d.p, D_d.p, N, C, part_d.poison().p, stream);
+  expect_close("q", to_float(q_d.get()), q_ref, kBf16Tol);
+  expect_close("out", to_float(out_d.get()), out_of_rounded, kBf16Tol);
+  expect_close("mean", mean_d.get(), mean_r, 1e-5);  // fp32 statistics of the stored q
+  expect_close("rstd", rstd_d.get(), rstd_r, 1e-5);
+  expect_close("dz", to_float(dz_d.get()), dz_ref, kBf16Tol);
+  expect_close("dD", dD_d.get(), dD_ref, 1e-5);
 }
 
 TEST_F(CudaLayers, Bf16SwiGlu) {
@@ -684,6 +777,7 @@ TEST_F(CudaLayers, Bf16BytesAndLoss) {
 BYTELM_CUDA_SKIPPED(Linear)
 BYTELM_CUDA_SKIPPED(GemmRowsAdd)
 BYTELM_CUDA_SKIPPED(LayerNorm)
+BYTELM_CUDA_SKIPPED(SkipLayerNorm)
 BYTELM_CUDA_SKIPPED(ScanDecayMatchesHost)
 BYTELM_CUDA_SKIPPED(DiagScan)
 BYTELM_CUDA_SKIPPED(DiagSsm)
@@ -694,8 +788,10 @@ BYTELM_CUDA_SKIPPED(CrossEntropy)
 BYTELM_CUDA_SKIPPED(BackwardIsBitReproducible)
 BYTELM_CUDA_SKIPPED(SumPartials)
 BYTELM_CUDA_SKIPPED(Bf16Linear)
+BYTELM_CUDA_SKIPPED(Bf16TunedProducts)
 BYTELM_CUDA_SKIPPED(Bf16LayerNorm)
 BYTELM_CUDA_SKIPPED(Bf16DiagSsm)
+BYTELM_CUDA_SKIPPED(Bf16SkipLayerNorm)
 BYTELM_CUDA_SKIPPED(Bf16SwiGlu)
 BYTELM_CUDA_SKIPPED(Bf16BytesAndLoss)
 #undef BYTELM_CUDA_SKIPPED

@@ -69,7 +69,7 @@ void diag_scan_backward(T* dh_to_du, T* dlam, const T* u, const T* h, const T* l
 
 template <class T>
 void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
-                      T* h_last, const T* residual) {
+                      T* h_last) {
   size_t N = (size_t)B * T_;
   linear_forward(u, x, w.W_in, (int)N, d, d);
   diag_scan_forward(h, u, w.lam, B, T_, d, h0);
@@ -77,9 +77,6 @@ void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, 
     for (int b = 0; b < B; b++)
       for (int c = 0; c < d; c++) h_last[(size_t)b * d + c] = h[((size_t)b * T_ + T_ - 1) * d + c];
   linear_forward(y, h, w.W_out, (int)N, d, d);
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < N; i++)
-    for (int c = 0; c < d; c++) y[i * d + c] += w.D[c] * x[i * d + c] + (residual ? residual[i * d + c] : T(0));
 }
 
 template <class T>
@@ -88,23 +85,15 @@ void diag_ssm_backward(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const 
   int N = B * T_;
   T* dh = scratch;
   linear_backward(dh, g.W_out, dy, h, w.W_out, N, d, d, false);
-  parallel_rows_reduce(N, d, g.D, [&](int i, T* dD) {
-    for (int c = 0; c < d; c++) {
-      size_t k = (size_t)i * d + c;
-      dD[c] += dy[k] * x[k];
-      dx[k] = w.D[c] * dy[k];
-    }
-  });
   diag_scan_backward(dh, g.lam, u, h, w.lam, B, T_, d);
-  linear_backward(dx, g.W_in, dh, x, w.W_in, N, d, d, true);
+  linear_backward(dx, g.W_in, dh, x, w.W_in, N, d, d, false);
 }
 
 #define BYTELM_INSTANTIATE(T)                                                                                   \
   template void diag_ssm_init_decay<T>(T*, int, int);                                                         \
   template void diag_scan_forward<T>(T*, const T*, const T*, int, int, int, const T*);                        \
   template void diag_scan_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);                   \
-  template void diag_ssm_forward<T>(T*, T*, T*, const T*, DiagSsmWeights<T>, int, int, int, const T*, T*,    \
-                                    const T*);                                                                \
+  template void diag_ssm_forward<T>(T*, T*, T*, const T*, DiagSsmWeights<T>, int, int, int, const T*, T*);   \
   template void diag_ssm_backward<T>(T*, DiagSsmGrads<T>, const T*, const T*, const T*, const T*,             \
                                      DiagSsmWeights<T>, int, int, int, T*);
 BYTELM_INSTANTIATE(float)

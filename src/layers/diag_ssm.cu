@@ -204,67 +204,6 @@ __global__ void diag_scan_dlam_kernel(float* dlam, const float* da_part, const f
   dlam[c] += s * (-decay_of(l) * sig);
 }
 
-// y += D x (+ residual): one block row per sequence row, a pack of channels per thread.
-template <class T>
-__global__ void skip_forward_kernel(T* y, const T* x, const float* D, const T* residual, int d, bool vec) {
-  constexpr int n = Pack<T>::n;
-  int c0 = pack_column(n);
-  if (c0 >= d) return;
-  size_t row = (size_t)blockIdx.x * d;
-  Pack<T> yp = load_pack(y + row, c0, d, vec), xp = load_pack(x + row, c0, d, vec), rp;
-  if (residual) rp = load_pack(residual + row, c0, d, vec);
-#pragma unroll
-  for (int j = 0; j < n; j++)
-    if (c0 + j < d) yp.set(j, yp.get(j) + D[c0 + j] * xp.get(j) + (residual ? rp.get(j) : 0.f));
-  store_pack(y + row, c0, d, vec, yp);
-}
-
-// dx = D dy, and per-block partial sums of dy*x for dD: a block owns 32 packs of columns
-// and a fixed set of rows (8 row lanes striding by 8 * gridDim.y), summed in row order, then
-// the lanes in lane order.
-constexpr int kSkipRowLanes = 8;
-constexpr int kSkipMaxBlocks = 512;
-
-int skip_blocks(int N) {
-  int g = (N + 127) / 128;
-  return g < 1 ? 1 : g > kSkipMaxBlocks ? kSkipMaxBlocks : g;
-}
-
-template <class T>
-__global__ void __launch_bounds__(32 * kSkipRowLanes)
-    skip_backward_kernel(T* dx, float* part, const T* dy, const T* x, const float* D, int N, int d, bool vec) {
-  constexpr int n = Pack<T>::n;
-  __shared__ float sums[kSkipRowLanes][32 * n];
-  int px = threadIdx.x % 32, r = threadIdx.x / 32, c0 = (blockIdx.x * 32 + px) * n;
-  float s[n] = {};
-  if (c0 < d) {
-    float Dc[n];
-#pragma unroll
-    for (int j = 0; j < n; j++) Dc[j] = c0 + j < d ? D[c0 + j] : 0.f;
-#pragma unroll 4
-    for (int i = blockIdx.y * kSkipRowLanes + r; i < N; i += gridDim.y * kSkipRowLanes) {
-      size_t row = (size_t)i * d;
-      Pack<T> g = load_pack(dy + row, c0, d, vec), xv = load_pack(x + row, c0, d, vec), out;
-#pragma unroll
-      for (int j = 0; j < n; j++) {
-        s[j] += g.get(j) * xv.get(j);
-        out.set(j, Dc[j] * g.get(j));
-      }
-      store_pack(dx + row, c0, d, vec, out);
-    }
-  }
-#pragma unroll
-  for (int j = 0; j < n; j++) sums[r][px * n + j] = s[j];
-  __syncthreads();
-  for (int k = threadIdx.x; k < 32 * n; k += blockDim.x) {
-    int c = blockIdx.x * 32 * n + k;
-    if (c >= d) continue;
-    float t = 0.f;
-    for (int j = 0; j < kSkipRowLanes; j++) t += sums[j][k];
-    part[(size_t)blockIdx.y * d + c] = t;
-  }
-}
-
 }  // namespace
 
 constexpr int kMaxGridRows = 65535;  // the general kernels' grid y; their blocks loop over the sequences beyond it
@@ -309,21 +248,12 @@ void diag_scan_backward_cuda(A* dh_to_du, float* dlam, const A* u, const A* h, c
 
 template <class A>
 void diag_ssm_forward_cuda(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d,
-                           const float* h0, float* h_last, const A* residual, Gemm gemm, cudaStream_t stream) {
+                           const float* h0, float* h_last, Gemm gemm, cudaStream_t stream) {
   int N = B * T_;
   if (N == 0 || d == 0) return;
   linear_forward_cuda(u, x, w.W_in, N, d, d, gemm, stream);
   diag_scan_forward_cuda(h, u, w.lam, B, T_, d, h0, h_last, stream);
   linear_forward_cuda(y, h, w.W_out, N, d, d, gemm, stream);
-  bool vec = packable(y, d) && packable(x, d) && (!residual || packable(residual, d));
-  RowPacks l = row_packs<A>(N, d);
-  skip_forward_kernel<<<l.grid, l.threads, 0, stream>>>(y, x, w.D, residual, d, vec);
-  BYTELM_CUDA_CHECK(cudaGetLastError());
-}
-
-size_t diag_ssm_backward_cuda_partials(int B, int T_, int d) {
-  size_t skip = (size_t)skip_blocks(B * T_) * d, scan = diag_scan_backward_cuda_partials(B, T_, d);
-  return skip > scan ? skip : scan;  // used one after the other
 }
 
 template <class A>
@@ -334,15 +264,8 @@ void diag_ssm_backward_cuda(A* dx, DiagSsmGrads<float> g, const A* dy, const A* 
   if (N == 0 || d == 0) return;
   A* dh = scratch;
   linear_backward_cuda(dh, g.W_out, dy, h, w.W_out, N, d, d, false, gemm, stream);
-  int G = skip_blocks(N);
-  unsigned tiles = (d + 32 * Pack<A>::n - 1) / (32 * Pack<A>::n);
-  skip_backward_kernel<<<dim3(tiles, G), kSkipRowLanes * 32, 0, stream>>>(dx, partials, dy, x, w.D, N, d,
-                                                                           packable(dx, d) && packable(dy, d) &&
-                                                                               packable(x, d));
-  BYTELM_CUDA_CHECK(cudaGetLastError());
-  add_partial_sums(g.D, partials, G, d, d, stream);
   diag_scan_backward_cuda(dh, g.lam, u, h, w.lam, B, T_, d, partials, stream);
-  linear_backward_cuda(dx, g.W_in, dh, x, w.W_in, N, d, d, true, gemm, stream);
+  linear_backward_cuda(dx, g.W_in, dh, x, w.W_in, N, d, d, false, gemm, stream);
 }
 
 #define BYTELM_INSTANTIATE(A)                                                                                    \
@@ -351,7 +274,7 @@ void diag_ssm_backward_cuda(A* dx, DiagSsmGrads<float> g, const A* dy, const A* 
   template void diag_scan_backward_cuda<A>(A*, float*, const A*, const A*, const float*, int, int, int, float*,  \
                                            cudaStream_t);                                                        \
   template void diag_ssm_forward_cuda<A>(A*, A*, A*, const A*, DiagSsmWeights<float, A>, int, int, int,          \
-                                         const float*, float*, const A*, Gemm, cudaStream_t);                    \
+                                         const float*, float*, Gemm, cudaStream_t);                              \
   template void diag_ssm_backward_cuda<A>(A*, DiagSsmGrads<float>, const A*, const A*, const A*, const A*,       \
                                           DiagSsmWeights<float, A>, int, int, int, A*, float*, Gemm, cudaStream_t);
 BYTELM_INSTANTIATE(float)

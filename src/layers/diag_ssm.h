@@ -1,8 +1,11 @@
 // Diagonal linear state-space layer (state width = d):
-//   u = x W_in^T;  h_t = a * h_{t-1} + (1 - a) * u_t;  y = h W_out^T + D * x
+//   u = x W_in^T;  h_t = a * h_{t-1} + (1 - a) * u_t;  y = h W_out^T
 // with a per-channel decay a = exp(-softplus(lam)) in (0, 1). Sequences are
 // [B, T, d] row-major; the recurrence runs along T from h_{-1} = h0 (zero when
 // h0 is null). Streaming is the forward with T = 1 and the state passed as h0.
+// The layer's diagonal skip D * x is added where the block sums its residual,
+// in the same pass as the next LayerNorm (layernorm.h: skip_layernorm_forward,
+// and layernorm_skip_backward for its gradient), so it is not part of these calls.
 #pragma once
 
 namespace bytelm {
@@ -13,7 +16,6 @@ struct DiagSsmWeights {
   const M* W_in;   // [d, d]
   const T* lam;    // [d], decay parameter
   const M* W_out;  // [d, d]
-  const T* D;      // [d], skip
 };
 
 template <class T>
@@ -21,7 +23,6 @@ struct DiagSsmGrads {
   T* W_in;
   T* lam;
   T* W_out;
-  T* D;
 };
 
 // Decay init: half-lives log-spaced from 1 to 2048 bytes over the channels;
@@ -37,12 +38,11 @@ void diag_scan_forward(T* h, const T* u, const T* lam, int B, int T_, int d, con
 template <class T>
 void diag_scan_backward(T* dh_to_du, T* dlam, const T* u, const T* h, const T* lam, int B, int T_, int d);
 
-// Whole layer, plus `residual` ([B*T, d] or null) when given: a block's skip connection, added in the same
-// pass. u and h ([B*T, d]) are kept for the backward (the residual's gradient is the output's). h_last
-// ([B, d] or null; it may be h0) receives each sequence's last state, for streaming.
+// Whole layer. u and h ([B*T, d]) are kept for the backward. h_last ([B, d] or null; it may be h0) receives each
+// sequence's last state, for streaming.
 template <class T>
 void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
-                      T* h_last, const T* residual);
+                      T* h_last);
 
 // dx = d/dx (overwrites), grads accumulate. scratch: [B*T*d].
 template <class T>

@@ -7,7 +7,7 @@
 // dlam is reduced over the batch without atomics, so the backward is
 // bit-reproducible.
 // Sequences (x, u, h, y and their gradients) are of the storage type A (float
-// or bf16), the recurrence state is fp32 in registers; lam, D, h0 and every
+// or bf16), the recurrence state is fp32 in registers; lam, h0 and every
 // gradient are fp32, and the matrix products read W_in/W_out as A.
 #pragma once
 #include <cublas_v2.h>
@@ -35,13 +35,13 @@ template <class A>
 void diag_scan_backward_cuda(A* dh_to_du, float* dlam, const A* u, const A* h, const float* lam, int B, int T_, int d,
                              float* partials, cudaStream_t stream);
 
-// Whole layer, plus `residual` when given and h_last (see diag_ssm.h). u and h ([B*T, d]) are kept for the backward.
+// Whole layer, and h_last (see diag_ssm.h). u and h ([B*T, d]) are kept for the backward.
 template <class A>
 void diag_ssm_forward_cuda(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d,
-                           const float* h0, float* h_last, const A* residual, Gemm gemm, cudaStream_t stream);
+                           const float* h0, float* h_last, Gemm gemm, cudaStream_t stream);
 
-// Floats of scratch (`partials`) that diag_ssm_backward_cuda needs.
-size_t diag_ssm_backward_cuda_partials(int B, int T_, int d);
+// Floats of scratch (`partials`) that diag_ssm_backward_cuda needs: the scan's.
+inline size_t diag_ssm_backward_cuda_partials(int B, int T_, int d) { return diag_scan_backward_cuda_partials(B, T_, d); }
 
 // dx = d/dx (overwrites), grads accumulate. scratch: [B*T*d] (dh), partials: see above.
 template <class A>

@@ -81,22 +81,55 @@ __device__ Pack<T> load_row_pack(const T* m, int row, int c0, int N, int C, bool
   return load_pack(m + (size_t)(live ? row : 0) * C, live ? c0 : C, C, vec);
 }
 
+// The forward's block size is at most kMaxThreads threads (a row group of up to 256 threads takes 256 a block); at
+// 256, the register budget of four blocks an SM (64; the skip variant, which holds three rows' packs, three: 80).
+template <int kMaxThreads, bool kSkip>
+constexpr int kMinBlocks = kMaxThreads > 256 ? 1 : kSkip ? 3 : 4;
+
+// The skip operands of skip_layernorm_forward: what is normalised is q = x + y + D z, stored (rounded to T) first.
 template <class T>
-__global__ void __launch_bounds__(1024) layernorm_forward_kernel(T* y, float* mean, float* rstd, const T* x,
-                                                                 const float* w, const float* b, int N, int C,
-                                                                 int row_threads, int rows_each, bool vec) {
+struct SkipSum {
+  T* q;
+  const T* y;
+  const T* z;
+  const float* D;
+};
+
+template <class T, bool kSkip, int kMaxThreads>
+__global__ void __launch_bounds__(kMaxThreads, (kMinBlocks<kMaxThreads, kSkip>))
+    layernorm_forward_kernel(T* y, float* mean, float* rstd, const T* x, SkipSum<T> skip, const float* w,
+                             const float* b, int N, int C, int row_threads, int rows_each, bool vec) {
   constexpr int n = Pack<T>::n;
   __shared__ float slots[1][32];
   RowWalk walk(row_threads, n);
   int c0 = walk.c0;
-  float wl[n], bl[n];
+  float wl[n], bl[n], Dl[kSkip ? n : 1];
 #pragma unroll
-  for (int j = 0; j < n; j++) wl[j] = c0 + j < C ? w[c0 + j] : 0.f, bl[j] = c0 + j < C ? b[c0 + j] : 0.f;
-  Pack<T> next = load_row_pack(x, walk.row(0), c0, N, C, vec);
+  for (int j = 0; j < n; j++) {
+    bool real = c0 + j < C;
+    wl[j] = real ? w[c0 + j] : 0.f, bl[j] = real ? b[c0 + j] : 0.f;
+    if constexpr (kSkip) Dl[j] = real ? skip.D[c0 + j] : 0.f;
+  }
+  Pack<T> next = load_row_pack(x, walk.row(0), c0, N, C, vec), next_y, next_z;
+  if constexpr (kSkip) {
+    next_y = load_row_pack(skip.y, walk.row(0), c0, N, C, vec);
+    next_z = load_row_pack(skip.z, walk.row(0), c0, N, C, vec);
+  }
   for (int it = 0; it < rows_each; it++) {
     int row = walk.row(it);
-    Pack<T> xp = next;
-    if (it + 1 < rows_each) next = load_row_pack(x, walk.row(it + 1), c0, N, C, vec);
+    Pack<T> xp = next, yp = next_y, zp = next_z;
+    if (it + 1 < rows_each) {
+      next = load_row_pack(x, walk.row(it + 1), c0, N, C, vec);
+      if constexpr (kSkip) {
+        next_y = load_row_pack(skip.y, walk.row(it + 1), c0, N, C, vec);
+        next_z = load_row_pack(skip.z, walk.row(it + 1), c0, N, C, vec);
+      }
+    }
+    if constexpr (kSkip) {  // xp becomes q as stored: the statistics are those of the rounded values
+#pragma unroll
+      for (int j = 0; j < n; j++) xp.set(j, xp.get(j) + yp.get(j) + Dl[j] * zp.get(j));  // past C: 0
+      if (row < N && c0 < C) store_pack(skip.q + (size_t)row * C, c0, C, vec, xp);
+    }
     float s[1] = {0.f};
 #pragma unroll
     for (int j = 0; j < n; j++) s[0] += xp.get(j);  // columns past C read as 0
@@ -179,16 +212,77 @@ __global__ void __launch_bounds__(1024) layernorm_backward_kernel(T* dx, float* 
   }
 }
 
+// The skip's part of the backward of skip_layernorm_forward (layernorm.h: skip_sum_backward): dz += D g and, per
+// block, partial sums of g z for dD. A block owns 32 packs of columns and a fixed set of rows (8 row lanes
+// striding by 8 * gridDim.y), summed in row order, then the lanes in lane order.
+constexpr int kSkipRowLanes = 8;
+constexpr int kSkipMaxBlocks = 512;
+
+int skip_blocks(int N) {
+  int g = (N + 127) / 128;
+  return g < 1 ? 1 : g > kSkipMaxBlocks ? kSkipMaxBlocks : g;
+}
+
+template <class T>
+__global__ void __launch_bounds__(32 * kSkipRowLanes)
+    skip_sum_backward_kernel(T* dz, float* part, const T* g, const T* z, const float* D, int N, int C, bool vec) {
+  constexpr int n = Pack<T>::n;
+  __shared__ float sums[kSkipRowLanes][32 * n];
+  int px = threadIdx.x % 32, r = threadIdx.x / 32, c0 = (blockIdx.x * 32 + px) * n;
+  float s[n] = {};
+  if (c0 < C) {
+    float Dc[n];
+#pragma unroll
+    for (int j = 0; j < n; j++) Dc[j] = c0 + j < C ? D[c0 + j] : 0.f;
+#pragma unroll 4
+    for (int i = blockIdx.y * kSkipRowLanes + r; i < N; i += gridDim.y * kSkipRowLanes) {
+      size_t row = (size_t)i * C;
+      Pack<T> gp = load_pack(g + row, c0, C, vec), zp = load_pack(z + row, c0, C, vec), out = load_pack(dz + row, c0, C, vec);
+#pragma unroll
+      for (int j = 0; j < n; j++) {
+        s[j] += gp.get(j) * zp.get(j);
+        out.set(j, out.get(j) + Dc[j] * gp.get(j));
+      }
+      store_pack(dz + row, c0, C, vec, out);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < n; j++) sums[r][px * n + j] = s[j];
+  __syncthreads();
+  for (int k = threadIdx.x; k < 32 * n; k += blockDim.x) {
+    int c = blockIdx.x * 32 * n + k;
+    if (c >= C) continue;
+    float t = 0.f;
+    for (int j = 0; j < kSkipRowLanes; j++) t += sums[j][k];
+    part[(size_t)blockIdx.y * C + c] = t;
+  }
+}
+
+template <class A, bool kSkip>
+void launch_layernorm_forward(A* y, float* mean, float* rstd, const A* x, SkipSum<A> skip, const float* w,
+                              const float* b, int N, int C, bool vec, cudaStream_t stream) {
+  if (N == 0) return;
+  RowGroups s = row_groups(N, C, Pack<A>::n, 1 << 30);
+  int threads = s.row_threads * s.lanes;
+  auto kernel = threads <= 256 ? layernorm_forward_kernel<A, kSkip, 256> : layernorm_forward_kernel<A, kSkip, 1024>;
+  kernel<<<s.blocks, threads, 0, stream>>>(y, mean, rstd, x, skip, w, b, N, C, s.row_threads, s.rows_each, vec);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace
 
 template <class A>
 void layernorm_forward_cuda(A* y, float* mean, float* rstd, const A* x, const float* w, const float* b, int N, int C,
                             cudaStream_t stream) {
-  if (N == 0) return;
-  RowGroups s = row_groups(N, C, Pack<A>::n, 1 << 30);
-  layernorm_forward_kernel<<<s.blocks, s.row_threads * s.lanes, 0, stream>>>(
-      y, mean, rstd, x, w, b, N, C, s.row_threads, s.rows_each, packable(y, C) && packable(x, C));
-  BYTELM_CUDA_CHECK(cudaGetLastError());
+  launch_layernorm_forward<A, false>(y, mean, rstd, x, SkipSum<A>{}, w, b, N, C, packable(y, C) && packable(x, C),
+                                     stream);
+}
+
+template <class A>
+void skip_layernorm_forward_cuda(A* q, A* out, float* mean, float* rstd, const A* x, const A* y, const A* z,
+                                 const float* D, const float* w, const float* b, int N, int C, cudaStream_t stream) {
+  bool vec = packable(q, C) && packable(out, C) && packable(x, C) && packable(y, C) && packable(z, C);
+  launch_layernorm_forward<A, true>(out, mean, rstd, x, SkipSum<A>{q, y, z, D}, w, b, N, C, vec, stream);
 }
 
 // Enough for any pack width: a block takes at least kRowsEach rows.
@@ -215,11 +309,29 @@ void layernorm_backward_cuda(A* dx, float* dw, float* db, const A* dy, const A* 
   add_partial_sums(db, partials + C, s.blocks, C, 2 * C, stream);
 }
 
+size_t skip_sum_backward_cuda_partials(int N, int C) { return (size_t)skip_blocks(N) * C; }
+
+template <class A>
+void skip_sum_backward_cuda(A* dz, float* dD, const A* g, const A* z, const float* D, int N, int C, float* partials,
+                            cudaStream_t stream) {
+  if (N == 0 || C == 0) return;
+  int G = skip_blocks(N);
+  unsigned tiles = (C + 32 * Pack<A>::n - 1) / (32 * Pack<A>::n);
+  skip_sum_backward_kernel<<<dim3(tiles, G), kSkipRowLanes * 32, 0, stream>>>(
+      dz, partials, g, z, D, N, C, packable(dz, C) && packable(g, C) && packable(z, C));
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+  add_partial_sums(dD, partials, G, C, C, stream);
+}
+
 #define BYTELM_INSTANTIATE(A)                                                                                    \
   template void layernorm_forward_cuda<A>(A*, float*, float*, const A*, const float*, const float*, int, int,    \
                                           cudaStream_t);                                                         \
+  template void skip_layernorm_forward_cuda<A>(A*, A*, float*, float*, const A*, const A*, const A*,             \
+                                               const float*, const float*, const float*, int, int, cudaStream_t); \
   template void layernorm_backward_cuda<A>(A*, float*, float*, const A*, const A*, const float*, const float*,  \
-                                           const float*, int, int, bool, float*, cudaStream_t);
+                                           const float*, int, int, bool, float*, cudaStream_t);                 \
+  template void skip_sum_backward_cuda<A>(A*, float*, const A*, const A*, const float*, int, int, float*,       \
+                                          cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)
 #undef BYTELM_INSTANTIATE

@@ -12,4 +12,17 @@ template <class T>
 void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd, const T* w, int N,
                         int C, bool accumulate_dx);
 
+// The ssm block's residual sum and its next LayerNorm in one pass:
+//   q = x + y + D * z  (x the block's input, y the SSM's output, z the LayerNorm output y was computed from, D the
+//                       SSM's diagonal skip),  then  out = LN(q)  with mean and rstd kept.
+// q may be y (overwritten in place).
+template <class T>
+void skip_layernorm_forward(T* q, T* out, T* mean, T* rstd, const T* x, const T* y, const T* z, const T* D,
+                            const T* w, const T* b, int N, int C);
+
+// The skip's part of skip_layernorm_forward's backward, g the gradient at q (which is also x's and y's):
+//   dz += D * g,  dD += sum g*z.
+template <class T>
+void skip_sum_backward(T* dz, T* dD, const T* g, const T* z, const T* D, int N, int C);
+
 }  // namespace bytelm

@@ -1,4 +1,4 @@
-// CUDA LayerNorm (see layernorm.h): a warp a row. The backward computes dx, dw and
+// CUDA LayerNorm (see layernorm.h): a row group of threads a row. The backward computes dx, dw and
 // db in one pass over x and dy; dw and db are reduced without atomics (per-block
 // partial sums, then a fixed-order sum), so the backward is bit-reproducible. x, y, dy, dx are of the storage type A
 // (float or bf16); the weights, their gradients and the row statistics are fp32.
@@ -13,6 +13,11 @@ template <class A>
 void layernorm_forward_cuda(A* y, float* mean, float* rstd, const A* x, const float* w, const float* b, int N, int C,
                             cudaStream_t stream);
 
+// skip_layernorm_forward (layernorm.h): q = x + y + D z rounded to A, then out = LN(q); q may be y.
+template <class A>
+void skip_layernorm_forward_cuda(A* q, A* out, float* mean, float* rstd, const A* x, const A* y, const A* z,
+                                 const float* D, const float* w, const float* b, int N, int C, cudaStream_t stream);
+
 // Floats of scratch (`partials`) that layernorm_backward_cuda needs.
 size_t layernorm_backward_cuda_partials(int N, int C);
 
@@ -21,5 +26,11 @@ template <class A>
 void layernorm_backward_cuda(A* dx, float* dw, float* db, const A* dy, const A* x, const float* mean,
                              const float* rstd, const float* w, int N, int C, bool accumulate_dx, float* partials,
                              cudaStream_t stream);
+
+// skip_sum_backward (layernorm.h); partials: skip_sum_backward_cuda_partials(N, C) floats.
+size_t skip_sum_backward_cuda_partials(int N, int C);
+template <class A>
+void skip_sum_backward_cuda(A* dz, float* dD, const A* g, const A* z, const float* D, int N, int C, float* partials,
+                            cudaStream_t stream);
 
 }  // namespace bytelm

@@ -11,14 +11,19 @@
 
 namespace bytelm {
 
-// cuBLASLt, for the products whose output is not their accumulator (D = C + A B, D != C; see
-// gemm_rows_add_cuda): its handle, the fixed workspace its kernels may use (nothing allocates while a step
-// is captured into a graph), and per shape a plan, the descriptors and the algorithm the heuristic chose,
-// found on first use. Bound to no stream: every call names its own.
+// cuBLASLt, for every bf16 product when a Gemm carries one, and for the products whose output is not their
+// accumulator (D = C + A B, D != C; see gemm_rows_add_cuda): its handle, the fixed workspace its kernels may use
+// (nothing allocates while a step is captured into a graph), and per shape a plan, the descriptors and the
+// algorithm, found on first use. Bound to no stream: every call names its own.
 class GemmLt {
  public:
   GemmLt(void* workspace, size_t bytes);
   ~GemmLt();
+  // Off (the default), each shape's algorithm is the heuristic's first: the same kernels in every run. On, shapes
+  // first met outside a graph capture take the fastest of the heuristic's first eight, each timed on the
+  // product's own operands into a scratch output (a fraction of a second a shape, once): a training step's
+  // products get faster kernels, which another run may choose differently (results then differ in the last bits).
+  void tune(bool on);
   GemmLt(const GemmLt&) = delete;
   GemmLt& operator=(const GemmLt&) = delete;
   struct Impl;  // linear.cu
@@ -31,7 +36,8 @@ class GemmLt {
 // A cuBLAS handle and how its fp32 products run: CUBLAS_COMPUTE_32F is true
 // fp32, CUBLAS_COMPUTE_32F_FAST_TF32 TF32 (the compute type, not the handle's
 // math mode, which cuBLASLt does not read); CUBLAS_COMPUTE_32F_FAST_16BF rounds
-// fp32 inputs to bf16 for the tensor cores. bf16 inputs always run as bf16 x bf16 -> fp32 accumulation. lt: for gemm_rows_add_cuda.
+// fp32 inputs to bf16 for the tensor cores. bf16 inputs always run as bf16 x bf16 -> fp32 accumulation. lt: for
+// gemm_rows_add_cuda, and where set, every bf16 product.
 struct Gemm {
   cublasHandle_t handle = nullptr;
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;

@@ -50,39 +50,62 @@ __global__ void swiglu_gate_backward_kernel(T* dg, const T* dm, const T* g, size
   store_pack(dg + i * 2 * S + S, j0, S, true, db);
 }
 
+// The padding copies below take a 16-byte pack of the padded side per thread (its rows of S or d elements are
+// whole packs); the unpadded side, whose rows of H need not be aligned, is read or written element by element.
+
 // out [rows, S] = in [rows, H] with zero columns past H.
 template <class T>
 __global__ void pad_columns_kernel(T* out, const T* in, int rows, int H, int S) {
-  size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (k >= (size_t)rows * S) return;
-  size_t r = k / S, c = k % S;
-  out[k] = c < (size_t)H ? in[r * H + c] : (T)0.f;
+  constexpr int n = Pack<T>::n;
+  size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x, packs_a_row = S / n;
+  if (k >= (size_t)rows * packs_a_row) return;
+  size_t r = k / packs_a_row;
+  int c0 = (int)(k % packs_a_row) * n;
+  Pack<T> p;
+#pragma unroll
+  for (int j = 0; j < n; j++) p.set(j, c0 + j < H ? (float)in[r * H + c0 + j] : 0.f);
+  store_pack(out + r * S, c0, S, true, p);
 }
 
 // out [rows, H] += in [rows, S] (its first H columns).
 __global__ void add_unpadded_kernel(float* out, const float* in, int rows, int H, int S) {
-  size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (k >= (size_t)rows * H) return;
-  size_t r = k / H, c = k % H;
-  out[k] += in[r * S + c];
+  constexpr int n = Pack<float>::n;
+  size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x, packs_a_row = S / n;
+  if (k >= (size_t)rows * packs_a_row) return;
+  size_t r = k / packs_a_row;
+  int c0 = (int)(k % packs_a_row) * n;
+  Pack<float> p = load_pack(in + r * S, c0, S, true);
+#pragma unroll
+  for (int j = 0; j < n; j++)
+    if (c0 + j < H) out[r * H + c0 + j] += p.get(j);
 }
 
 // W12p [2S, d]: W12's a-rows at [0, H), its b-rows at [S, S + H), zero rows between, so the product
-// g = x W12p^T has aligned halves and zero padding columns.
+// g = x W12p^T has aligned halves and zero padding columns. vec: rows of d are whole packs on both sides.
 template <class T>
-__global__ void pad_w12_kernel(T* W12p, const T* W12, int d, int H, int S) {
-  size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (k >= (size_t)2 * S * d) return;
-  size_t r = k / d, c = k % d, half = r / S, j = r % S;
-  W12p[k] = j < (size_t)H ? W12[(half * H + j) * d + c] : (T)0.f;
+__global__ void pad_w12_kernel(T* W12p, const T* W12, int d, int H, int S, bool vec) {
+  constexpr int n = Pack<T>::n;
+  size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x, packs_a_row = (d + n - 1) / n;
+  if (k >= (size_t)2 * S * packs_a_row) return;
+  size_t r = k / packs_a_row, half = r / S, j = r % S;
+  int c0 = (int)(k % packs_a_row) * n;
+  Pack<T> p{};
+  if (j < (size_t)H) p = load_pack(W12 + (half * H + j) * d, c0, d, vec);
+  store_pack(W12p + r * d, c0, d, vec, p);
 }
 
 // dW12 [2H, d] += dW12p [2S, d] (its real rows).
-__global__ void add_unpadded_w12_kernel(float* dW12, const float* dW12p, int d, int H, int S) {
-  size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (k >= (size_t)2 * H * d) return;
-  size_t r = k / d, c = k % d, half = r / H, j = r % H;
-  dW12[k] += dW12p[(half * S + j) * d + c];
+__global__ void add_unpadded_w12_kernel(float* dW12, const float* dW12p, int d, int H, int S, bool vec) {
+  constexpr int n = Pack<float>::n;
+  size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x, packs_a_row = (d + n - 1) / n;
+  if (k >= (size_t)2 * H * packs_a_row) return;
+  size_t r = k / packs_a_row, half = r / H, j = r % H;
+  int c0 = (int)(k % packs_a_row) * n;
+  float* row = dW12 + r * d;
+  Pack<float> a = load_pack(row, c0, d, vec), b = load_pack(dW12p + (half * S + j) * d, c0, d, vec);
+#pragma unroll
+  for (int i = 0; i < n; i++) a.set(i, a.get(i) + b.get(i));
+  store_pack(row, c0, d, vec, a);
 }
 
 // The workspace: padded weight copies W12p [2S, d] and W3p [d, S] (type T), then fp32 room for a padded
@@ -98,11 +121,16 @@ struct Workspace {
   }
 };
 
+// Packs of n elements in rows of d.
+size_t row_packs_of(size_t rows, int d, int n) { return rows * ((d + n - 1) / n); }
+
 template <class T>
 void pad_weights(Workspace<T> w, const T* W12, const T* W3, int d, int H, int S, cudaStream_t stream) {
-  pad_w12_kernel<<<blocks_for((size_t)2 * S * d), kThreads, 0, stream>>>(w.W12p, W12, d, H, S);
+  constexpr int n = Pack<T>::n;
+  pad_w12_kernel<<<blocks_for(row_packs_of(2 * S, d, n)), kThreads, 0, stream>>>(
+      w.W12p, W12, d, H, S, packable(W12, d) && packable(w.W12p, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  pad_columns_kernel<<<blocks_for((size_t)d * S), kThreads, 0, stream>>>(w.W3p, W3, d, H, S);
+  pad_columns_kernel<<<blocks_for(row_packs_of(d, S, n)), kThreads, 0, stream>>>(w.W3p, W3, d, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -141,14 +169,15 @@ void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* 
   pad_weights(w, W12, W3, d, H, S, stream);
   gemm_rows_cuda(false, false, N, S, d, dy, d, w.W3p, S, 0.f, dm, S, gemm, stream);  // dm = dy W3p
   gemm_rows_cuda(true, false, d, S, N, dy, d, m, S, 0.f, w.dWp, S, gemm, stream);    // dW3p = dy^T m
-  add_unpadded_kernel<<<blocks_for((size_t)d * H), kThreads, 0, stream>>>(dW3, w.dWp, d, H, S);
+  add_unpadded_kernel<<<blocks_for(row_packs_of(d, S, Pack<float>::n)), kThreads, 0, stream>>>(dW3, w.dWp, d, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   size_t packs = (size_t)N * S / Pack<A>::n;
   swiglu_gate_backward_kernel<<<blocks_for(packs), kThreads, 0, stream>>>(dg, dm, g, packs, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   gemm_rows_cuda(false, false, N, d, 2 * S, dg, 2 * S, w.W12p, d, 0.f, dx, d, gemm, stream);  // dx = dg W12p
   gemm_rows_cuda(true, false, 2 * S, d, N, dg, 2 * S, x, d, 0.f, w.dWp, d, gemm, stream);     // dW12p = dg^T x
-  add_unpadded_w12_kernel<<<blocks_for((size_t)2 * H * d), kThreads, 0, stream>>>(dW12, w.dWp, d, H, S);
+  add_unpadded_w12_kernel<<<blocks_for(row_packs_of(2 * H, d, Pack<float>::n)), kThreads, 0, stream>>>(
+      dW12, w.dWp, d, H, S, packable(dW12, d) && packable(w.dWp, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 

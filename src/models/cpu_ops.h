@@ -170,9 +170,18 @@ struct CpuOps {
     bytelm::layernorm_backward(dx, dw, db, dy, x, mean, rstd, w, N, C, accumulate_dx);
   }
   template <class T>
+  void skip_layernorm_forward(T* q, T* out, T* mean, T* rstd, const T* x, const T* y, const T* z, const T* D,
+                              const T* w, const T* b, int N, int C) {
+    bytelm::skip_layernorm_forward(q, out, mean, rstd, x, y, z, D, w, b, N, C);
+  }
+  template <class T>
+  void skip_sum_backward(T* dz, T* dD, const T* g, const T* z, const T* D, int N, int C) {
+    bytelm::skip_sum_backward(dz, dD, g, z, D, N, C);
+  }
+  template <class T>
   void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
-                        T* h_last, const T* residual) {
-    bytelm::diag_ssm_forward(y, u, h, x, w, B, T_, d, h0, h_last, residual);
+                        T* h_last) {
+    bytelm::diag_ssm_forward(y, u, h, x, w, B, T_, d, h0, h_last);
   }
   template <class T>
   void diag_ssm_backward(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const T* u, const T* h,

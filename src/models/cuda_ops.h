@@ -77,6 +77,7 @@ class CudaOps {
   CudaOps(const CudaOps&) = delete;
   CudaOps& operator=(const CudaOps&) = delete;
   cudaStream_t stream() const { return stream_; }
+  void tune_products(bool on) { lt_->tune(on); }
 
   template <class T>
   void upload(Buffer<T>& dst, const std::vector<T>& src) {
@@ -252,10 +253,19 @@ class CudaOps {
     layernorm_backward_cuda(dx, dw, db, dy, x, mean, rstd, w, N, C, accumulate_dx,
                             partials(layernorm_backward_cuda_partials(N, C)), stream_);
   }
+  void skip_layernorm_forward(A* q, A* out, float* mean, float* rstd, const A* x, const A* y, const A* z,
+                              const float* D, const float* w, const float* b, int N, int C) {
+    OpScope scope_("skip_layernorm_forward");
+    skip_layernorm_forward_cuda(q, out, mean, rstd, x, y, z, D, w, b, N, C, stream_);
+  }
+  void skip_sum_backward(A* dz, float* dD, const A* g, const A* z, const float* D, int N, int C) {
+    OpScope scope_("skip_sum_backward");
+    skip_sum_backward_cuda(dz, dD, g, z, D, N, C, partials(skip_sum_backward_cuda_partials(N, C)), stream_);
+  }
   void diag_ssm_forward(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d,
-                        const float* h0, float* h_last, const A* residual) {
+                        const float* h0, float* h_last) {
     OpScope scope_("diag_ssm_forward");
-    diag_ssm_forward_cuda(y, u, h, x, w, B, T_, d, h0, h_last, residual, gemm_, stream_);
+    diag_ssm_forward_cuda(y, u, h, x, w, B, T_, d, h0, h_last, gemm_, stream_);
   }
   void diag_ssm_backward(A* dx, DiagSsmGrads<float> g, const A* dy, const A* x, const A* u, const A* h,
                          DiagSsmWeights<float, A> w, int B, int T_, int d, A* scratch) {

@@ -124,6 +124,9 @@ class Model {
   // graph (which returns NaN), the value its last replay left (see train/train_step.h).
   virtual T last_loss() const { return last_loss_; }
   virtual void* compute_stream() { return nullptr; }  // the cudaStream_t its kernels run on (GPU models)
+  // GPU models: choose each matrix product's kernel by timing candidates (GemmLt::tune in layers/linear_cuda.h);
+  // the training step turns it on. Off, the kernels, and so the results to the bit, repeat across runs.
+  virtual void tune_products(bool) {}
 
  protected:
   // Appends a tensor to the table and returns its offset; call before allocate(). Weight decay applies to

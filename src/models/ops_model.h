@@ -57,6 +57,9 @@ class OpsModel : public Model<T> {
   // one stream is a batch of one.
   std::unique_ptr<ByteStreams<T>> make_streams(int B) const override = 0;
   std::unique_ptr<ByteStream<T>> make_stream() const override { return single_stream(make_streams(1)); }
+  void tune_products(bool on) override {
+    if constexpr (!Ops::on_host) ops_.tune_products(on);
+  }
   void* compute_stream() override {
     if constexpr (Ops::on_host) return nullptr;
     else return (void*)ops_.stream();

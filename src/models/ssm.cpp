@@ -317,13 +317,14 @@ class SsmModel final : public OpsModel<T, Ops> {
   DiagSsmWeights<T, A> ssm_weights(const Layer& L) const {
     const T* W = this->W();
     const A* WA = this->WA();
-    return {WA + L.w_in, W + L.lam, WA + L.w_out, W + L.D};
+    return {WA + L.w_in, W + L.lam, WA + L.w_out};
   }
 
-  // out = q + SwiGLU(LN2(q)), q = in + DiagSSM(LN1(in)), over B rows of T_ (patches or bytes) whose SSM restarts
-  // every `scan` rows (layers/patch_local.h; scan = T_ for the patch-rate blocks). h0 ([B, d] or null) is the SSM
-  // state before the first row; h_last ([B, d] or null, may be h0) receives the state after the last one: for
-  // streams, one row each.
+  // out = q + SwiGLU(LN2(q)), q = in + DiagSSM(z) + D z, z = LN1(in), over B rows of T_ (patches or bytes) whose
+  // SSM restarts every `scan` rows (layers/patch_local.h; scan = T_ for the patch-rate blocks). The sum for q and
+  // LN2 are one pass (skip_layernorm_forward), the SSM's output written where q then goes. h0 ([B, d] or null) is
+  // the SSM state before the first row; h_last ([B, d] or null, may be h0) receives the state after the last one:
+  // for streams, one row each.
   void block_forward(const Layer& L, const A* in, A* out, Acts a, int B, int T_, int scan, const T* h0,
                      T* h_last) const {
     const T* W = this->W();
@@ -331,10 +332,10 @@ class SsmModel final : public OpsModel<T, Ops> {
     ops_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, in, W + L.ln1_w, W + L.ln1_b, M, d);
     for_each_patch_scan(B, T_, scan, [&](size_t row, int sequences, int length) {
       size_t o = row * d;
-      ops_.diag_ssm_forward(a.q + o, a.u + o, a.h + o, a.ln1 + o, ssm_weights(L), sequences, length, d, h0, h_last,
-                            in + o);
+      ops_.diag_ssm_forward(a.q + o, a.u + o, a.h + o, a.ln1 + o, ssm_weights(L), sequences, length, d, h0, h_last);
     });
-    ops_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.q, W + L.ln2_w, W + L.ln2_b, M, d);
+    ops_.skip_layernorm_forward(a.q, a.ln2, a.ln2_mean, a.ln2_rstd, in, a.q, a.ln1, W + L.D, W + L.ln2_w,
+                                W + L.ln2_b, M, d);
     ops_.swiglu_forward(out, a.g, a.m, a.ln2, WA() + L.w12, WA() + L.w3, M, d, H, a.q);
   }
 
@@ -348,12 +349,13 @@ class SsmModel final : public OpsModel<T, Ops> {
                          scratch_.data());
     ops_.layernorm_backward(grad, G + L.ln2_w, G + L.ln2_b, dtmp, a.q, a.ln2_mean, a.ln2_rstd, W + L.ln2_w, M, d,
                             true);
-    DiagSsmGrads<T> g{G + L.w_in, G + L.lam, G + L.w_out, G + L.D};
+    DiagSsmGrads<T> g{G + L.w_in, G + L.lam, G + L.w_out};
     for_each_patch_scan(B, T_, scan, [&](size_t row, int sequences, int length) {
       size_t o = row * d;
       ops_.diag_ssm_backward(dtmp + o, g, grad + o, a.ln1 + o, a.u + o, a.h + o, ssm_weights(L), sequences, length,
                              d, scratch_.data());
     });
+    ops_.skip_sum_backward(dtmp, G + L.D, grad, a.ln1, W + L.D, M, d);
     ops_.layernorm_backward(grad, G + L.ln1_w, G + L.ln1_b, dtmp, in, a.ln1_mean, a.ln1_rstd, W + L.ln1_w, M, d, true);
   }
 

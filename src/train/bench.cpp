@@ -77,7 +77,7 @@ std::string run_bench(const BenchOptions& o) {
   if (o.warmup < 0 || o.steps < 1) throw Error("bench needs --warmup >= 0 and --steps >= 1");
   auto model = make_model_on(o.device, o.cfg.model, t.seed);
   AdamW opt(model->params().size());
-  TrainStep stepper(*model, opt);
+  TrainStep stepper(*model, opt, o.tune_products);
   size_t window = (size_t)t.seq + 1;
   std::vector<uint8_t> windows((size_t)t.batch * window), x((size_t)t.batch * t.seq), y((size_t)t.batch * t.seq);
   std::optional<Corpus> corpus;

@@ -28,7 +28,9 @@ struct TrainStep::Graph {
 struct TrainStep::Graph {};
 #endif
 
-TrainStep::TrainStep(Model<float>& model, AdamW& opt) : model_(model), opt_(opt) {}
+TrainStep::TrainStep(Model<float>& model, AdamW& opt, bool tune_products) : model_(model), opt_(opt) {
+  model_.tune_products(tune_products);
+}
 TrainStep::~TrainStep() = default;
 
 StepResult TrainStep::run_direct(const uint8_t* x, const uint8_t* y, int B, int seq, const TrainConfig& t, int step,

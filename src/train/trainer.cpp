@@ -126,7 +126,7 @@ TrainReport train(const TrainJob& job) {
   TrainReport report;
   int end = job.stop_after >= 0 ? std::min(t.steps, job.stop_after) : t.steps;
   std::vector<uint8_t> window((size_t)t.batch * (t.seq + 1)), x((size_t)t.batch * t.seq), y((size_t)t.batch * t.seq);
-  TrainStep stepper(*model, *opt);
+  TrainStep stepper(*model, *opt, job.tune_products);
   Progress bar("step", t.steps, job.progress, step);
   auto t0 = std::chrono::steady_clock::now();
   int first_step = step;

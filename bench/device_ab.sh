@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
-# One device call for the ssm-fuse branch (fewer memory passes in the ssm step: the SwiGLU residual in the W3
-# product's epilogue through cuBLASLt, no padded W12, the gradient-norm sums on 16-byte packs): the CUDA tests,
-# bytelm's training throughput at the three sizes (seq 2048, patch 2), and an Nsight Compute kernel table
-# at 2m and 100m. With BASE=DIR (binaries of the commit to compare against, say main's, built the same way and
-# carried too), the same benches run for those binaries in this call, each size base then branch, so that the
-# ratios come from one card.
-# Built on the dev machine; the binaries travel in .devbin (cp build/bytelm build/bytelm_tests .devbin/), with
-# .devlib (the OpenBLAS, libgomp, libgfortran, libquadmath and libstdc++ they link).
-#   device run: bash bench/device_ssm_fuse.sh               carry: .devbin .devlib
-#           or: BASE=.devbin_main bash bench/device_ssm_fuse.sh    carry: .devbin .devbin_main .devlib
+# One device call while tuning the ssm family's step: the CUDA tests, the trainer end to end, bytelm's training
+# throughput at the three sizes (seq 2048, patch 2), and an Nsight Compute kernel table at the sizes in NCU
+# (default "2m 100m"), and op by op with each matrix product by shape (bench --profile) at the sizes in PROFILE
+# (default "100m"). With BASE=DIR (binaries of the commit to compare against, say main's, built the same way and
+# carried too), the same benches and tables run for those binaries in this call, each size base then new, so that
+# the ratios come from one card.
+# Staged on the dev machine by bench/stage_device.sh (BASE=... for the base binaries).
+#   device run: bash bench/device_unpack.sh && BASE=.devbin_base bash bench/device_ab.sh     carry: .devpack
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"
@@ -17,11 +15,11 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 .devbin/bytelm_tests --gtest_filter='Cuda*' --gtest_output=xml:"$out/cuda_tests.xml" 2>&1 | tee "$out/cuda_tests.log" |
   grep -E "^\[  (PASSED|FAILED) |FAILED|Failure|Expected|Which is|error" | head -40
 # the trainer end to end: graph replays with evaluations in between, then the checkpoint evaluated on GPU and CPU
-rm -rf /tmp/fuse_run
+rm -rf /tmp/ab_run
 .devbin/bytelm train --device cuda --preset ssm-2m --steps 60 --eval-every 30 --batch 16 --seq 512 --quiet \
-  --data data/tinyshakespeare.txt --out /tmp/fuse_run 2>&1 | tail -2 | tee "$out/train.txt"
+  --data data/tinyshakespeare.txt --out /tmp/ab_run 2>&1 | tail -2 | tee "$out/train.txt"
 for dev in cuda cpu; do
-  .devbin/bytelm eval --device $dev --quiet --ckpt /tmp/fuse_run --data data/tinyshakespeare.txt | tee -a "$out/eval.jsonl"
+  .devbin/bytelm eval --device $dev --quiet --ckpt /tmp/ab_run --data data/tinyshakespeare.txt | tee -a "$out/eval.jsonl"
 done
 declare -A size=([2m]="256 4 64" [10m]="512 6 32" [100m]="1024 16 16")
 bins=(.devbin)
@@ -34,7 +32,7 @@ for s in 2m 10m 100m; do
       tee -a "$out/bench_${bin#.}.jsonl"
   done
 done
-for s in 2m 100m; do
+for s in ${NCU-2m 100m}; do
   set -- ${size[$s]}
   for bin in "${bins[@]}"; do
     name="ncu_${bin#.}_$s"
@@ -45,4 +43,11 @@ for s in 2m 100m; do
     echo "== $bin $s"
     head -${NCU_LINES:-30} "$out/$name.txt"
   done
+done
+for s in ${PROFILE-100m}; do
+  set -- ${size[$s]}
+  echo "== profile $s"
+  .devbin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 3 --steps 5 --profile \
+    > "$out/profile_$s.txt" 2>&1
+  head -${PROFILE_LINES:-40} "$out/profile_$s.txt"
 done
