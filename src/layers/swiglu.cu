@@ -53,14 +53,22 @@ __global__ void swiglu_gate_backward_kernel(T* dg, const T* dm, const T* g, size
 // The padding copies below take a 16-byte pack of the padded side per thread (its rows of S or d elements are
 // whole packs); the unpadded side, whose rows of H need not be aligned, is read or written element by element.
 
+// Pack k of rows of `packs_a_row` packs of n elements: its row and its first column.
+struct PackAt {
+  size_t row;
+  int c0;
+};
+__device__ inline PackAt pack_at(size_t k, size_t packs_a_row, int n) {
+  return {k / packs_a_row, (int)(k % packs_a_row) * n};
+}
+
 // out [rows, S] = in [rows, H] with zero columns past H.
 template <class T>
 __global__ void pad_columns_kernel(T* out, const T* in, int rows, int H, int S) {
   constexpr int n = Pack<T>::n;
   size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x, packs_a_row = S / n;
   if (k >= (size_t)rows * packs_a_row) return;
-  size_t r = k / packs_a_row;
-  int c0 = (int)(k % packs_a_row) * n;
+  auto [r, c0] = pack_at(k, packs_a_row, n);
   Pack<T> p;
 #pragma unroll
   for (int j = 0; j < n; j++) p.set(j, c0 + j < H ? (float)in[r * H + c0 + j] : 0.f);
@@ -72,8 +80,7 @@ __global__ void add_unpadded_kernel(float* out, const float* in, int rows, int H
   constexpr int n = Pack<float>::n;
   size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x, packs_a_row = S / n;
   if (k >= (size_t)rows * packs_a_row) return;
-  size_t r = k / packs_a_row;
-  int c0 = (int)(k % packs_a_row) * n;
+  auto [r, c0] = pack_at(k, packs_a_row, n);
   Pack<float> p = load_pack(in + r * S, c0, S, true);
 #pragma unroll
   for (int j = 0; j < n; j++)
@@ -87,8 +94,8 @@ __global__ void pad_w12_kernel(T* W12p, const T* W12, int d, int H, int S, bool 
   constexpr int n = Pack<T>::n;
   size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x, packs_a_row = (d + n - 1) / n;
   if (k >= (size_t)2 * S * packs_a_row) return;
-  size_t r = k / packs_a_row, half = r / S, j = r % S;
-  int c0 = (int)(k % packs_a_row) * n;
+  auto [r, c0] = pack_at(k, packs_a_row, n);
+  size_t half = r / S, j = r % S;
   Pack<T> p{};
   if (j < (size_t)H) p = load_pack(W12 + (half * H + j) * d, c0, d, vec);
   store_pack(W12p + r * d, c0, d, vec, p);
@@ -99,8 +106,8 @@ __global__ void add_unpadded_w12_kernel(float* dW12, const float* dW12p, int d, 
   constexpr int n = Pack<float>::n;
   size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x, packs_a_row = (d + n - 1) / n;
   if (k >= (size_t)2 * H * packs_a_row) return;
-  size_t r = k / packs_a_row, half = r / H, j = r % H;
-  int c0 = (int)(k % packs_a_row) * n;
+  auto [r, c0] = pack_at(k, packs_a_row, n);
+  size_t half = r / H, j = r % H;
   float* row = dW12 + r * d;
   Pack<float> a = load_pack(row, c0, d, vec), b = load_pack(dW12p + (half * S + j) * d, c0, d, vec);
 #pragma unroll
