@@ -3,7 +3,7 @@
 # throughput and the PyTorch peer's (../shared/peers/ssm_ref.py, carried in .peers) at the issue's three sizes,
 # seq 2048, side by side on the same card, and bytelm again after the peers so drift of the card shows.
 # With BASE=DIR, the binaries in DIR (say a build of main) are benched too, each size before bytelm's; with
-# HEURISTIC=1, bytelm also with --heuristic-products (the products' kernels by cuBLASLt's heuristic, untuned).
+# TUNED=1, bytelm also with --tune-products (each product's kernel the fastest of cuBLASLt's candidates).
 # QUICK=1 (a short lease): no trainer run and no second pass after the peers; STEPS timed steps (default 30).
 # Staged on the dev machine by bench/stage_device.sh (PEERS=1, and BASE=... for the base binaries).
 #   device run: bash bench/device_unpack.sh && bash bench/device_ssm.sh     carry: .devpack
@@ -28,7 +28,7 @@ for s in "${sizes[@]}"; do
   set -- $s
   bench=(bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 5 --steps $steps)
   [ -n "${BASE:-}" ] && "$BASE/bytelm" "${bench[@]}" 2>&1 | tee -a "$out/bench_base.jsonl"
-  [ "${HEURISTIC:-0}" = 1 ] && .devbin/bytelm "${bench[@]}" --heuristic-products 2>&1 | tee -a "$out/bench_heuristic.jsonl"
+  [ "${TUNED:-0}" = 1 ] && .devbin/bytelm "${bench[@]}" --tune-products 2>&1 | tee -a "$out/bench_tuned.jsonl"
   .devbin/bytelm "${bench[@]}" 2>&1 | tee -a "$out/bench.jsonl"
 done
 for s in "${sizes[@]}"; do

@@ -405,7 +405,7 @@ TEST(CudaMambaModel, GraphStepsMatchDirectSteps) {
   t.lr = 3e-3;
   auto replayed = make_model_on("cuda", c, 13), direct = make_model_on("cuda", c, 13);
   AdamW o_replayed(replayed->params().size()), o_direct(direct->params().size());
-  TrainStep stepper(*replayed, o_replayed, false);  // the heuristic's kernels, as the direct calls use
+  TrainStep stepper(*replayed, o_replayed);
   Rng rng(6);
   for (int s = 0; s < t.steps; s++) {
     int B = 4, T = 100;

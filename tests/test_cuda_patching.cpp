@@ -340,7 +340,7 @@ TEST(CudaPatchingModel, GraphStepsMatchDirectSteps) {
     t.lr = 3e-3;
     auto replayed = patching_model("cuda", c, 13), direct = patching_model("cuda", c, 13);
     AdamW o_replayed(replayed->params().size()), o_direct(direct->params().size());
-    TrainStep stepper(*replayed, o_replayed, false);  // the heuristic's kernels, as the direct calls use
+    TrainStep stepper(*replayed, o_replayed);
     Rng rng(6);
     for (int step = 0; step < t.steps; step++) {
       int B = 4, T = 64;

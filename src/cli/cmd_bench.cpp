@@ -27,8 +27,8 @@ int cmd_bench(int argc, char** argv) {
                {"data", "PATH", "train on these bytes instead of random ones"},
                {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to run (default cpu); cuda: bf16 activations and products, fp32 weights"},
                {"profile", "", "then time each op of as many steps again (GPU), table on stderr"},
-               {"heuristic-products", "", "GPU: each matrix product's kernel by cuBLASLt's heuristic alone, not the "
-                                          "fastest of its candidates timed on first use (as train does)"},
+               {"tune-products", "", "GPU: each matrix product's kernel the fastest of cuBLASLt's candidates, timed "
+                                     "on first use (as train --tune-products)"},
                {"threads", "N", "CPU threads (default: all cores)"}}};
   for (const Flag& f : model_key_flags()) cmd.flags.push_back(f);
   Args args = Args::parse(cmd, argc, argv);
@@ -42,7 +42,7 @@ int cmd_bench(int argc, char** argv) {
   o.steps = args.get_int("steps", 20);
   o.data = args.get("data");
   o.profile = args.has("profile");
-  o.tune_products = !args.has("heuristic-products");
+  o.tune_products = args.has("tune-products");
   std::printf("%s\n", run_bench(o).c_str());
   return 0;
 }

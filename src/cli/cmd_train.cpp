@@ -39,9 +39,9 @@ Command train_command() {
              {"resume", "DIR", "continue the run in DIR exactly where its checkpoint left off"},
              {"max-seconds", "S", "stop once S seconds of training have passed (0 = no limit); see above"},
              {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to train (default cpu); cuda: bf16 activations and products, fp32 weights"},
-             {"heuristic-products", "", "GPU: each matrix product's kernel by cuBLASLt's heuristic alone, not the "
-                                        "fastest of its candidates timed on first use: the same kernels, and so the "
-                                        "same bits, in every run (a resume included)"},
+             {"tune-products", "", "GPU: each matrix product's kernel the fastest of cuBLASLt's candidates, timed on "
+                                   "first use (not yet measured on a GPU); without it, the heuristic's: the same "
+                                   "kernels, and so the same bits, in every run (a resume included)"},
              {"threads", "N", "CPU threads (default: all cores)"},
              {"quiet", "", "no progress bar"}}};
   for (const auto& [key, help] : config_key_help()) c.flags.push_back(key_flag(key, help));
@@ -60,7 +60,7 @@ int cmd_train(int argc, char** argv) {
   TrainJob job;
   job.device = apply_runtime_flags(args);
   job.progress = !args.has("quiet");
-  job.tune_products = !args.has("heuristic-products");
+  job.tune_products = args.has("tune-products");
   // a job option like --device, not a config key: it is not stored in the checkpoint, so a resume may pick another
   job.max_seconds = args.get_double("max-seconds", 0);
   if (job.max_seconds < 0) throw Error("--max-seconds must be >= 0 (0 = no limit)");

@@ -194,6 +194,7 @@ struct GemmLt::Impl {
 };
 
 void GemmLt::tune(bool on) { impl_->tune = on; }
+bool GemmLt::tuning() const { return impl_->tune; }
 
 // Column-major D = op(A) op(B) + beta C through cuBLASLt (C may be D), its plan found on first use.
 template <class A, class C>
@@ -224,7 +225,7 @@ template <class A, class C>
 void gemm_cm(Gemm gemm, cudaStream_t stream, cublasOperation_t op_a, cublasOperation_t op_b, int m, int n, int k,
              const A* a, int lda, const A* b, int ldb, float beta, C* c, int ldc) {
   OpScope scope_([&] { return shape_name(op_a, op_b, m, n, k, beta != 0.f ? " +C" : std::is_same_v<C, float> ? " f32" : ""); });
-  if (cuda_type<A>() == CUDA_R_16BF && gemm.lt)  // the bf16 products: cuBLASLt, tuned where asked (GemmLt::tune)
+  if (cuda_type<A>() == CUDA_R_16BF && gemm.lt && gemm.lt->tuning())  // tuned bf16 products: cuBLASLt (GemmLt::tune)
     return lt_matmul(gemm, stream, op_a, op_b, m, n, k, a, lda, b, ldb, beta, (const C*)c, ldc, c, ldc);
   const float alpha = 1.f;
   cublasComputeType_t compute = compute_for<A>(gemm);

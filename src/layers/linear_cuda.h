@@ -11,19 +11,22 @@
 
 namespace bytelm {
 
-// cuBLASLt, for every bf16 product when a Gemm carries one, and for the products whose output is not their
-// accumulator (D = C + A B, D != C; see gemm_rows_add_cuda): its handle, the fixed workspace its kernels may use
-// (nothing allocates while a step is captured into a graph), and per shape a plan, the descriptors and the
+// cuBLASLt, for the products whose output is not their accumulator (D = C + A B, D != C; see gemm_rows_add_cuda),
+// and, while tuning, for every bf16 product of a Gemm that carries it: its handle, the fixed workspace its kernels
+// may use (nothing allocates while a step is captured into a graph), and per shape a plan, the descriptors and the
 // algorithm, found on first use. Bound to no stream: every call names its own.
 class GemmLt {
  public:
   GemmLt(void* workspace, size_t bytes);
   ~GemmLt();
-  // Off (the default), each shape's algorithm is the heuristic's first: the same kernels in every run. On, shapes
-  // first met outside a graph capture take the fastest of the heuristic's first eight, each timed on the
-  // product's own operands into a scratch output (a fraction of a second a shape, once): a training step's
-  // products get faster kernels, which another run may choose differently (results then differ in the last bits).
+  // Off (the default), the bf16 products run through cublasGemmEx and the C != D ones take the heuristic's first
+  // algorithm: the same kernels in every run. On, every bf16 product runs here, and shapes first met outside a
+  // graph capture take the fastest of the heuristic's first eight, each timed on the product's own operands (into
+  // a scratch output where the product accumulates in place; a fraction of a second a shape, once): faster
+  // kernels where the heuristic's first is not the best, which another run may choose differently (results then
+  // differ in the last bits).
   void tune(bool on);
+  bool tuning() const;
   GemmLt(const GemmLt&) = delete;
   GemmLt& operator=(const GemmLt&) = delete;
   struct Impl;  // linear.cu
@@ -37,7 +40,7 @@ class GemmLt {
 // fp32, CUBLAS_COMPUTE_32F_FAST_TF32 TF32 (the compute type, not the handle's
 // math mode, which cuBLASLt does not read); CUBLAS_COMPUTE_32F_FAST_16BF rounds
 // fp32 inputs to bf16 for the tensor cores. bf16 inputs always run as bf16 x bf16 -> fp32 accumulation. lt: for
-// gemm_rows_add_cuda, and where set, every bf16 product.
+// gemm_rows_add_cuda, and while it tunes, every bf16 product.
 struct Gemm {
   cublasHandle_t handle = nullptr;
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;

@@ -125,7 +125,7 @@ class Model {
   virtual T last_loss() const { return last_loss_; }
   virtual void* compute_stream() { return nullptr; }  // the cudaStream_t its kernels run on (GPU models)
   // GPU models: choose each matrix product's kernel by timing candidates (GemmLt::tune in layers/linear_cuda.h);
-  // the training step turns it on. Off, the kernels, and so the results to the bit, repeat across runs.
+  // train --tune-products turns it on. Off, the kernels, and so the results to the bit, repeat across runs.
   virtual void tune_products(bool) {}
 
  protected:

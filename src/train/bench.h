@@ -13,7 +13,7 @@ struct BenchOptions {
   int warmup = 5;    // untimed steps first
   int steps = 20;    // timed steps
   bool profile = false;  // then as many steps again, op by op (GPU), reported on stderr
-  bool tune_products = true;  // GPU: TrainStep's tune_products
+  bool tune_products = false;  // GPU: TrainStep's tune_products
 };
 
 // One JSON object: impl, device, device_name, commit, model, params, batch, seq, steps, step_ms,

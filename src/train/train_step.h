@@ -26,7 +26,7 @@ class TrainStep {
  public:
   // tune_products: a GPU model's matrix products take the fastest of cuBLASLt's candidate kernels, timed on first
   // use (Model::tune_products); off, the heuristic's, the same in every run.
-  TrainStep(Model<float>& model, AdamW& opt, bool tune_products = true);
+  TrainStep(Model<float>& model, AdamW& opt, bool tune_products = false);
   ~TrainStep();
   TrainStep(const TrainStep&) = delete;
   TrainStep& operator=(const TrainStep&) = delete;

@@ -18,7 +18,7 @@ struct TrainJob {
   double max_seconds = 0;    // wall-clock limit from this call's first step (0 = none): then evaluate, checkpoint, stop
   bool progress = true;      // progress bar on stderr
   std::string device = "cpu";  // or "cuda" / "cuda-fp32" (see make_model_on)
-  bool tune_products = true;   // GPU: TrainStep's tune_products (off: the same kernels, and bits, in every run)
+  bool tune_products = false;  // GPU: TrainStep's tune_products (off: the same kernels, and bits, in every run)
 };
 
 struct TrainReport {
