@@ -196,8 +196,8 @@ TEST_F(CudaLayers, LayerNorm) {
 // The ssm block's fused residual sum + LayerNorm and the skip's backward against the CPU, at the LayerNorm test's
 // widths (every block shape, rows strided over warps), and in place (q over y).
 TEST_F(CudaLayers, SkipLayerNorm) {
-  for (auto [N, C] : {std::pair{37, 48}, std::pair{3001, 130}, std::pair{20000, 260}, std::pair{5000, 520},
-                      std::pair{3000, 1100}}) {
+  for (auto [N, C] :
+       {std::pair{37, 48}, std::pair{3001, 130}, std::pair{20000, 260}, std::pair{5000, 520}, std::pair{3000, 1100}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
     tag = "N=" + std::to_string(N) + " ";
     Rng rng(120 + N);
@@ -205,8 +205,8 @@ TEST_F(CudaLayers, SkipLayerNorm) {
     V D = random_floats(C, rng), w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
     V g = random_floats(N * C, rng), dz0 = random_floats(N * C, rng), dD0 = random_floats(C, rng);
     V q_ref(N * C), out_ref(N * C), mean_ref(N), rstd_ref(N), dz_ref = dz0, dD_ref = dD0;
-    skip_layernorm_forward(q_ref.data(), out_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), y.data(),
-                           z.data(), D.data(), w.data(), b.data(), N, C);
+    skip_layernorm_forward(q_ref.data(), out_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), y.data(), z.data(),
+                           D.data(), w.data(), b.data(), N, C);
     skip_sum_backward(dz_ref.data(), dD_ref.data(), g.data(), z.data(), D.data(), N, C);
 
     Dev<float> x_d(x), y_d(y), z_d(z), D_d(D), w_d(w), b_d(b), q_d(N * C), out_d(N * C), mean_d(N), rstd_d(N), g_d(g),
@@ -222,8 +222,8 @@ TEST_F(CudaLayers, SkipLayerNorm) {
     expect_close("dD", dD_d.get(), dD_ref);
     // in place: q written over y
     Dev<float> yq_d(y), out2_d(N * C);
-    skip_layernorm_forward_cuda(yq_d.p, out2_d.poison().p, mean_d.p, rstd_d.p, x_d.p, yq_d.p, z_d.p, D_d.p, w_d.p, b_d.p,
-                                N, C, stream);
+    skip_layernorm_forward_cuda(yq_d.p, out2_d.poison().p, mean_d.p, rstd_d.p, x_d.p, yq_d.p, z_d.p, D_d.p, w_d.p,
+                                b_d.p, N, C, stream);
     expect_close("q in place", yq_d.get(), q_ref);
     expect_close("out in place", out2_d.get(), out_ref);
   }
@@ -502,8 +502,8 @@ TEST_F(CudaLayers, BackwardIsBitReproducible) {
     diag_ssm_forward_cuda(y.p, u.p, h.p, x.p, w, B, T, d, (const float*)nullptr, (float*)nullptr, Gemm{handle}, stream);
     auto run = [&] {
       Dev<float> dx(n), gWin(V(d * d, 0.f)), glam(V(d, 0.f)), gWout(V(d * d, 0.f));
-      diag_ssm_backward_cuda(dx.p, DiagSsmGrads<float>{gWin.p, glam.p, gWout.p}, dy.p, x.p, u.p, h.p, w, B, T, d,
-                             scr.p, part.p, Gemm{handle}, stream);
+      diag_ssm_backward_cuda(dx.p, DiagSsmGrads<float>{gWin.p, glam.p, gWout.p}, dy.p, x.p, u.p, h.p, w, B, T, d, scr.p,
+                             part.p, Gemm{handle}, stream);
       return std::vector<V>{dx.get(), gWin.get(), glam.get(), gWout.get()};
     };
     EXPECT_TRUE(bit_equal(run(), run())) << "diag_ssm";
@@ -617,7 +617,8 @@ TEST_F(CudaLayers, Bf16TunedProducts) {
   Dev<float> dW_d(dW0);
   linear_forward_cuda(y_d.poison().p, x_d.p, W_d.p, N, in, out, gemm(), stream);
   linear_backward_cuda(dx_d.p, dW_d.p, dy_d.p, x_d.p, W_d.p, N, in, out, true, gemm(), stream);
-  gemm_rows_add_cuda(false, true, N, out, in, x_d.p, in, W_d.p, in, res_d.p, out, sum_d.poison().p, out, gemm(), stream);
+  gemm_rows_add_cuda(false, true, N, out, in, x_d.p, in, W_d.p, in, res_d.p, out, sum_d.poison().p, out, gemm(),
+                     stream);
   expect_close("y", to_float(y_d.get()), y_ref, kBf16Tol);
   expect_close("dx accumulated", to_float(dx_d.get()), dx_ref, kBf16Tol);
   expect_close("dW accumulated", dW_d.get(), dW_ref, 1e-5);

@@ -68,8 +68,7 @@ void diag_scan_backward(T* dh_to_du, T* dlam, const T* u, const T* h, const T* l
 }
 
 template <class T>
-void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
-                      T* h_last) {
+void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0, T* h_last) {
   size_t N = (size_t)B * T_;
   linear_forward(u, x, w.W_in, (int)N, d, d);
   diag_scan_forward(h, u, w.lam, B, T_, d, h0);
@@ -89,13 +88,13 @@ void diag_ssm_backward(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const 
   linear_backward(dx, g.W_in, dh, x, w.W_in, N, d, d, false);
 }
 
-#define BYTELM_INSTANTIATE(T)                                                                                   \
-  template void diag_ssm_init_decay<T>(T*, int, int);                                                         \
-  template void diag_scan_forward<T>(T*, const T*, const T*, int, int, int, const T*);                        \
-  template void diag_scan_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);                   \
-  template void diag_ssm_forward<T>(T*, T*, T*, const T*, DiagSsmWeights<T>, int, int, int, const T*, T*);   \
-  template void diag_ssm_backward<T>(T*, DiagSsmGrads<T>, const T*, const T*, const T*, const T*,             \
-                                     DiagSsmWeights<T>, int, int, int, T*);
+#define BYTELM_INSTANTIATE(T)                                                                                        \
+  template void diag_ssm_init_decay<T>(T*, int, int);                                                                \
+  template void diag_scan_forward<T>(T*, const T*, const T*, int, int, int, const T*);                               \
+  template void diag_scan_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);                          \
+  template void diag_ssm_forward<T>(T*, T*, T*, const T*, DiagSsmWeights<T>, int, int, int, const T*, T*);           \
+  template void diag_ssm_backward<T>(T*, DiagSsmGrads<T>, const T*, const T*, const T*, const T*, DiagSsmWeights<T>, \
+                                     int, int, int, T*);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(double)
 #undef BYTELM_INSTANTIATE

@@ -268,14 +268,14 @@ void diag_ssm_backward_cuda(A* dx, DiagSsmGrads<float> g, const A* dy, const A* 
   linear_backward_cuda(dx, g.W_in, dh, x, w.W_in, N, d, d, false, gemm, stream);
 }
 
-#define BYTELM_INSTANTIATE(A)                                                                                    \
-  template void diag_scan_forward_cuda<A>(A*, const A*, const float*, int, int, int, const float*, float*,       \
-                                          cudaStream_t);                                                         \
-  template void diag_scan_backward_cuda<A>(A*, float*, const A*, const A*, const float*, int, int, int, float*,  \
-                                           cudaStream_t);                                                        \
-  template void diag_ssm_forward_cuda<A>(A*, A*, A*, const A*, DiagSsmWeights<float, A>, int, int, int,          \
-                                         const float*, float*, Gemm, cudaStream_t);                              \
-  template void diag_ssm_backward_cuda<A>(A*, DiagSsmGrads<float>, const A*, const A*, const A*, const A*,       \
+#define BYTELM_INSTANTIATE(A)                                                                                         \
+  template void diag_scan_forward_cuda<A>(A*, const A*, const float*, int, int, int, const float*, float*,            \
+                                          cudaStream_t);                                                              \
+  template void diag_scan_backward_cuda<A>(A*, float*, const A*, const A*, const float*, int, int, int, float*,       \
+                                           cudaStream_t);                                                             \
+  template void diag_ssm_forward_cuda<A>(A*, A*, A*, const A*, DiagSsmWeights<float, A>, int, int, int, const float*, \
+                                         float*, Gemm, cudaStream_t);                                                 \
+  template void diag_ssm_backward_cuda<A>(A*, DiagSsmGrads<float>, const A*, const A*, const A*, const A*,            \
                                           DiagSsmWeights<float, A>, int, int, int, A*, float*, Gemm, cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)

@@ -41,8 +41,7 @@ void diag_scan_backward(T* dh_to_du, T* dlam, const T* u, const T* h, const T* l
 // Whole layer. u and h ([B*T, d]) are kept for the backward. h_last ([B, d] or null; it may be h0) receives each
 // sequence's last state, for streaming.
 template <class T>
-void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
-                      T* h_last);
+void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0, T* h_last);
 
 // dx = d/dx (overwrites), grads accumulate. scratch: [B*T*d].
 template <class T>

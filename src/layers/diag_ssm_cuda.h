@@ -41,7 +41,9 @@ void diag_ssm_forward_cuda(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A
                            const float* h0, float* h_last, Gemm gemm, cudaStream_t stream);
 
 // Floats of scratch (`partials`) that diag_ssm_backward_cuda needs: the scan's.
-inline size_t diag_ssm_backward_cuda_partials(int B, int T_, int d) { return diag_scan_backward_cuda_partials(B, T_, d); }
+inline size_t diag_ssm_backward_cuda_partials(int B, int T_, int d) {
+  return diag_scan_backward_cuda_partials(B, T_, d);
+}
 
 // dx = d/dx (overwrites), grads accumulate. scratch: [B*T*d] (dh), partials: see above.
 template <class A>

@@ -59,8 +59,8 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* m
 }
 
 template <class T>
-void skip_layernorm_forward(T* q, T* out, T* mean, T* rstd, const T* x, const T* y, const T* z, const T* D,
-                            const T* w, const T* b, int N, int C) {
+void skip_layernorm_forward(T* q, T* out, T* mean, T* rstd, const T* x, const T* y, const T* z, const T* D, const T* w,
+                            const T* b, int N, int C) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < N; i++)
     for (int c = 0; c < C; c++) {
@@ -88,9 +88,9 @@ template void layernorm_backward<float>(float*, float*, float*, const float*, co
                                         const float*, const float*, int, int, bool);
 template void layernorm_backward<double>(double*, double*, double*, const double*, const double*, const double*,
                                          const double*, const double*, int, int, bool);
-#define BYTELM_INSTANTIATE(T)                                                                                    \
-  template void skip_layernorm_forward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*,     \
-                                          const T*, int, int);                                                   \
+#define BYTELM_INSTANTIATE(T)                                                                                         \
+  template void skip_layernorm_forward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*, \
+                                          int, int);                                                                  \
   template void skip_sum_backward<T>(T*, T*, const T*, const T*, const T*, int, int);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(double)

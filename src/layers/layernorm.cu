@@ -84,7 +84,9 @@ __device__ Pack<T> load_row_pack(const T* m, int row, int c0, int N, int C, bool
 // The forward's block size is at most kMaxThreads threads (a row group of up to 256 threads takes 256 a block); at
 // 256, the register budget of four blocks an SM (64; the skip variant, which holds three rows' packs, three: 80).
 template <int kMaxThreads, bool kSkip>
-constexpr int kMinBlocks = kMaxThreads > 256 ? 1 : kSkip ? 3 : 4;
+constexpr int kMinBlocks = kMaxThreads > 256 ? 1
+                           : kSkip           ? 3
+                                             : 4;
 
 // The skip operands of skip_layernorm_forward: what is normalised is q = x + y + D z, stored (rounded to T) first.
 template <class T>
@@ -237,7 +239,8 @@ __global__ void __launch_bounds__(32 * kSkipRowLanes)
 #pragma unroll 4
     for (int i = blockIdx.y * kSkipRowLanes + r; i < N; i += gridDim.y * kSkipRowLanes) {
       size_t row = (size_t)i * C;
-      Pack<T> gp = load_pack(g + row, c0, C, vec), zp = load_pack(z + row, c0, C, vec), out = load_pack(dz + row, c0, C, vec);
+      Pack<T> gp = load_pack(g + row, c0, C, vec), zp = load_pack(z + row, c0, C, vec),
+              out = load_pack(dz + row, c0, C, vec);
 #pragma unroll
       for (int j = 0; j < n; j++) {
         s[j] += gp.get(j) * zp.get(j);
@@ -323,15 +326,14 @@ void skip_sum_backward_cuda(A* dz, float* dD, const A* g, const A* z, const floa
   add_partial_sums(dD, partials, G, C, C, stream);
 }
 
-#define BYTELM_INSTANTIATE(A)                                                                                    \
-  template void layernorm_forward_cuda<A>(A*, float*, float*, const A*, const float*, const float*, int, int,    \
-                                          cudaStream_t);                                                         \
-  template void skip_layernorm_forward_cuda<A>(A*, A*, float*, float*, const A*, const A*, const A*,             \
-                                               const float*, const float*, const float*, int, int, cudaStream_t); \
-  template void layernorm_backward_cuda<A>(A*, float*, float*, const A*, const A*, const float*, const float*,  \
-                                           const float*, int, int, bool, float*, cudaStream_t);                 \
-  template void skip_sum_backward_cuda<A>(A*, float*, const A*, const A*, const float*, int, int, float*,       \
-                                          cudaStream_t);
+#define BYTELM_INSTANTIATE(A)                                                                                      \
+  template void layernorm_forward_cuda<A>(A*, float*, float*, const A*, const float*, const float*, int, int,      \
+                                          cudaStream_t);                                                           \
+  template void skip_layernorm_forward_cuda<A>(A*, A*, float*, float*, const A*, const A*, const A*, const float*, \
+                                               const float*, const float*, int, int, cudaStream_t);                \
+  template void layernorm_backward_cuda<A>(A*, float*, float*, const A*, const A*, const float*, const float*,     \
+                                           const float*, int, int, bool, float*, cudaStream_t);                    \
+  template void skip_sum_backward_cuda<A>(A*, float*, const A*, const A*, const float*, int, int, float*, cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)
 #undef BYTELM_INSTANTIATE

@@ -17,8 +17,8 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* m
 //                       SSM's diagonal skip),  then  out = LN(q)  with mean and rstd kept.
 // q may be y (overwritten in place).
 template <class T>
-void skip_layernorm_forward(T* q, T* out, T* mean, T* rstd, const T* x, const T* y, const T* z, const T* D,
-                            const T* w, const T* b, int N, int C);
+void skip_layernorm_forward(T* q, T* out, T* mean, T* rstd, const T* x, const T* y, const T* z, const T* D, const T* w,
+                            const T* b, int N, int C);
 
 // The skip's part of skip_layernorm_forward's backward, g the gradient at q (which is also x's and y's):
 //   dz += D * g,  dD += sum g*z.

@@ -112,7 +112,7 @@ struct GemmLt::Impl {
                      const A* b, int ldb, float beta, const C* c, int ldc, const C* d, int ldd,
                      cublasComputeType_t compute, cudaStream_t stream) {
     uint32_t align[4] = {alignment_of(a), alignment_of(b), alignment_of(c), alignment_of(d)};
-    Shape shape{op_a,   op_b,     m,        n,        k,        lda,      ldb,         ldc,          ldd,
+    Shape shape{op_a,           op_b,           m,       n,        k,        lda,      ldb,      ldc,        ldd,
                 cuda_type<A>(), cuda_type<C>(), compute, align[0], align[1], align[2], align[3], beta == 0.f};
     auto [it, fresh] = plans.try_emplace(shape);
     LtPlan& p = it->second;
@@ -224,14 +224,16 @@ namespace {
 template <class A, class C>
 void gemm_cm(Gemm gemm, cudaStream_t stream, cublasOperation_t op_a, cublasOperation_t op_b, int m, int n, int k,
              const A* a, int lda, const A* b, int ldb, float beta, C* c, int ldc) {
-  OpScope scope_([&] { return shape_name(op_a, op_b, m, n, k, beta != 0.f ? " +C" : std::is_same_v<C, float> ? " f32" : ""); });
+  OpScope scope_([&] {
+    return shape_name(op_a, op_b, m, n, k, beta != 0.f ? " +C" : std::is_same_v<C, float> ? " f32" : "");
+  });
   if (cuda_type<A>() == CUDA_R_16BF && gemm.lt && gemm.lt->tuning())  // tuned bf16 products: cuBLASLt (GemmLt::tune)
     return lt_matmul(gemm, stream, op_a, op_b, m, n, k, a, lda, b, ldb, beta, (const C*)c, ldc, c, ldc);
   const float alpha = 1.f;
   cublasComputeType_t compute = compute_for<A>(gemm);
   BYTELM_CUBLAS_CHECK(cublasSetStream(gemm.handle, stream));
-  BYTELM_CUBLAS_CHECK(cublasGemmEx(gemm.handle, op_a, op_b, m, n, k, &alpha, a, cuda_type<A>(), lda, b,
-                                   cuda_type<A>(), ldb, &beta, c, cuda_type<C>(), ldc, compute, CUBLAS_GEMM_DEFAULT));
+  BYTELM_CUBLAS_CHECK(cublasGemmEx(gemm.handle, op_a, op_b, m, n, k, &alpha, a, cuda_type<A>(), lda, b, cuda_type<A>(),
+                                   ldb, &beta, c, cuda_type<C>(), ldc, compute, CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace

@@ -262,8 +262,8 @@ class CudaOps {
     OpScope scope_("skip_sum_backward");
     skip_sum_backward_cuda(dz, dD, g, z, D, N, C, partials(skip_sum_backward_cuda_partials(N, C)), stream_);
   }
-  void diag_ssm_forward(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d,
-                        const float* h0, float* h_last) {
+  void diag_ssm_forward(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d, const float* h0,
+                        float* h_last) {
     OpScope scope_("diag_ssm_forward");
     diag_ssm_forward_cuda(y, u, h, x, w, B, T_, d, h0, h_last, gemm_, stream_);
   }

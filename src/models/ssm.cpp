@@ -334,8 +334,8 @@ class SsmModel final : public OpsModel<T, Ops> {
       size_t o = row * d;
       ops_.diag_ssm_forward(a.q + o, a.u + o, a.h + o, a.ln1 + o, ssm_weights(L), sequences, length, d, h0, h_last);
     });
-    ops_.skip_layernorm_forward(a.q, a.ln2, a.ln2_mean, a.ln2_rstd, in, a.q, a.ln1, W + L.D, W + L.ln2_w,
-                                W + L.ln2_b, M, d);
+    ops_.skip_layernorm_forward(a.q, a.ln2, a.ln2_mean, a.ln2_rstd, in, a.q, a.ln1, W + L.D, W + L.ln2_w, W + L.ln2_b,
+                                M, d);
     ops_.swiglu_forward(out, a.g, a.m, a.ln2, WA() + L.w12, WA() + L.w3, M, d, H, a.q);
   }
 
