@@ -23,6 +23,20 @@ TEST_F(Cli, HelpTeaches) {
   EXPECT_EQ(v.out, std::string("bytelm ") + BYTELM_GIT_COMMIT + "\n");
 }
 
+// --tune-products (train, bench) is taken everywhere and changes nothing off the GPU: the same run either way.
+TEST_F(Cli, TuneProductsIsAcceptedAndOnTheCpuChangesNothing) {
+  std::string data = file("text.txt", std::string(4000, 'a') + "the quick brown fox jumps over the lazy dog\n");
+  Result plain = run(tiny_train(data, (dir / "plain").string()));
+  Result tuned = run(tiny_train(data, (dir / "tuned").string(), "--tune-products"));
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  ASSERT_EQ(tuned.code, 0) << tuned.err;
+  auto val_bpb = [](const std::string& out) { return out.substr(out.find("\"val_bpb\""), 30); };
+  EXPECT_EQ(val_bpb(plain.out), val_bpb(tuned.out));
+  Result bench = run("bench --d 16 --layers 1 --batch 2 --seq 32 --warmup 0 --steps 1 --tune-products");
+  EXPECT_EQ(bench.code, 0) << bench.err;
+  EXPECT_NE(bench.out.find("\"bytes_per_s\""), std::string::npos);
+}
+
 TEST_F(Cli, MissingData) {
   std::string out = (dir / "out").string();
   expect_clean_error(run(tiny_train((dir / "nope.txt").string(), out)), "does not exist");
