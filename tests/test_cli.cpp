@@ -35,6 +35,7 @@ TEST_F(Cli, TuneProductsIsAcceptedAndOnTheCpuChangesNothing) {
   Result bench = run("bench --d 16 --layers 1 --batch 2 --seq 32 --warmup 0 --steps 1 --tune-products");
   EXPECT_EQ(bench.code, 0) << bench.err;
   EXPECT_NE(bench.out.find("\"bytes_per_s\""), std::string::npos);
+  EXPECT_NE(bench.out.find("\"tune_products\":true"), std::string::npos) << bench.out;  // the JSON says how it ran
 }
 
 TEST_F(Cli, MissingData) {

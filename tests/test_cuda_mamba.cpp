@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "causality.h"
+#include "cuda_model_testing.h"
 #include "core/rng.h"
 #include "model_testing.h"
 #include "models/model.h"
@@ -281,34 +282,10 @@ TEST(CudaMambaModel, LossAndGradientsMatchCpu) {
   ModelConfig c = mamba(40, 2);
   auto cpu = make_model_on("cpu", c, 7);
   auto gpu = make_model_on("cuda-fp32", c, 7);
-  Rng rng(3);
-  for (float& w : cpu->params()) w += 0.05f * float(rng.normal());  // off the init: norms, D, biases generic
+  perturb_params(*cpu, 3);  // off the init: norms, D, biases generic
   gpu->params() = cpu->params();
   gpu->push_params();
-  int B = 3, T = 131;
-  auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-  std::vector<float> rows_cpu(B * T), rows_gpu(B * T);
-  cpu->zero_grads();
-  gpu->zero_grads();
-  float lc = cpu->forward(x.data(), y.data(), B, T, rows_cpu.data());
-  float lg = gpu->forward(x.data(), y.data(), B, T, rows_gpu.data());
-  EXPECT_NEAR(lg, lc, 1e-5 * std::fabs(lc));
-  EXPECT_LT(rel_err(rows_gpu.data(), rows_cpu.data(), rows_cpu.size()), 1e-5);
-  cpu->backward();
-  gpu->backward();
-  gpu->pull_grads();
-  for (const ParamInfo& p : cpu->param_info()) {
-    double e = rel_err(gpu->grads().data() + p.offset, cpu->grads().data() + p.offset, p.size);
-    ::testing::Test::RecordProperty(p.name, std::to_string(e));
-    EXPECT_LT(e, 1e-4) << p.name;
-  }
-  // and a second backward gives the same bits
-  std::vector<float> first = gpu->grads();
-  gpu->zero_grads();
-  gpu->forward(x.data(), y.data(), B, T, nullptr);
-  gpu->backward();
-  gpu->pull_grads();
-  EXPECT_TRUE(gpu->grads() == first) << "the GPU backward is not bit-reproducible";
+  expect_gpu_matches_cpu(*cpu, *gpu, 3, 131, 5, "mamba");
 }
 
 TEST(CudaMambaModel, CausalOnGpu) {
@@ -339,86 +316,25 @@ TEST(CudaMambaModel, StreamsMatchParallelForward) {
 TEST(CudaMambaModel, FiftyTrainingStepsMatchCpu) {
   REQUIRE_GPU();
   ModelConfig c = mamba(32, 2);
-  TrainConfig t;
-  t.steps = 50;
-  t.lr = 3e-3;
   auto cpu = make_model_on("cpu", c, 11);
   auto gpu = make_model_on("cuda-fp32", c, 11);
   AdamW oc(cpu->params().size()), og(gpu->params().size());
-  Rng rng(4);
-  int B = 4, T = 64;
-  double worst = 0;
-  float first = 0, last = 0;
-  std::vector<uint8_t> x, y;
-  for (int s = 0; s < t.steps; s++) {
-    text_batch(rng, B, T, x, y);
-    cpu->zero_grads();
-    gpu->zero_grads();
-    float lc = cpu->forward(x.data(), y.data(), B, T, nullptr);
-    float lg = gpu->forward(x.data(), y.data(), B, T, nullptr);
-    worst = std::max(worst, std::fabs(double(lg) - lc) / lc);
-    if (s == 0) first = lc;
-    last = lc;
-    cpu->backward();
-    gpu->backward();
-    oc.step(*cpu, t, s, lr_at(t, s));
-    og.step(*gpu, t, s, lr_at(t, s));
-  }
-  ::testing::Test::RecordProperty("worst_gap", std::to_string(worst));
-  EXPECT_LT(last, first - 1.0) << "the curve should fall";
-  EXPECT_LT(worst, 2e-3) << "largest relative loss gap between GPU and CPU over 50 steps";
+  expect_training_follows_cpu(*cpu, *gpu, oc, og, 50, "mamba");
 }
 
 // TF32 and bf16 products (and bf16 storage) compute the same function to their accuracy.
 TEST(CudaMambaModel, FastPathsCloseToFp32) {
   REQUIRE_GPU();
   for (const char* device : {"cuda-tf32", "cuda"}) {
-    ModelConfig c = mamba(64, 2);
-    auto exact = make_model_on("cuda-fp32", c, 3);
-    auto fast = make_model_on(device, c, 3);
-    Rng rng(8);
-    int B = 4, T = 256;
-    auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-    exact->zero_grads();
-    fast->zero_grads();
-    float le = exact->forward(x.data(), y.data(), B, T, nullptr), lf = fast->forward(x.data(), y.data(), B, T, nullptr);
-    double tol = std::string(device) == "cuda" ? 1e-2 : 1e-3;  // bf16 inputs keep 8 mantissa bits, TF32 10
-    EXPECT_NEAR(lf, le, tol * le) << device;
-    exact->backward();
-    fast->backward();
-    exact->pull_grads();
-    fast->pull_grads();
-    for (const ParamInfo& p : exact->param_info()) {
-      double e = rel_err(fast->grads().data() + p.offset, exact->grads().data() + p.offset, p.size);
-      ::testing::Test::RecordProperty(std::string(device) + " " + p.name, std::to_string(e));
-      EXPECT_LT(e, 10 * tol) << device << " " << p.name;
-    }
+    auto exact = make_model_on("cuda-fp32", mamba(64, 2), 3);
+    auto fast = make_model_on(device, mamba(64, 2), 3);
+    expect_close_to_fp32(*exact, *fast, device, 4, 256, "mamba");
   }
 }
 
 // Graph-replayed training steps (train/train_step.h) equal direct ones to the bit, in bf16.
 TEST(CudaMambaModel, GraphStepsMatchDirectSteps) {
   REQUIRE_GPU();
-  ModelConfig c = mamba(64, 2);
-  TrainConfig t;
-  t.steps = 6;
-  t.lr = 3e-3;
-  auto replayed = make_model_on("cuda", c, 13), direct = make_model_on("cuda", c, 13);
-  AdamW o_replayed(replayed->params().size()), o_direct(direct->params().size());
-  TrainStep stepper(*replayed, o_replayed);
-  Rng rng(6);
-  for (int s = 0; s < t.steps; s++) {
-    int B = 4, T = 100;
-    auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-    StepResult r = stepper.run(x.data(), y.data(), B, T, t, s, lr_at(t, s));
-    direct->zero_grads();
-    float loss = direct->forward(x.data(), y.data(), B, T, nullptr);
-    direct->backward();
-    double norm = o_direct.step(*direct, t, s, lr_at(t, s));
-    EXPECT_EQ(r.loss, loss) << "step " << s;
-    EXPECT_EQ(r.grad_norm, norm) << "step " << s;
-  }
-  replayed->pull_params();
-  direct->pull_params();
-  EXPECT_TRUE(replayed->params() == direct->params());
+  auto replayed = make_model_on("cuda", mamba(64, 2), 13), direct = make_model_on("cuda", mamba(64, 2), 13);
+  expect_graph_steps_match_direct(*replayed, *direct, 100, "mamba");
 }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "causality.h"
+#include "cuda_model_testing.h"
 #include "model_testing.h"
 #include "stream_parity.h"
 #include "core/rng.h"
@@ -25,25 +26,10 @@ TEST(CudaModel, LossAndGradientsMatchCpu) {
     ModelConfig c{"ssm", 48, 2, P};
     auto cpu = make_model_on("cpu", c, 7);
     auto gpu = make_model_on("cuda-fp32", c, 7);
-    Rng rng(3);
-    for (float& w : cpu->params()) w += 0.05f * float(rng.normal());  // off the init: LN weights, D etc. generic
+    perturb_params(*cpu, 3);
     gpu->params() = cpu->params();
     gpu->push_params();
-    int B = 3, T = 131;
-    auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-    std::vector<float> rows_cpu(B * T), rows_gpu(B * T);
-    cpu->zero_grads();
-    gpu->zero_grads();
-    float lc = cpu->forward(x.data(), y.data(), B, T, rows_cpu.data());
-    float lg = gpu->forward(x.data(), y.data(), B, T, rows_gpu.data());
-    EXPECT_NEAR(lg, lc, 1e-5 * std::fabs(lc)) << "P=" << P;
-    EXPECT_LT(rel_err(rows_gpu.data(), rows_cpu.data(), rows_cpu.size()), 1e-5) << "P=" << P;
-    cpu->backward();
-    gpu->backward();
-    gpu->pull_grads();
-    for (const ParamInfo& p : cpu->param_info())
-      EXPECT_LT(rel_err(gpu->grads().data() + p.offset, cpu->grads().data() + p.offset, p.size), 1e-4)
-          << p.name << " P=" << P;
+    expect_gpu_matches_cpu(*cpu, *gpu, 3, 131, 5, "P=" + std::to_string(P));
   }
 }
 
@@ -53,32 +39,19 @@ TEST(CudaModel, AttnPoolingMatchesCpu) {
   REQUIRE_GPU();
   for (int P : {2, 3}) {
     ModelConfig c{"ssm", 40, 2, P, "attn"};
+    std::string what = "attn P=" + std::to_string(P);
     auto cpu = make_model_on("cpu", c, 17);
     auto gpu = make_model_on("cuda-fp32", c, 17);
-    Rng rng(4);
-    for (float& w : cpu->params()) w += 0.05f * float(rng.normal());  // the query off zero: weights not uniform
+    perturb_params(*cpu, 4);  // the query off zero: weights not uniform
     gpu->params() = cpu->params();
     gpu->push_params();
-    int B = 3, T = 67;
-    auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-    std::vector<float> rows_cpu(B * T), rows_gpu(B * T);
-    cpu->zero_grads();
-    gpu->zero_grads();
-    float lc = cpu->forward(x.data(), y.data(), B, T, rows_cpu.data());
-    float lg = gpu->forward(x.data(), y.data(), B, T, rows_gpu.data());
-    EXPECT_NEAR(lg, lc, 1e-5 * std::fabs(lc)) << "P=" << P;
-    EXPECT_LT(rel_err(rows_gpu.data(), rows_cpu.data(), rows_cpu.size()), 1e-5) << "P=" << P;
-    cpu->backward();
-    gpu->backward();
-    gpu->pull_grads();
-    for (const ParamInfo& p : cpu->param_info())
-      EXPECT_LT(rel_err(gpu->grads().data() + p.offset, cpu->grads().data() + p.offset, p.size), 1e-4)
-          << p.name << " P=" << P;
-    bytelm::testing::expect_causal(*gpu, 23, rng, "attn P=" + std::to_string(P));
+    expect_gpu_matches_cpu(*cpu, *gpu, 3, 67, 5, what);
+    Rng rng(4);
+    bytelm::testing::expect_causal(*gpu, 23, rng, what);
     for (const char* device : {"cuda-fp32", "cuda"}) {
       auto m = make_model_on(device, c, 9);
-      double e = bytelm::testing::stream_vs_forward_error(*m, 4, 29, rng);
-      EXPECT_LT(e, std::string(device) == "cuda" ? 2e-2 : 1e-4) << device << " P=" << P;
+      double tol = std::string(device) == "cuda" ? 2e-2 : 1e-4;
+      EXPECT_LT(bytelm::testing::stream_vs_forward_error(*m, 5, 37, rng), tol) << device << " " << what;
     }
   }
 }
@@ -93,32 +66,10 @@ TEST(CudaModel, CausalOnGpu) {
 TEST(CudaModel, FiftyTrainingStepsMatchCpu) {
   REQUIRE_GPU();
   ModelConfig c{"ssm", 64, 2, 2};
-  TrainConfig t;
-  t.steps = 50;
-  t.lr = 3e-3;
   auto cpu = make_model_on("cpu", c, 11);
   auto gpu = make_model_on("cuda-fp32", c, 11);
   AdamW oc(cpu->params().size()), og(gpu->params().size());
-  Rng rng(4);
-  int B = 4, T = 64;
-  double worst = 0;
-  std::vector<uint8_t> x, y;
-  for (int s = 0; s < t.steps; s++) {
-    text_batch(rng, B, T, x, y);
-    cpu->zero_grads();
-    gpu->zero_grads();
-    float lc = cpu->forward(x.data(), y.data(), B, T, nullptr);
-    float lg = gpu->forward(x.data(), y.data(), B, T, nullptr);
-    worst = std::max(worst, std::fabs(double(lg) - lc) / lc);
-    cpu->backward();
-    gpu->backward();
-    oc.step(*cpu, t, s, lr_at(t, s));
-    og.step(*gpu, t, s, lr_at(t, s));
-    if (s == t.steps - 1) {
-      EXPECT_LT(lc, 3.0) << "the curve should fall from ln 256";
-    }
-  }
-  EXPECT_LT(worst, 2e-3) << "largest relative loss gap between GPU and CPU over 50 steps";
+  expect_training_follows_cpu(*cpu, *gpu, oc, og, 50, "ssm");
   // a GPU run's checkpoint loads on the CPU as the same function
   auto dir = std::filesystem::temp_directory_path() / ("bytelm_cuda_ck_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
@@ -144,24 +95,10 @@ TEST(CudaModel, PatchingLocalMatchesCpu) {
     std::string what = "P=" + std::to_string(k.P) + " B=" + std::to_string(k.B) + " T=" + std::to_string(k.T);
     auto cpu = make_model_on("cpu", c, 7);
     auto gpu = make_model_on("cuda-fp32", c, 7);
-    Rng rng(3);
-    for (float& w : cpu->params()) w += 0.05f * float(rng.normal());
+    perturb_params(*cpu, 3);
     gpu->params() = cpu->params();
     gpu->push_params();
-    auto x = random_bytes(k.B * k.T, rng), y = random_bytes(k.B * k.T, rng);
-    std::vector<float> rows_cpu(k.B * k.T), rows_gpu(k.B * k.T);
-    cpu->zero_grads();
-    gpu->zero_grads();
-    float lc = cpu->forward(x.data(), y.data(), k.B, k.T, rows_cpu.data());
-    float lg = gpu->forward(x.data(), y.data(), k.B, k.T, rows_gpu.data());
-    EXPECT_NEAR(lg, lc, 1e-5 * std::fabs(lc)) << what;
-    EXPECT_LT(rel_err(rows_gpu.data(), rows_cpu.data(), rows_cpu.size()), 1e-5) << what;
-    cpu->backward();
-    gpu->backward();
-    gpu->pull_grads();
-    for (const ParamInfo& p : cpu->param_info())
-      EXPECT_LT(rel_err(gpu->grads().data() + p.offset, cpu->grads().data() + p.offset, p.size), 1e-4)
-          << p.name << " " << what;
+    expect_gpu_matches_cpu(*cpu, *gpu, k.B, k.T, 5, what);
   }
   for (int P : {2, 3}) {
     auto m = make_model_on("cuda-fp32", {"ssm", 32, 2, P, "local"}, 5);
@@ -184,26 +121,7 @@ TEST(CudaModel, FastPathsCloseToFp32) {
     ModelConfig c{"ssm", 64, 2, 2};
     auto exact = make_model_on("cuda-fp32", c, 3);
     auto fast = make_model_on(device, c, 3);
-    Rng rng(8);
-    int B = 4, T = 256;
-    auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-    exact->zero_grads();
-    fast->zero_grads();
-    float le = exact->forward(x.data(), y.data(), B, T, nullptr), lf = fast->forward(x.data(), y.data(), B, T, nullptr);
-    double tol = std::string(device) == "cuda" ? 1e-2 : 1e-3;  // bf16 inputs keep 8 mantissa bits, TF32 10
-    EXPECT_NEAR(lf, le, tol * le) << device;
-    exact->backward();
-    fast->backward();
-    exact->pull_grads();
-    fast->pull_grads();
-    EXPECT_LT(rel_err(fast->grads().data(), exact->grads().data(), exact->grads().size()), 10 * tol) << device;
-    for (const ParamInfo& p : exact->param_info()) {  // and tensor by tensor, so a small tensor can't hide
-      double e = rel_err(fast->grads().data() + p.offset, exact->grads().data() + p.offset, p.size);
-      ::testing::Test::RecordProperty(std::string(device) + " " + p.name, std::to_string(e));
-      EXPECT_LT(e, 10 * tol) << device << " " << p.name;
-    }
-    EXPECT_GT(rel_err(fast->grads().data(), exact->grads().data(), exact->grads().size()), 0.0)
-        << device << " should differ from fp32 somewhere, or the switch does nothing";
+    expect_close_to_fp32(*exact, *fast, device, 4, 256, "ssm");
   }
 }
 
@@ -244,38 +162,13 @@ TEST(CudaModel, Bf16TrainingKeepsItsWeightCopyAndTheCurve) {
   EXPECT_EQ(l_trained, l_fresh) << "the bf16 weight copy is stale after the optimizer step";
 }
 
-// TrainStep records a GPU step into a CUDA graph and replays it: the same losses, norms and parameters, to
-// the bit, as the direct calls, also across a change of batch shape and a reallocation (a larger forward
-// in between, as an evaluation may do), which must make it record again.
+// TrainStep's graph replay equals the direct calls to the bit (cuda_model_testing.h), across reshapes and
+// reallocations.
 TEST(CudaModel, GraphStepsMatchDirectSteps) {
   REQUIRE_GPU();
   ModelConfig c{"ssm", 64, 2, 2};
-  TrainConfig t;
-  t.steps = 8;
-  t.lr = 3e-3;
   auto replayed = make_model_on("cuda", c, 13), direct = make_model_on("cuda", c, 13);
-  AdamW o_replayed(replayed->params().size()), o_direct(direct->params().size());
-  TrainStep stepper(*replayed, o_replayed);
-  Rng rng(6);
-  for (int s = 0; s < t.steps; s++) {
-    int B = s < 5 ? 4 : 3, T = 64;  // the shape changes at step 5
-    auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-    if (s == 3) {  // a larger batch through both models: their buffers grow (new addresses)
-      auto xe = random_bytes(8 * T, rng), ye = random_bytes(8 * T, rng);
-      float le_replayed = replayed->forward(xe.data(), ye.data(), 8, T, nullptr);
-      EXPECT_EQ(le_replayed, direct->forward(xe.data(), ye.data(), 8, T, nullptr));
-    }
-    StepResult r = stepper.run(x.data(), y.data(), B, T, t, s, lr_at(t, s));
-    direct->zero_grads();
-    float loss = direct->forward(x.data(), y.data(), B, T, nullptr);
-    direct->backward();
-    double norm = o_direct.step(*direct, t, s, lr_at(t, s));
-    EXPECT_EQ(r.loss, loss) << "step " << s;
-    EXPECT_EQ(r.grad_norm, norm) << "step " << s;
-  }
-  replayed->pull_params();
-  direct->pull_params();
-  EXPECT_TRUE(replayed->params() == direct->params());
+  expect_graph_steps_match_direct(*replayed, *direct, 64, "ssm");
 }
 
 // Streams on the GPU (B of them stepped together, the SSM state kept in fp32 between patches) give the GPU's

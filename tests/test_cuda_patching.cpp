@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "causality.h"
+#include "cuda_model_testing.h"
 #include "model_testing.h"
 #include "stream_parity.h"
 #include "models/model.h"
@@ -291,22 +292,7 @@ TEST(CudaPatchingModel, SoftAndEntropyMatchCpu) {
       auto gpu = make_model_on("cuda-fp32", c, 1);
       gpu->params() = cpu->params();
       gpu->push_params();
-      Rng rng(4);
-      int B = 3, T = 200;
-      auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-      std::vector<float> rows_cpu(B * T), rows_gpu(B * T);
-      cpu->zero_grads();
-      gpu->zero_grads();
-      float lc = cpu->forward(x.data(), y.data(), B, T, rows_cpu.data());
-      float lg = gpu->forward(x.data(), y.data(), B, T, rows_gpu.data());
-      EXPECT_NEAR(lg, lc, 1e-5 * std::fabs(lc)) << what;
-      EXPECT_LT(rel_err(rows_gpu.data(), rows_cpu.data(), rows_cpu.size()), 1e-5) << what;
-      cpu->backward();
-      gpu->backward();
-      gpu->pull_grads();
-      for (const ParamInfo& p : cpu->param_info())
-        EXPECT_LT(rel_err(gpu->grads().data() + p.offset, cpu->grads().data() + p.offset, p.size), 1e-4)
-            << p.name << " " << what;
+      expect_gpu_matches_cpu(*cpu, *gpu, 3, 200, 4, what);
     }
 }
 
@@ -335,24 +321,8 @@ TEST(CudaPatchingModel, GraphStepsMatchDirectSteps) {
   REQUIRE_GPU();
   for (const char* patching : {"soft", "entropy"}) {
     ModelConfig c{"ssm", 64, 2, 2, patching, kEntropyThreshold};
-    TrainConfig t;
-    t.steps = 5;
-    t.lr = 3e-3;
     auto replayed = patching_model("cuda", c, 13), direct = patching_model("cuda", c, 13);
-    AdamW o_replayed(replayed->params().size()), o_direct(direct->params().size());
-    TrainStep stepper(*replayed, o_replayed);
-    Rng rng(6);
-    for (int step = 0; step < t.steps; step++) {
-      int B = 4, T = 64;
-      auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-      StepResult r = stepper.run(x.data(), y.data(), B, T, t, step, lr_at(t, step));
-      direct->zero_grads();
-      float loss = direct->forward(x.data(), y.data(), B, T, nullptr);
-      direct->backward();
-      double norm = o_direct.step(*direct, t, step, lr_at(t, step));
-      EXPECT_EQ(r.loss, loss) << patching << " step " << step;
-      EXPECT_EQ(r.grad_norm, norm) << patching << " step " << step;
-    }
+    expect_graph_steps_match_direct(*replayed, *direct, 64, patching);
   }
 }
 

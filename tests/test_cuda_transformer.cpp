@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "causality.h"
+#include "cuda_model_testing.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "model_testing.h"
@@ -315,49 +316,17 @@ std::vector<std::pair<std::string, ModelConfig>> model_configs() {
           {"hybrid K=40", hybrid_config("ssaa", 40)}};
 }
 
-// The zero-initialised parts (the SmearGate, the bigram projection, the convolutions' output) moved off zero, so
-// every path carries signal; the same perturbation on every device.
-void perturb(Model<float>& m, uint64_t seed) {
-  Rng rng(seed);
-  for (float& w : m.params()) w += 0.05f * float(rng.normal());
-  m.push_params();
-}
-
 }  // namespace
 
 TEST(CudaTransformerModel, LossAndGradientsMatchCpu) {
   REQUIRE_GPU();
   for (auto& [name, c] : model_configs()) {
-    SCOPED_TRACE(name);
     auto cpu = make_model_on("cpu", c, 7);
     auto gpu = make_model_on("cuda-fp32", c, 7);
-    perturb(*cpu, 3);
+    perturb_params(*cpu, 3);  // the zero-initialised parts (SmearGate, bigram projection, conv output) off zero
     gpu->params() = cpu->params();
     gpu->push_params();
-    int B = 3, T = 67;
-    Rng rng(5);
-    auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-    std::vector<float> rows_cpu(B * T), rows_gpu(B * T);
-    cpu->zero_grads();
-    gpu->zero_grads();
-    float lc = cpu->forward(x.data(), y.data(), B, T, rows_cpu.data());
-    float lg = gpu->forward(x.data(), y.data(), B, T, rows_gpu.data());
-    EXPECT_NEAR(lg, lc, 1e-5 * std::fabs(lc));
-    EXPECT_LT(rel_err(rows_gpu.data(), rows_cpu.data(), rows_cpu.size()), 1e-5);
-    cpu->backward();
-    gpu->backward();
-    gpu->pull_grads();
-    for (const ParamInfo& p : cpu->param_info()) {
-      double e = rel_err(gpu->grads().data() + p.offset, cpu->grads().data() + p.offset, p.size);
-      ::testing::Test::RecordProperty(name + " " + p.name, std::to_string(e));
-      EXPECT_LT(e, 1e-4) << p.name;
-    }
-    std::vector<float> first = gpu->grads();
-    gpu->zero_grads();
-    gpu->forward(x.data(), y.data(), B, T, nullptr);
-    gpu->backward();
-    gpu->pull_grads();
-    EXPECT_TRUE(gpu->grads() == first) << "the GPU backward is not bit-reproducible";
+    expect_gpu_matches_cpu(*cpu, *gpu, 3, 67, 5, name);
   }
 }
 
@@ -366,7 +335,7 @@ TEST(CudaTransformerModel, CausalOnGpu) {
   for (auto& [name, c] : model_configs())
     for (const char* device : {"cuda-fp32", "cuda"}) {
       auto m = make_model_on(device, c, 5);
-      perturb(*m, 4);
+      perturb_params(*m, 4);
       Rng rng(9);
       expect_causal(*m, 33, rng, name + " " + device);
     }
@@ -379,7 +348,7 @@ TEST(CudaTransformerModel, StreamsMatchParallelForward) {
   for (auto& [name, c] : model_configs())
     for (const char* device : {"cuda-fp32", "cuda"}) {
       auto m = make_model_on(device, c, 9);
-      perturb(*m, 6);
+      perturb_params(*m, 6);
       Rng rng(14);
       double tol = std::string(device) == "cuda" ? 2e-2 : 1e-4;
       double e = stream_vs_forward_error(*m, 3, 37, rng);
@@ -399,27 +368,10 @@ TEST(CudaTransformerModel, FastPathsCloseToFp32) {
     for (const char* device : {"cuda-tf32", "cuda"}) {
       auto exact = make_model_on("cuda-fp32", c, 3);
       auto fast = make_model_on(device, c, 3);
-      perturb(*exact, 2);
+      perturb_params(*exact, 2);
       fast->params() = exact->params();
       fast->push_params();
-      Rng rng(8);
-      int B = 4, T = 200;
-      auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-      exact->zero_grads();
-      fast->zero_grads();
-      float le = exact->forward(x.data(), y.data(), B, T, nullptr);
-      float lf = fast->forward(x.data(), y.data(), B, T, nullptr);
-      double tol = std::string(device) == "cuda" ? 1e-2 : 1e-3;  // bf16 keeps 8 mantissa bits, TF32 10
-      EXPECT_NEAR(lf, le, tol * le) << c.arch << " " << device;
-      exact->backward();
-      fast->backward();
-      exact->pull_grads();
-      fast->pull_grads();
-      for (const ParamInfo& p : exact->param_info()) {
-        double e = rel_err(fast->grads().data() + p.offset, exact->grads().data() + p.offset, p.size);
-        ::testing::Test::RecordProperty(c.arch + " " + device + " " + p.name, std::to_string(e));
-        EXPECT_LT(e, 10 * tol) << c.arch << " " << device << " " << p.name;
-      }
+      expect_close_to_fp32(*exact, *fast, device, 4, 200, c.arch);
     }
 }
 
@@ -427,27 +379,8 @@ TEST(CudaTransformerModel, FastPathsCloseToFp32) {
 TEST(CudaTransformerModel, GraphStepsMatchDirectSteps) {
   REQUIRE_GPU();
   for (const ModelConfig& c : {transformer_config(), hybrid_config("sasa", 5)}) {
-    TrainConfig t;
-    t.steps = 6;
-    t.lr = 3e-3;
     auto replayed = make_model_on("cuda", c, 13), direct = make_model_on("cuda", c, 13);
-    AdamW o_replayed(replayed->params().size()), o_direct(direct->params().size());
-    TrainStep stepper(*replayed, o_replayed);
-    Rng rng(6);
-    for (int s = 0; s < t.steps; s++) {
-      int B = 4, T = 100;
-      auto x = random_bytes(B * T, rng), y = random_bytes(B * T, rng);
-      StepResult r = stepper.run(x.data(), y.data(), B, T, t, s, lr_at(t, s));
-      direct->zero_grads();
-      float loss = direct->forward(x.data(), y.data(), B, T, nullptr);
-      direct->backward();
-      double norm = o_direct.step(*direct, t, s, lr_at(t, s));
-      EXPECT_EQ(r.loss, loss) << c.arch << " step " << s;
-      EXPECT_EQ(r.grad_norm, norm) << c.arch << " step " << s;
-    }
-    replayed->pull_params();
-    direct->pull_params();
-    EXPECT_TRUE(replayed->params() == direct->params()) << c.arch;
+    expect_graph_steps_match_direct(*replayed, *direct, 100, c.arch);
   }
 }
 

@@ -72,9 +72,29 @@ struct LtPlan {
 
 // How long `algo` takes for the plan's product on a, b, c into d: the median of five runs after two, or infinity
 // where a run fails.
+// The two events that time a candidate, destroyed however the timing ends.
+struct TimingEvents {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  TimingEvents() {
+    BYTELM_CUDA_CHECK(cudaEventCreate(&start));
+    try {
+      BYTELM_CUDA_CHECK(cudaEventCreate(&stop));
+    } catch (...) {
+      cudaEventDestroy(start);
+      throw;
+    }
+  }
+  ~TimingEvents() {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+  TimingEvents(const TimingEvents&) = delete;
+  TimingEvents& operator=(const TimingEvents&) = delete;
+};
+
 float time_algo(cublasLtHandle_t handle, const LtPlan& p, const cublasLtMatmulAlgo_t& algo, const void* a,
                 const void* b, float beta, const void* c, void* d, void* workspace, size_t bytes, cudaStream_t stream,
-                cudaEvent_t start, cudaEvent_t stop) {
+                const TimingEvents& ev) {
   const float one = 1.f;
   auto run = [&] {
     return cublasLtMatmul(handle, p.op, &one, a, p.a, b, p.b, &beta, c, p.c, d, p.d, &algo, workspace, bytes, stream);
@@ -83,11 +103,11 @@ float time_algo(cublasLtHandle_t handle, const LtPlan& p, const cublasLtMatmulAl
     if (run() != CUBLAS_STATUS_SUCCESS) return INFINITY;
   float ms[5];
   for (float& t : ms) {
-    BYTELM_CUDA_CHECK(cudaEventRecord(start, stream));
+    BYTELM_CUDA_CHECK(cudaEventRecord(ev.start, stream));
     if (run() != CUBLAS_STATUS_SUCCESS) return INFINITY;
-    BYTELM_CUDA_CHECK(cudaEventRecord(stop, stream));
-    BYTELM_CUDA_CHECK(cudaEventSynchronize(stop));
-    BYTELM_CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
+    BYTELM_CUDA_CHECK(cudaEventRecord(ev.stop, stream));
+    BYTELM_CUDA_CHECK(cudaEventSynchronize(ev.stop));
+    BYTELM_CUDA_CHECK(cudaEventElapsedTime(&t, ev.start, ev.stop));
   }
   std::sort(ms, ms + 5);
   return ms[2];
@@ -172,23 +192,13 @@ struct GemmLt::Impl {
       out = scratch.data();
     }
     const void* in = out == d ? c : out;
-    cudaEvent_t start = nullptr, stop = nullptr;
+    TimingEvents events;
     int best = 0;
-    try {
-      BYTELM_CUDA_CHECK(cudaEventCreate(&start));
-      BYTELM_CUDA_CHECK(cudaEventCreate(&stop));
-      float best_ms = INFINITY;
-      for (int i = 0; i < found; i++) {
-        float ms = time_algo(handle, p, results[i].algo, a, b, beta, in, out, workspace, bytes, stream, start, stop);
-        if (ms < best_ms) best_ms = ms, best = i;
-      }
-    } catch (...) {
-      if (start) cudaEventDestroy(start);
-      if (stop) cudaEventDestroy(stop);
-      throw;
+    float best_ms = INFINITY;
+    for (int i = 0; i < found; i++) {
+      float ms = time_algo(handle, p, results[i].algo, a, b, beta, in, out, workspace, bytes, stream, events);
+      if (ms < best_ms) best_ms = ms, best = i;
     }
-    BYTELM_CUDA_CHECK(cudaEventDestroy(start));
-    BYTELM_CUDA_CHECK(cudaEventDestroy(stop));
     return best;
   }
 };

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# A device job longer than one call (a call may run 600 s; the issues' training runs take 10 minutes plus their
+# evaluations): `start` launches the job in its own session so it outlives the call, on the machine that stays
+# held while the next call comes at once; `wait` in the next call waits for it and copies what it wrote.
+#   bash bench/device_bg.sh start 'OUT=/tmp/bg/out SECS=600 bash bench/device_families.sh'
+#   bash bench/device_bg.sh wait 590         (next call: waits up to 590 s; copies /tmp/bg/out to $OUT when done)
+#   bash bench/device_bg.sh status           (is it running, and the log's tail)
+# The job writes its results under /tmp/bg/out (the OUT of the call that started it is gone once that call ends).
+set -uo pipefail
+bg=/tmp/bg
+case "${1:-}" in
+  start)
+    [[ -n "${2:-}" ]] || { echo "usage: $0 start 'COMMAND'" >&2; exit 2; }
+    if [[ -f $bg/pid ]] && kill -0 "$(cat $bg/pid)" 2> /dev/null; then
+      echo "a job is running already (pid $(cat $bg/pid))" >&2; exit 1
+    fi
+    rm -rf $bg && mkdir -p $bg/out
+    # setsid: its own session and process group, so the end of this call does not take it down
+    setsid nohup bash -c "$2; echo \$? > $bg/rc" > $bg/log 2>&1 < /dev/null &
+    echo $! > $bg/pid
+    echo "started pid $(cat $bg/pid) at $(date -u +%T): $2"
+    ;;
+  wait)
+    limit="${2:-590}"
+    [[ -f $bg/pid ]] || { echo "no job was started on this machine (a fresh machine?)" >&2; exit 1; }
+    for ((s = 0; s < limit; s += 5)); do
+      [[ -f $bg/rc ]] && break
+      kill -0 "$(cat $bg/pid)" 2> /dev/null || { echo "the job died without an exit status" >&2; break; }
+      sleep 5
+    done
+    tail -30 $bg/log
+    if [[ -f $bg/rc ]]; then
+      echo "job exit status $(cat $bg/rc)"
+      cp -r $bg/out/. "${OUT:-/tmp/bytelm_out}/" && cp $bg/log "${OUT:-/tmp/bytelm_out}/bg.log"
+    else
+      echo "still running after ${limit} s: wait again"
+    fi
+    ;;
+  status)
+    [[ -f $bg/pid ]] || { echo "no job"; exit 0; }
+    kill -0 "$(cat $bg/pid)" 2> /dev/null && echo "running" || echo "finished: exit status $(cat $bg/rc 2> /dev/null)"
+    tail -5 $bg/log
+    ;;
+  *)
+    sed -n 2,8p "$0"; exit 2
+    ;;
+esac
