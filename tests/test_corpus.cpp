@@ -5,30 +5,15 @@
 #include <functional>
 
 #include "core/error.h"
+#include "file_testing.h"
 #include "train/corpus.h"
 
 using namespace bytelm;
+using bytelm::testing::TempDir;
+using bytelm::testing::error_message;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string pattern = testing::TempDir() + "/bytelm_corpus_XXXXXX";
-    path = mkdtemp(pattern.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-std::string error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 void spit(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 

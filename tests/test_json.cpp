@@ -9,17 +9,10 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "file_testing.h"
 
 using namespace bytelm;
-
-static std::string error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using bytelm::testing::error_message;
 
 TEST(Json, ParsesNestedDocumentKeepingKeyOrder) {
   Json doc = json_parse(R"( {"z": 1, "a": [true, false, null, -2.5e3, "s"], "m": {"k": {}}} )", "doc");
@@ -99,7 +92,8 @@ TEST(Json, TypedAccessorsReportContext) {
 }
 
 TEST(Json, ParseFileErrors) {
-  std::string dir = testing::TempDir();
+  bytelm::testing::TempDir tmp;  // its own directory, removed at the end
+  std::string dir = tmp.path;
   std::string missing = dir + "/bytelm_no_such_file.json";
   EXPECT_NE(error_message([&] { json_parse_file(missing); }).find(missing), std::string::npos);
   std::string empty = dir + "/bytelm_empty.json";

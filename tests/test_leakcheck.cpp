@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "cli_fixture.h"
 #include "core/error.h"
 #include "infer/leakcheck.h"
 #include "models/model.h"
@@ -184,32 +185,13 @@ TEST(Leakcheck, BadOptionsAreErrors) {
 }
 
 // The command as a user meets it.
-class LeakcheckCli : public ::testing::Test {
+class LeakcheckCli : public testing::Cli {
  protected:
-  struct Result {
-    int code;
-    std::string out, err;
-  };
-  Result run(const std::string& args) {
-    std::string base = (std::filesystem::temp_directory_path() / ("bytelm_leakcheck_" + std::to_string(::getpid()))).string();
-    std::string cmd = "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE " + std::string(BYTELM_BINARY) + " leakcheck " + args +
-                      " >" + base + ".out 2>" + base + ".err </dev/null";
-    int status = std::system(cmd.c_str());
-    Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(base + ".out"), slurp(base + ".err")};
-    std::filesystem::remove(base + ".out");
-    std::filesystem::remove(base + ".err");
-    return r;
-  }
-  static std::string slurp(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-  }
+  testing::Result leakcheck(const std::string& args) { return run("leakcheck " + args); }
 };
 
 TEST_F(LeakcheckCli, FreshPresetModelPasses) {
-  Result r = run("--preset ssm-demo --seq 33 --sequences 2");
+  testing::Result r = leakcheck("--preset ssm-demo --seq 33 --sequences 2");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(r.out.rfind("{\"verdict\":\"pass\",\"first_leak_position\":null,", 0), 0u) << r.out;
@@ -219,15 +201,15 @@ TEST_F(LeakcheckCli, FreshPresetModelPasses) {
       << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
   // a fresh model of another pooling: its query is zero (the mean), but the wiring is what a leak is in
-  Result attn = run("--preset ssm-demo --patch 3 --patching attn --seq 33 --sequences 2");
+  testing::Result attn = leakcheck("--preset ssm-demo --patch 3 --patching attn --seq 33 --sequences 2");
   ASSERT_EQ(attn.code, 0) << attn.err;
   EXPECT_NE(attn.out.find("\"patch\":3,\"patching\":\"attn\"}"), std::string::npos) << attn.out;
   for (std::string patching : {"local", "soft", "entropy"}) {
-    Result r = run("--preset ssm-demo --patch 3 --patching " + patching + " --seq 33 --sequences 2");
+    testing::Result r = leakcheck("--preset ssm-demo --patch 3 --patching " + patching + " --seq 33 --sequences 2");
     EXPECT_EQ(r.code, 0) << patching << ": " << r.err;
   }
   // every model key is a flag here, the transformer and hybrid ones too
-  Result hybrid = run("--preset hybrid-10m --d 32 --layers 2 --head-dim 16 --hybrid-layers sa --conv-len 5 "
+  testing::Result hybrid = leakcheck("--preset hybrid-10m --d 32 --layers 2 --head-dim 16 --hybrid-layers sa --conv-len 5 "
                       "--bigram-buckets 64 --seq 24 --sequences 1");
   ASSERT_EQ(hybrid.code, 0) << hybrid.err;
   EXPECT_NE(hybrid.out.find("\"head_dim\":16"), std::string::npos) << hybrid.out;
@@ -235,20 +217,14 @@ TEST_F(LeakcheckCli, FreshPresetModelPasses) {
 }
 
 TEST_F(LeakcheckCli, BadInputIsOneLine) {
-  auto expect_error = [](const Result& r, const std::string& words) {
-    EXPECT_NE(r.code, 0);
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    EXPECT_NE(r.err.find(words), std::string::npos) << "expected '" << words << "' in: " << r.err;
-    EXPECT_EQ(r.out, "");
-  };
-  expect_error(run("--ckpt /nonexistent/bytelm-run"), "/nonexistent/bytelm-run");
-  expect_error(run("--preset ssm-huge"), "unknown preset");
-  expect_error(run("--ckpt x --d 32"), "--ckpt brings its own config");
-  expect_error(run("--preset ssm-demo --seq 1"), "--seq must be >= 2");
+  expect_clean_error(leakcheck("--ckpt /nonexistent/bytelm-run"), "/nonexistent/bytelm-run");
+  expect_clean_error(leakcheck("--preset ssm-huge"), "unknown preset");
+  expect_clean_error(leakcheck("--ckpt x --d 32"), "--ckpt brings its own config");
+  expect_clean_error(leakcheck("--preset ssm-demo --seq 1"), "--seq must be >= 2");
 }
 
 TEST_F(LeakcheckCli, HelpTeaches) {
-  Result r = run("--help");
+  testing::Result r = leakcheck("--help");
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("usage: bytelm leakcheck"), std::string::npos);
   EXPECT_NE(r.out.find("impossibly low bits per byte"), std::string::npos);

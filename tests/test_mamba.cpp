@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "causality.h"
+#include "cli_fixture.h"
 #include "model_testing.h"
 #include "core/error.h"
 #include "gradcheck.h"
@@ -253,52 +254,31 @@ TEST(MambaModel, CheckpointRoundTrip) {
   fs::remove_all(dir);
 }
 
-// Runs the bytelm binary; returns its exit code, stdout and stderr.
-struct CliResult {
-  int code;
-  std::string out, err;
-};
+// The commands as a user meets them (tests/cli_fixture.h).
+using MambaCli = Cli;
 
-static CliResult run_bytelm(const std::string& args, const fs::path& dir) {
-  auto slurp = [](const fs::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-  };
-  // passive OpenMP waits: a spinning pool would starve the tests that ctest runs alongside
-  std::string cmd = "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE " + std::string(BYTELM_BINARY) + " " + args + " >" +
-                    (dir / "out").string() + " 2>" + (dir / "err").string() + " </dev/null";
-  int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir / "out"), slurp(dir / "err")};
-}
-
-TEST(MambaCli, TrainEvalScoreGenerate) {
-  fs::path dir = fs::temp_directory_path() / ("bytelm_test_mamba_cli_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  std::string run = (dir / "run").string(), data = std::string(BYTELM_SOURCE_DIR) + "/data/tinyshakespeare.txt";
+TEST_F(MambaCli, TrainEvalScoreGenerate) {
+  std::string out = (dir / "run").string(), data = std::string(BYTELM_SOURCE_DIR) + "/data/tinyshakespeare.txt";
   std::string small = "--d 32 --layers 2 --steps 20 --batch 4 --seq 64 --eval-bytes 2048 --quiet";
-  CliResult t = run_bytelm("train --preset mamba-1m " + small + " --data " + data + " --out " + run, dir);
+  Result t = run("train --preset mamba-1m " + small + " --data " + data + " --out " + out);
   ASSERT_EQ(t.code, 0) << t.err;
   EXPECT_NE(t.out.find("\"step\":20"), std::string::npos) << t.out;
-  std::string probe = (dir / "probe.txt").string();
-  std::ofstream(probe) << "ROMEO: the lazy dog.";
-  CliResult e = run_bytelm("eval --ckpt " + run + " --data " + probe, dir);
+  std::string probe = file("probe.txt", "ROMEO: the lazy dog.");
+  Result e = run("eval --ckpt " + out + " --data " + probe);
   ASSERT_EQ(e.code, 0) << e.err;
   EXPECT_NE(e.out.find("\"bytes\":20"), std::string::npos) << e.out;
-  CliResult s = run_bytelm("score --ckpt " + run + " --input " + probe, dir);
+  Result s = run("score --ckpt " + out + " --input " + probe);
   ASSERT_EQ(s.code, 0) << s.err;
   EXPECT_EQ(std::count(s.out.begin(), s.out.end(), '\n'), 20);
-  CliResult g = run_bytelm("generate --ckpt " + run + " --prompt 'ROMEO:' --bytes 40 --seed 3", dir);
+  Result g = run("generate --ckpt " + out + " --prompt 'ROMEO:' --bytes 40 --seed 3");
   ASSERT_EQ(g.code, 0) << g.err;
   EXPECT_EQ(g.out.size(), 46u);
   EXPECT_EQ(g.out.substr(0, 6), "ROMEO:");
-  CliResult info = run_bytelm("info --preset mamba-10m", dir);
+  Result info = run("info --preset mamba-10m");
   ASSERT_EQ(info.code, 0) << info.err;
   EXPECT_NE(info.out.find("\"params\":9708032"), std::string::npos) << info.out;
   // on the GPU the same checkpoint evaluates; a build or machine without one says so in one line
-  CliResult cuda = run_bytelm("eval --device cuda --ckpt " + run + " --data " + probe, dir);
+  Result cuda = run("eval --device cuda --ckpt " + out + " --data " + probe);
   bool gpu = false;
 #ifdef BYTELM_WITH_CUDA
   gpu = cuda_available();
@@ -310,5 +290,4 @@ TEST(MambaCli, TrainEvalScoreGenerate) {
     EXPECT_NE(cuda.code, 0);
     EXPECT_EQ(std::count(cuda.err.begin(), cuda.err.end(), '\n'), 1) << cuda.err;
   }
-  fs::remove_all(dir);
 }

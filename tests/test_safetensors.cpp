@@ -8,31 +8,16 @@
 #include <limits>
 
 #include "core/error.h"
+#include "file_testing.h"
 #include "core/json.h"
 #include "train/safetensors.h"
 
 using namespace bytelm;
+using bytelm::testing::TempDir;
+using bytelm::testing::error_message;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string pattern = testing::TempDir() + "/bytelm_st_XXXXXX";
-    path = mkdtemp(pattern.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-std::string error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
