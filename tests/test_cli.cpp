@@ -267,6 +267,31 @@ TEST_F(Cli, CompareTrainsEachRunAndPrintsATable) {
   EXPECT_EQ(slurp(path), table);
 }
 
+// A study run in pieces: two compares into two directories, then --table prints their rows as one table.
+TEST_F(Cli, CompareTablePutsPiecesOfAStudyTogether) {
+  std::string data = std::string(BYTELM_SOURCE_DIR) + "/data/tinyshakespeare.txt";
+  std::string a = (dir / "a").string(), b = (dir / "b").string();
+  std::string tiny = "ssm-demo,d=16,layers=1,seq=32,batch=4,eval_bytes=4096";
+  std::string common = "compare --quiet --seconds 0.2 --data " + data;
+  ASSERT_EQ(run(common + " --out " + a + " --run mean=" + tiny, 30).code, 0);
+  ASSERT_EQ(run(common + " --out " + b + " --run none=" + tiny + ",patch=1 --run attn=" + tiny + ",patch=2,patching=attn", 30).code, 0);
+  Result r = run("compare --table " + a + "/compare.jsonl --table " + b + "/compare.jsonl");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::vector<std::string> got;
+  for (std::string line; std::getline(lines, line);) got.push_back(line);
+  ASSERT_EQ(got.size(), 4u) << r.out;  // the header and the three rows, in the order given; nothing trained
+  EXPECT_EQ(got[0].rfind("name  ", 0), 0u) << r.out;
+  EXPECT_EQ(got[1].rfind("mean ", 0), 0u) << r.out;
+  EXPECT_EQ(got[2].rfind("none ", 0), 0u) << r.out;
+  EXPECT_EQ(got[3].rfind("attn ", 0), 0u) << r.out;
+  EXPECT_NE(got[3].find(" pass"), std::string::npos) << r.out;
+  expect_clean_error(run("compare --table " + a + "/compare.jsonl --table " + a + "/compare.jsonl"),
+                     "a run named 'mean' is in");
+  expect_clean_error(run("compare --table " + (dir / "nope.jsonl").string()), "no such file");
+  expect_clean_error(run("compare --table " + a + "/compare.jsonl --run x=ssm-demo"), "takes no --run");
+}
+
 TEST_F(Cli, CompareRunSpecErrors) {
   std::string data = std::string(BYTELM_SOURCE_DIR) + "/data/tinyshakespeare.txt", out = (dir / "study").string();
   std::string common = "compare --quiet --seconds 1 --data " + data + " --out " + out;

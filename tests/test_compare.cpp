@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "train/compare.h"
+#include "train/config.h"
 
 namespace bytelm {
 namespace {
@@ -89,6 +90,48 @@ TEST_F(Compare, TrainsEveryRunAndAFailedOneDoesNotStopTheRest) {
   // a second study into the same directory is refused before it writes anything
   EXPECT_THROW(compare(job({tiny("p3", 1)})), Error);
   EXPECT_FALSE(fs::exists(dir / "p3"));
+}
+
+// A study's rows read back from its compare.jsonl are the rows compare() returned (numbers to the digits written),
+// the failed run's too; a file that is missing, empty or not compare rows is an Error naming it.
+TEST_F(Compare, RowsReadBackAsWritten) {
+  CompareRun bad = tiny("bad", 1);
+  bad.cfg.train.batch = 0;
+  std::vector<CompareRow> rows = compare(job({tiny("p1", 2), bad}));
+  std::vector<CompareRow> back = read_compare_rows((dir / "compare.jsonl").string());
+  ASSERT_EQ(back.size(), rows.size());
+  for (size_t i = 0; i < rows.size(); i++) {
+    const CompareRow &a = rows[i], &b = back[i];
+    EXPECT_EQ(b.name, a.name);
+    EXPECT_EQ(b.family, a.family);
+    EXPECT_EQ(b.params, a.params);
+    EXPECT_EQ(b.steps, a.steps);
+    EXPECT_EQ(std::isnan(b.best_val_bpb), std::isnan(a.best_val_bpb));
+    if (!std::isnan(a.best_val_bpb)) EXPECT_EQ(b.best_val_bpb, a.best_val_bpb);
+    EXPECT_EQ(b.leakcheck, a.leakcheck);
+    EXPECT_EQ(b.error, a.error);
+    EXPECT_EQ(b.run_dir, a.run_dir);
+    EXPECT_EQ(model_config_json(b.cfg.model), model_config_json(a.cfg.model));
+    EXPECT_EQ(train_config_json(b.cfg.train), train_config_json(a.cfg.train));
+    EXPECT_EQ(compare_row_json(b), compare_row_json(a)) << "written again, the line is the same";
+  }
+  EXPECT_NEAR(back[0].bytes_per_s, rows[0].bytes_per_s, 0.5);  // written rounded to a byte
+  EXPECT_TRUE(std::isnan(back[1].bytes_per_s) || back[1].steps == 0);
+
+  auto message = [](const std::string& path) {
+    try {
+      read_compare_rows(path);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("<no error>");
+  };
+  fs::path missing = dir / "nope.jsonl", empty = dir / "empty.jsonl", other = dir / "other.jsonl";
+  std::ofstream(empty).close();
+  std::ofstream(other) << "{\"name\":\"x\"}\n";
+  EXPECT_NE(message(missing.string()).find("nope.jsonl: no such file"), std::string::npos);
+  EXPECT_NE(message(empty.string()).find("holds no compare rows"), std::string::npos);
+  EXPECT_NE(message(other.string()).find("other.jsonl:1: not a compare row"), std::string::npos) << message(other.string());
 }
 
 TEST_F(Compare, RefusesBadNamesBeforeRunningAnything) {

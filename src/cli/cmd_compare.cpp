@@ -95,11 +95,31 @@ std::string format_table(const std::vector<CompareRow>& rows) {
   return text;
 }
 
+// --table: the rows of several compare.jsonl files in one table, in the order given; a name twice is an error
+// (two runs that would share a row).
+int print_tables(const Args& args) {
+  for (const char* flag : {"run", "data", "val", "out", "seconds"})
+    if (args.has(flag)) throw Error(std::string("--table prints saved rows; it takes no --") + flag);
+  std::vector<CompareRow> rows;
+  std::vector<std::string> from;
+  for (const std::string& path : args.get_all("table"))
+    for (CompareRow& r : read_compare_rows(path)) {
+      for (size_t i = 0; i < rows.size(); i++)
+        if (rows[i].name == r.name)
+          throw Error("a run named '" + r.name + "' is in " + from[i] + " and in " + path);
+      rows.push_back(std::move(r));
+      from.push_back(path);
+    }
+  std::fputs(format_table(rows).c_str(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int cmd_compare(int argc, char** argv) {
   Command cmd{"compare", "Train several configs for the same wall-clock time on the same data and print a table.",
-              "--data PATH [--val PATH] --out DIR --seconds S --run NAME=SPEC [--run NAME=SPEC ...] [options]",
+              "--data PATH [--val PATH] --out DIR --seconds S --run NAME=SPEC [--run NAME=SPEC ...] [options]\n"
+              "       bytelm compare --table FILE [--table FILE ...]",
               "Each --run is NAME=PRESET, optionally followed by comma-separated config keys:\n"
               "NAME=PRESET,key=value,... (the keys of bytelm train, spelt with '_': seq, patch, lr,\n"
               "eval_every, ...; an unknown key is an error before anything runs). For each run, in order:\n"
@@ -115,17 +135,21 @@ int cmd_compare(int argc, char** argv) {
               "failed. Refuses a DIR that already holds compare.jsonl or a directory named like a run.\n"
               "Example, patching or not at d256 L4 and seq 1024, 10 minutes each:\n"
               "  bytelm compare --data data/tinyshakespeare.txt --out runs/patching --seconds 600 \\\n"
-              "      --run mean=ssm-2m,seq=1024 --run none=ssm-2m,seq=1024,patch=1",
+              "      --run mean=ssm-2m,seq=1024 --run none=ssm-2m,seq=1024,patch=1\n"
+              "A study run in pieces (one compare a run, on machines lent by the hour) is one table again:\n"
+              "  bytelm compare --table runs/a/compare.jsonl --table runs/b/compare.jsonl",
               {{"data", "PATH", "training bytes for every run: a file or a directory"},
                {"val", "PATH", "validation file (default: each run holds out the tail of --data)"},
                {"out", "DIR", "receives one run directory per run and compare.jsonl"},
                {"seconds", "S", "wall-clock training time of each run (evaluations and checkpoints included)"},
                {"run", "NAME=SPEC", "a run: PRESET or PRESET,key=value,... (repeat for each run)"},
+               {"table", "FILE", "no training: print the table of these compare.jsonl files' rows (repeat)"},
                {"device", "cpu|cuda|cuda-tf32|cuda-fp32", "where to run (default cpu)"},
                {"threads", "N", "CPU threads (default: all cores)"},
                {"quiet", "", "no progress lines or bars on stderr"}}};
   Args args = Args::parse(cmd, argc, argv);
   if (args.help) return std::fputs(cmd.help_text().c_str(), stdout), 0;
+  if (args.has("table")) return print_tables(args);
   CompareJob job;
   job.device = apply_runtime_flags(args);
   job.progress = !args.has("quiet");

@@ -75,6 +75,49 @@ std::string compare_row_json(const CompareRow& r) {
          ",\"train_config\":" + train_config_json(r.cfg.train) + "}";
 }
 
+std::vector<CompareRow> read_compare_rows(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot read " + path + (fs::exists(path) ? "" : ": no such file"));
+  std::vector<CompareRow> rows;
+  std::string line;
+  for (int number = 1; std::getline(in, line); number++) {
+    if (line.empty()) continue;
+    std::string where = path + ":" + std::to_string(number);
+    Json j = json_parse(line, where);
+    auto field = [&](const char* key) -> const Json& {
+      const Json* v = j.find(key);
+      if (!v) throw Error(where + ": not a compare row (no \"" + std::string(key) + "\")");
+      return *v;
+    };
+    auto number_or_none = [&](const char* key) {
+      const Json& v = field(key);
+      return v.kind == Json::Kind::Null ? CompareRow::kNone : v.as_number(where + " " + key);
+    };
+    auto text_or_empty = [&](const char* key) {
+      const Json& v = field(key);
+      return v.kind == Json::Kind::Null ? std::string() : v.as_string(where + " " + key);
+    };
+    CompareRow r;
+    r.name = field("name").as_string(where + " name");
+    r.family = field("family").as_string(where + " family");
+    r.params = field("params").as_int(where + " params");
+    r.steps = (int)field("steps").as_int(where + " steps");
+    r.bytes_per_s = number_or_none("bytes_per_s");
+    r.best_val_bpb = number_or_none("best_val_bpb");
+    r.final_val_bpb = number_or_none("final_val_bpb");
+    r.seconds = number_or_none("seconds");
+    r.leakcheck = text_or_empty("leakcheck");
+    r.run_dir = field("run_dir").as_string(where + " run_dir");
+    r.error = text_or_empty("error");
+    r.interrupted = field("interrupted").as_bool(where + " interrupted");
+    apply_config_json(r.cfg, field("model_config"), where + " model_config");
+    apply_config_json(r.cfg, field("train_config"), where + " train_config");
+    rows.push_back(std::move(r));
+  }
+  if (rows.empty()) throw Error(path + " holds no compare rows (is it empty?)");
+  return rows;
+}
+
 std::vector<CompareRow> compare(const CompareJob& job) {
   // Everything that would stop the whole study is checked before the first run, not after an hour of the others.
   if (job.runs.empty()) throw Error("compare needs at least one run");

@@ -55,4 +55,9 @@ std::vector<CompareRow> compare(const CompareJob& job);
 // leakcheck, run_dir, error (null unless failed), interrupted, and the run's model and train configs.
 std::string compare_row_json(const CompareRow& row);
 
+// The rows of a compare.jsonl, as compare() wrote them (compare_row_json), so a study run in pieces (one call
+// a run, say, on a machine lent by the hour) can be put back into one table. Error naming the file and line for
+// a missing file, an empty one, or a line that is not such a row.
+std::vector<CompareRow> read_compare_rows(const std::string& path);
+
 }  // namespace bytelm
