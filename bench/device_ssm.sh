@@ -14,13 +14,14 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 .devbin/bytelm_tests --gtest_filter='Cuda*' 2>&1 | tee "$out/cuda_tests.log" | grep -E "^\[  (PASSED|FAILED) |FAILED|Failure"
 steps=${STEPS:-30}
 quick=${QUICK:-0}
-# the trainer end to end on the GPU: train, checkpoint, then eval the checkpoint on GPU and CPU
+# the trainer end to end on the GPU: train, checkpoint, then eval the checkpoint on GPU and CPU (one file: a call
+# returns at most 8 from $OUT, and with BASE and TUNED this script writes 8)
 if [ "$quick" != 1 ]; then
   rm -rf /tmp/gpu_run
   .devbin/bytelm train --device cuda --preset ssm-2m --steps 200 --batch 32 --seq 1024 --eval-every 100 --quiet \
-    --data data/tinyshakespeare.txt --out /tmp/gpu_run 2>&1 | tee "$out/train_gpu.json"
+    --data data/tinyshakespeare.txt --out /tmp/gpu_run 2>&1 | tee "$out/trainer.jsonl"
   for dev in cuda cpu; do
-    .devbin/bytelm eval --device $dev --quiet --ckpt /tmp/gpu_run --data data/tinyshakespeare.txt 2>&1 | tee -a "$out/eval.jsonl"
+    .devbin/bytelm eval --device $dev --quiet --ckpt /tmp/gpu_run --data data/tinyshakespeare.txt 2>&1 | tee -a "$out/trainer.jsonl"
   done
 fi
 sizes=("256 4 64" "512 6 32" "1024 16 16")
