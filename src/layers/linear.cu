@@ -70,8 +70,6 @@ struct LtPlan {
   }
 };
 
-// How long `algo` takes for the plan's product on a, b, c into d: the median of five runs after two, or infinity
-// where a run fails.
 // The two events that time a candidate, destroyed however the timing ends.
 struct TimingEvents {
   cudaEvent_t start = nullptr, stop = nullptr;
@@ -92,6 +90,8 @@ struct TimingEvents {
   TimingEvents& operator=(const TimingEvents&) = delete;
 };
 
+// How long `algo` takes for the plan's product on a, b, c into d: the median of five runs after two, or infinity
+// where a run fails.
 float time_algo(cublasLtHandle_t handle, const LtPlan& p, const cublasLtMatmulAlgo_t& algo, const void* a,
                 const void* b, float beta, const void* c, void* d, void* workspace, size_t bytes, cudaStream_t stream,
                 const TimingEvents& ev) {
