@@ -35,11 +35,11 @@ __global__ void copy_rows_where_kernel(U* dst, const U* src, const int* flags, i
 
 constexpr int kSumBlocks = 256;  // fixed: the summation order depends on n alone
 
-__global__ void sum_blocks_kernel(float* out, const float* partials) {
+__global__ void sum_blocks_kernel(float* out, const float* partials, float scale) {
   float s = cuda::warp_sum(partials[threadIdx.x] + partials[threadIdx.x + 32] + partials[threadIdx.x + 64] +
                            partials[threadIdx.x + 96] + partials[threadIdx.x + 128] + partials[threadIdx.x + 160] +
                            partials[threadIdx.x + 192] + partials[threadIdx.x + 224]);
-  if (threadIdx.x == 0) *out = s;
+  if (threadIdx.x == 0) *out = s * scale;
 }
 static_assert(kSumBlocks == 8 * 32, "sum_blocks_kernel adds 8 partials a lane");
 
@@ -47,10 +47,10 @@ static_assert(kSumBlocks == 8 * 32, "sum_blocks_kernel adds 8 partials a lane");
 
 size_t sum_cuda_partials() { return kSumBlocks; }
 
-void sum_cuda(float* out, const float* x, size_t n, float* partials, cudaStream_t stream) {
+void sum_cuda(float* out, const float* x, size_t n, float* partials, cudaStream_t stream, float scale) {
   sum_partials_kernel<false><<<kSumBlocks, kThreads, 0, stream>>>(partials, x, n);
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  sum_blocks_kernel<<<1, 32, 0, stream>>>(out, partials);
+  sum_blocks_kernel<<<1, 32, 0, stream>>>(out, partials, scale);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -84,7 +84,7 @@ CudaOps<A>::CudaOps(GemmPrecision precision) {
   BYTELM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   BYTELM_CUBLAS_CHECK(cublasCreate(&gemm_.handle));
   BYTELM_CUBLAS_CHECK(cublasSetStream(gemm_.handle, stream_));
-  loss_sum_.resize(2);
+  loss_mean_.resize(2);
   cublas_workspace_.assign_zero(32 << 20);  // cuBLAS's own advice for Hopper
   BYTELM_CUBLAS_CHECK(cublasSetWorkspace(gemm_.handle, cublas_workspace_.data(), cublas_workspace_.size()));
   // cuBLASLt shares the workspace: both queue on stream_ only, so their kernels never overlap

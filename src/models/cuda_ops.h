@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "core/device_buffer.h"
-#include "core/pinned_buffer.h"
 #include "core/op_profile.h"
+#include "core/pinned_buffer.h"
 #include "layers/attention_cuda.h"
 #include "layers/bigram_cuda.h"
 #include "layers/causal_conv_cuda.h"
@@ -46,9 +46,9 @@ enum class GemmPrecision { fp32, tf32, bf16 };
 // y += x over n elements (models/cuda_ops.cu).
 template <class A>
 void add_inplace_cuda(A* y, const A* x, size_t n, cudaStream_t stream);
-// *out = sum of x[0..n) in a fixed order (per-block partial sums, then those in block order).
+// *out = scale * (sum of x[0..n)), summed in a fixed order (per-block partial sums, then those in block order).
 size_t sum_cuda_partials();
-void sum_cuda(float* out, const float* x, size_t n, float* partials, cudaStream_t stream);
+void sum_cuda(float* out, const float* x, size_t n, float* partials, cudaStream_t stream, float scale = 1.f);
 // dst row (g B + b) = src row (g B + b), rows of n, for every g < groups and the b whose flags[b] is set.
 template <class U>
 void copy_rows_where_cuda(U* dst, const U* src, const int* flags, int B, int n, int groups, cudaStream_t stream);
@@ -129,30 +129,28 @@ class CudaOps {
     OpScope scope_("zero");
     BYTELM_CUDA_CHECK(cudaMemsetAsync(p, 0, n * sizeof(T), stream_));
   }
-  // The mean, summed on the device in a fixed order into a page-locked float (plus the mean of the N losses
-  // in extra, when given, which row_loss leaves out), and, if asked, every row's loss. Waits for the stream,
-  // except while the stream is being captured into a graph: then it returns NaN, and last_mean_loss() reads
-  // the mean once a replay has finished.
+  // The mean, summed on the device in a fixed order and divided there by N into a page-locked float (plus the
+  // mean of the N losses in extra, when given, which row_loss leaves out), and, if asked, every row's loss. Waits
+  // for the stream, except while the stream is being captured into a graph: then it returns NaN, and
+  // last_mean_loss() reads the mean once a replay has finished. Nothing of it is kept on the host, so a replay
+  // of a step recorded at one N reads its own mean after forwards at other N (an evaluation's) in between.
   template <class T>
   T mean_loss(const T* loss, int N, T* row_loss, const T* extra = nullptr) {
     OpScope scope_("mean_loss");
-    float* sum = partials(sum_cuda_partials() + 2);
-    sum_cuda(sum, loss, N, sum + 2, stream_);
-    if (extra) sum_cuda(sum + 1, extra, N, sum + 2, stream_);
-    int sums = extra ? 2 : 1;
-    BYTELM_CUDA_CHECK(cudaMemcpyAsync(loss_sum_.data(), sum, sums * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-    loss_count_ = N;
-    loss_sums_ = sums;
+    float* mean = partials(sum_cuda_partials() + 2);
+    sum_cuda(mean, loss, N, mean + 2, stream_, 1.f / N);
+    if (extra)
+      sum_cuda(mean + 1, extra, N, mean + 2, stream_, 1.f / N);
+    else
+      BYTELM_CUDA_CHECK(cudaMemsetAsync(mean + 1, 0, sizeof(float), stream_));
+    BYTELM_CUDA_CHECK(cudaMemcpyAsync(loss_mean_.data(), mean, 2 * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    has_loss_ = true;
     if (stream_capturing(stream_)) return T(NAN);
     if (row_loss) BYTELM_CUDA_CHECK(cudaMemcpyAsync(row_loss, loss, N * sizeof(T), cudaMemcpyDeviceToHost, stream_));
     BYTELM_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return last_mean_loss();
   }
-  float last_mean_loss() const {
-    if (loss_count_ <= 0) return NAN;
-    const float* s = loss_sum_.data();
-    return loss_sums_ == 2 ? s[0] / loss_count_ + s[1] / loss_count_ : s[0] / loss_count_;
-  }
+  float last_mean_loss() const { return has_loss_ ? loss_mean_.data()[0] + loss_mean_.data()[1] : NAN; }
   template <class U>
   void copy_rows_where(U* dst, const U* src, const int* flags, int B, int n, int groups) {
     OpScope scope_("copy_rows_where");
@@ -187,8 +185,8 @@ class CudaOps {
                              partials(patch_attn_backward_cuda_partials(B, T_, P, d)), stream_);
   }
   // Soft patching; its scan (n, z), keep and streaming state are fp32 (patch_soft_cuda.h).
-  void patch_soft_forward(A* p, float* n, float* z, float* keep, const A* e, const float* w, const float* c, int B, int T_,
-                          int P, int d, float* state) {
+  void patch_soft_forward(A* p, float* n, float* z, float* keep, const A* e, const float* w, const float* c, int B,
+                          int T_, int P, int d, float* state) {
     OpScope scope_("patch_soft_forward");
     patch_soft_forward_cuda(p, n, z, keep, e, w, c, B, T_, P, d, state, partials(B), stream_);
   }
@@ -270,14 +268,13 @@ class CudaOps {
   void diag_ssm_backward(A* dx, DiagSsmGrads<float> g, const A* dy, const A* x, const A* u, const A* h,
                          DiagSsmWeights<float, A> w, int B, int T_, int d, A* scratch) {
     OpScope scope_("diag_ssm_backward");
-    diag_ssm_backward_cuda(dx, g, dy, x, u, h, w, B, T_, d, scratch, partials(diag_ssm_backward_cuda_partials(B, T_, d)),
-                           gemm_, stream_);
+    diag_ssm_backward_cuda(dx, g, dy, x, u, h, w, B, T_, d, scratch,
+                           partials(diag_ssm_backward_cuda_partials(B, T_, d)), gemm_, stream_);
   }
-  void swiglu_forward(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H,
-                      const A* residual) {
+  void swiglu_forward(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H, const A* residual) {
     OpScope scope_("swiglu_forward");
-    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, residual,
-                        workspace(swiglu_workspace_bytes_cuda(d, H, sizeof(A))), gemm_, stream_);
+    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, residual, workspace(swiglu_workspace_bytes_cuda(d, H, sizeof(A))),
+                        gemm_, stream_);
   }
   void swiglu_backward(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m, const A* W12,
                        const A* W3, int N, int d, int H, A* scratch) {
@@ -304,8 +301,8 @@ class CudaOps {
     OpScope scope_("causal_conv_forward");
     causal_conv_forward_cuda(y, x, w, bias, B, T_, C, K, state, stream_);
   }
-  void causal_conv_backward(A* dx, float* dw, float* dbias, const A* dy, const A* x, const float* w,
-                            const float* bias, int B, int T_, int C, int K) {
+  void causal_conv_backward(A* dx, float* dw, float* dbias, const A* dy, const A* x, const float* w, const float* bias,
+                            int B, int T_, int C, int K) {
     OpScope scope_("causal_conv_backward");
     causal_conv_backward_cuda(dx, dw, dbias, dy, x, w, bias, B, T_, C, K,
                               partials(causal_conv_backward_cuda_partials(B, T_, C, K)), stream_);
@@ -416,9 +413,9 @@ class CudaOps {
   Gemm gemm_;
   DeviceBuffer<float> partials_, workspace_;
   DeviceBuffer<uint8_t> cublas_workspace_;  // fixed, so cuBLAS never allocates while a graph is captured
-  std::unique_ptr<GemmLt> lt_;    // gemm_.lt, on cublas_workspace_
-  PinnedBuffer<float> loss_sum_;  // the mean's sum, and extra's
-  int loss_count_ = 0, loss_sums_ = 1;
+  std::unique_ptr<GemmLt> lt_;              // gemm_.lt, on cublas_workspace_
+  PinnedBuffer<float> loss_mean_;           // the mean loss, and extra's (0 without it)
+  bool has_loss_ = false;
 };
 
 }  // namespace bytelm
