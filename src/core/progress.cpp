@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 namespace bytelm {
@@ -27,14 +28,27 @@ void Progress::draw(int64_t done, const std::string& detail, bool final) {
   if (!enabled_) return;
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   drawn_ = true;
-  double rate = elapsed > 0 ? (done - start_done_) / elapsed : 0;
-  std::string eta = rate > 0 && !final ? (detail.empty() ? "ETA " : " | ETA ") + format_duration((total_ - done) / rate) : "";
-  int width = 24, filled = total_ > 0 ? int(width * done / total_) : width;
-  std::string bar(filled, '=');
-  bar.resize(width, ' ');
-  std::fprintf(stderr, "%s%s %lld/%lld [%s] %s%s%s", tty_ ? "\r\033[K" : "", label_.c_str(), (long long)done,
-               (long long)total_, bar.c_str(), detail.c_str(), eta.c_str(), (tty_ && !final) ? "" : "\n");
+  std::string line = progress_line(label_, done, total_, start_done_, elapsed, time_limit_, detail, final);
+  std::fprintf(stderr, "%s%s%s", tty_ ? "\r\033[K" : "", line.c_str(), (tty_ && !final) ? "" : "\n");
   std::fflush(stderr);
+}
+
+std::string progress_line(const std::string& label, int64_t done, int64_t total, int64_t start_done, double elapsed,
+                          double time_limit, const std::string& detail, bool final) {
+  double rate = elapsed > 0 ? (done - start_done) / elapsed : 0;
+  double fraction = total > 0 ? (double)done / total : 1.0;
+  double eta = rate > 0 ? (total - done) / rate : -1;
+  if (time_limit > 0) {
+    double left = std::max(0.0, time_limit - elapsed);
+    fraction = std::max(fraction, std::min(1.0, elapsed / time_limit));
+    eta = eta < 0 ? left : std::min(eta, left);
+  }
+  std::string eta_text =
+      eta >= 0 && (rate > 0 || time_limit > 0) && !final ? (detail.empty() ? "ETA " : " | ETA ") + format_duration(eta) : "";
+  const int width = 24;
+  std::string bar(std::clamp(int(width * fraction), 0, width), '=');
+  bar.resize(width, ' ');
+  return label + " " + std::to_string(done) + "/" + std::to_string(total) + " [" + bar + "] " + detail + eta_text;
 }
 
 std::string format_duration(double s) {

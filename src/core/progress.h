@@ -15,6 +15,9 @@ class Progress {
   void update(int64_t done, const std::string& detail);
   // Final line; drawn only if the bar was shown at all, so quick jobs stay silent.
   void finish(int64_t done, const std::string& detail);
+  // The job also stops `seconds` after the bar's start (train --max-seconds): the ETA and the bar follow the clock
+  // where it ends the job sooner than the count.
+  void set_time_limit(double seconds) { time_limit_ = seconds; }
 
  private:
   void draw(int64_t done, const std::string& detail, bool final);
@@ -23,8 +26,15 @@ class Progress {
   bool enabled_, tty_;
   std::chrono::steady_clock::time_point start_, last_draw_;
   int64_t start_done_;
+  double time_limit_ = 0;
   bool drawn_ = false;
 };
+
+// One line of the bar, without terminal control: "label done/total [bar] detail | ETA t". `elapsed` seconds since
+// the count was at start_done; time_limit > 0: the job stops then whatever its count, so the ETA is the sooner of
+// the two and the bar fills by whichever is further along. No ETA on the final line or before any progress.
+std::string progress_line(const std::string& label, int64_t done, int64_t total, int64_t start_done, double elapsed,
+                          double time_limit, const std::string& detail, bool final);
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "12s"
 std::string format_rate(double per_s);         // "12.3 K", "4.56 M"

@@ -128,6 +128,7 @@ TrainReport train(const TrainJob& job) {
   std::vector<uint8_t> window((size_t)t.batch * (t.seq + 1)), x((size_t)t.batch * t.seq), y((size_t)t.batch * t.seq);
   TrainStep stepper(*model, *opt, job.tune_products);
   Progress bar("step", t.steps, job.progress, step);
+  if (job.max_seconds > 0) bar.set_time_limit(job.max_seconds);
   auto t0 = std::chrono::steady_clock::now();
   int first_step = step;
   double last_loss = 0;
