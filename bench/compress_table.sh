@@ -14,7 +14,8 @@
 #   EVAL     1 (default): also run `bytelm eval` on the file and put its bpb in bytelm's JSON line
 #   OUT      where the table (compress_table.md) and the JSON lines (compress_table.jsonl) go (default /tmp/bytelm_out)
 # A tool that is not installed gets a row saying so. Example, on the GPU machine:
-#   DEVICE=cuda bash bench/compress_table.sh runs/best/checkpoint.safetensors     carry: .devbin .devlib .data runs/best
+#   bash bench/device_unpack.sh && DEVICE=cuda bash bench/compress_table.sh runs/best/checkpoint.safetensors
+#   (carry: .devpack runs/best)
 set -euo pipefail
 ckpt="${1:?usage: bash bench/compress_table.sh CKPT [FILE]}"
 file="${2:-}"

@@ -2,9 +2,8 @@
 # One device call for the fused attention kernel: its CUDA tests, then bytelm's kernel and PyTorch's flash SDPA
 # (bench/sdpa_ref.py) timed at the same shapes on the same card (B * T = 32768; H = 8, Dh = 64, and H = 4,
 # Dh = 128; T = 1024, 2048, 4096), bytelm once more after PyTorch so drift of the card shows, and the ratios.
-# Built on the dev machine; the binaries travel in .devbin (cp build/bytelm build/bytelm_tests .devbin/), with
-# .devlib (the shared libraries they link, as for bench/device_ssm.sh).
-#   device run: bash bench/device_attention.sh     carry: .devbin .devlib
+# Staged by bench/stage_device.sh on the dev machine; carry .devpack:
+#   device run: bash bench/device_unpack.sh && bash bench/device_attention.sh     carry: .devpack
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"

@@ -2,7 +2,8 @@
 # One device call that checks the whole tree on a GPU: every CUDA test, then one bench line (bytes/s, ms/step,
 # peak memory, MFU) for each family and patching variant: ssm at the issue-3 sizes (seq 2048), mamba-10m,
 # transformer-10m and hybrid-10m at 16 x 1024, and the six patching variants at d256 L4, 64 x 1024.
-#   device run: bash bench/device_check.sh     carry: .devbin .devlib
+# Staged by bench/stage_device.sh on the dev machine; carry .devpack:
+#   device run: bash bench/device_unpack.sh && bash bench/device_check.sh     carry: .devpack
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"

@@ -3,9 +3,8 @@
 # (../shared/data: debdocs-en train), score it on the validation file and on the Portuguese handbook, then
 # bench/compress_table.sh on the validation file (bytelm on the GPU against gzip -9, bzip2 -9, xz -9, zstd -19).
 #
-# Staging on the dev machine (ignored folders): .devbin (bytelm, a CUDA build), .devlib (the libraries it links,
-# see device_ssm.sh), and .data holding debdocs-en-train.txt.xz, debdocs-en-val.txt.xz, handbook-pt.txt.xz.
-#   device run: SECS=240 bash bench/device_compress.sh     carry: .devbin .devlib .data
+# Staged by bench/stage_device.sh (DATA=1) on the dev machine; carry .devpack:
+#   device run: bash bench/device_unpack.sh && SECS=240 bash bench/device_compress.sh     carry: .devpack
 # Environment: SECS [240] training seconds; PRESET [ssm-10m]; BATCH [32]; SEQ [2048]; STEPS [30000] (the cosine
 # spans STEPS: set it near the steps that fit in SECS, ~8.9 ms a step for ssm-10m at 32 x 2048 on an H100).
 set -uo pipefail

@@ -3,9 +3,10 @@
 # the benchmark corpus (`bytelm compare`, which also leak-checks each), then each checkpoint scored on the whole
 # validation file and on the Portuguese handbook. One JSON line a family in $OUT/families.jsonl, and a table.
 #
-# Staging: .devbin (a CUDA build), .devlib (see device_ssm.sh), .data (debdocs-en-train/val and handbook-pt .xz).
-#   device run: SECS=120 bash bench/device_families.sh     carry: .devbin .devlib .data
-# Environment: SECS [120] training seconds a family (the issue asks for 600; one call holds ~3 x 150 s);
+# Staged by bench/stage_device.sh (DATA=1) on the dev machine; carry .devpack:
+#   device run: bash bench/device_unpack.sh && SECS=120 bash bench/device_families.sh     carry: .devpack
+# Environment: SECS [120] training seconds a family (the issue asks for 600: one family a run, RUNS=ssm=ssm-10m
+#   SECS=600, through bench/device_bg.sh, which outlives a call; NOTES.md; one call holds ~3 x 150 s);
 #   BATCH [32], SEQ [2048]; RUNS [transformer=transformer-10m hybrid=hybrid-10m ssm=ssm-10m].
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

@@ -3,9 +3,8 @@
 # bytelm's training throughput for mamba-10m next to ssm-10m at the same batch x seq, an op profile of mamba-10m,
 # and the PyTorch peer (../shared/peers/mamba_ref.py, carried in .peers) at mamba-10m's d and L, batch 16 x 1024,
 # eager (--compile 0), under a timeout. About 3-4 minutes.
-# Built on the dev machine; the binaries travel in .devbin (cp build/bytelm build/bytelm_tests .devbin/), with
-# .devlib (the OpenBLAS, libgomp, libgfortran, libquadmath and libstdc++ they link) and .peers (a copy of ../shared/peers).
-#   device run: bash bench/device_mamba.sh     carry: .devbin .devlib .peers
+# Staged by bench/stage_device.sh (PEERS=1) on the dev machine; carry .devpack:
+#   device run: bash bench/device_unpack.sh && bash bench/device_mamba.sh     carry: .devpack
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"

@@ -4,12 +4,8 @@
 # `bytelm compare` trains the six for the same wall-clock each on the benchmark corpus (debdocs-en,
 # ../shared/data/README.md) and writes the table and compare.jsonl.
 #
-# Staging on the dev machine (git-ignored folders; a call carries at most 64 MiB):
-#   mkdir -p .devbin .devlib .data
-#   cp build/bytelm build/bytelm_tests .devbin/             # a CUDA build (nvcc found at configure)
-#   .devlib: the OpenBLAS, libgomp, libgfortran, libquadmath and libstdc++ they link, as for device_ssm.sh
-#   cp ../shared/data/debdocs-en-train.txt.xz ../shared/data/debdocs-en-val.txt.xz .data/
-#   device run: bash bench/device_patching.sh     carry: .devbin .devlib .data
+# Staged by bench/stage_device.sh (DATA=1) on the dev machine; carry .devpack:
+#   device run: bash bench/device_unpack.sh && bash bench/device_patching.sh     carry: .devpack
 #
 # Environment (defaults in brackets):
 #   SECS [60]        training seconds of each variant in the study; six variants plus their leak checks and

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Op-by-op time shares of a GPU training step at two of the sizes (bytelm bench --profile).
-#   device run: bash bench/device_profile.sh     carry: .devbin .devlib
+# Staged by bench/stage_device.sh on the dev machine; carry .devpack:
+#   device run: bash bench/device_unpack.sh && bash bench/device_profile.sh     carry: .devpack
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A short device call while tuning: the CUDA tests, bytelm's training throughput at the three sizes
 # (seq 2048), and a per-kernel time table (Nsight Compute) at the sizes named in NCU (default "2m 100m").
-#   device run: bash bench/device_quick.sh     carry: .devbin .devlib
+# Staged by bench/stage_device.sh on the dev machine; carry .devpack:
+#   device run: bash bench/device_unpack.sh && bash bench/device_quick.sh     carry: .devpack
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"

@@ -3,13 +3,8 @@
 # (debdocs-en, ../shared/data/README.md), then each scored on the whole validation file with the same protocol
 # (bytelm eval; bench/peer_ssm_timed.py mirrors it), side by side in $OUT/wallclock.jsonl.
 #
-# Staging on the dev machine (every folder below is git-ignored; a call carries at most 64 MiB, these ~53 MiB):
-#   mkdir -p .devbin .devlib .peers .data
-#   cp build/bytelm .devbin/                                 # a CUDA build (nvcc found at configure), 1.2 MB
-#   .devlib: the OpenBLAS (36 MB), libgomp, libgfortran, libquadmath and libstdc++ it links, as for device_ssm.sh
-#   cp ../shared/peers/*.py .peers/
-#   cp ../shared/data/debdocs-en-train.txt.xz ../shared/data/debdocs-en-val.txt.xz .data/   # 9.6 MB, still compressed
-#   device run: SECS=240 bash bench/device_ssm_wallclock.sh     carry: .devbin .devlib .peers .data
+# Staged by bench/stage_device.sh (PEERS=1 DATA=1) on the dev machine; carry .devpack:
+#   device run: bash bench/device_unpack.sh && SECS=240 bash bench/device_ssm_wallclock.sh     carry: .devpack
 #
 # Environment (defaults in brackets):
 #   SECS [240]       training seconds for each side (bytelm --max-seconds, the peer's --seconds)

@@ -3,9 +3,8 @@
 # training throughput for transformer-10m, hybrid-10m and ssm-10m at batch 32 x seq 2048 one after the other on
 # the same card, then the PyTorch peer (../shared/peers/transformer_ref.py, carried in .peers) at transformer-10m's
 # d 320, 8 layers, 5 heads, same batch and seq, eager and compiled, each under a timeout. Under 4 minutes.
-# Built on the dev machine; the binaries travel in .devbin (cp build/bytelm build/bytelm_tests .devbin/), with
-# .devlib (the OpenBLAS, libgomp, libgfortran, libquadmath and libstdc++ they link) and .peers (a copy of ../shared/peers).
-#   device run: bash bench/device_transformer.sh     carry: .devbin .devlib .peers
+# Staged by bench/stage_device.sh (PEERS=1) on the dev machine; carry .devpack:
+#   device run: bash bench/device_unpack.sh && bash bench/device_transformer.sh     carry: .devpack
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"
