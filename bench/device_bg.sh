@@ -8,37 +8,44 @@
 # The job writes its results under /tmp/bg/out (the OUT of the call that started it is gone once that call ends).
 set -uo pipefail
 bg=/tmp/bg
+# running, and not a zombie left for a parent that never reaps it
+alive() { [[ -r /proc/$1/stat ]] && [[ $(awk '{print $3}' /proc/$1/stat 2> /dev/null) != Z ]]; }
 case "${1:-}" in
   start)
     [[ -n "${2:-}" ]] || { echo "usage: $0 start 'COMMAND'" >&2; exit 2; }
-    if [[ -f $bg/pid ]] && kill -0 "$(cat $bg/pid)" 2> /dev/null; then
+    if [[ -f $bg/pid ]] && alive "$(cat $bg/pid)"; then
       echo "a job is running already (pid $(cat $bg/pid))" >&2; exit 1
     fi
     rm -rf $bg && mkdir -p $bg/out
-    # setsid: its own session and process group, so the end of this call does not take it down
-    setsid nohup bash -c "$2; echo \$? > $bg/rc" > $bg/log 2>&1 < /dev/null &
-    echo $! > $bg/pid
-    echo "started pid $(cat $bg/pid) at $(date -u +%T): $2"
+    # setsid: its own session and process group, so the end of this call does not take it down. The job writes
+    # its own pid (setsid may fork, and then $! is not the job).
+    setsid nohup bash -c "echo \$\$ > $bg/pid; ( $2 ); echo \$? > $bg/rc" > $bg/log 2>&1 < /dev/null &
+    for _ in 1 2 3 4 5 6 7 8 9 10; do [[ -s $bg/pid ]] && break; sleep 0.2; done
+    echo "started pid $(cat $bg/pid 2> /dev/null) at $(date -u +%T): $2"
     ;;
   wait)
     limit="${2:-590}"
     [[ -f $bg/pid ]] || { echo "no job was started on this machine (a fresh machine?)" >&2; exit 1; }
+    state=running
     for ((s = 0; s < limit; s += 5)); do
-      [[ -f $bg/rc ]] && break
-      kill -0 "$(cat $bg/pid)" 2> /dev/null || { echo "the job died without an exit status" >&2; break; }
+      [[ -f $bg/rc ]] && { state=done; break; }
+      alive "$(cat $bg/pid)" || { state=killed; break; }
       sleep 5
     done
+    [[ -f $bg/rc ]] && state=done
     tail -30 $bg/log
-    if [[ -f $bg/rc ]]; then
-      echo "job exit status $(cat $bg/rc)"
-      cp -r $bg/out/. "${OUT:-/tmp/bytelm_out}/" && cp $bg/log "${OUT:-/tmp/bytelm_out}/bg.log"
-    else
-      echo "still running after ${limit} s: wait again"
-    fi
+    case $state in
+      running) echo "still running after ${limit} s: wait again" ;;
+      *)
+        [[ $state == done ]] && echo "job exit status $(cat $bg/rc)" || echo "the job was killed (no exit status)"
+        mkdir -p "${OUT:-/tmp/bytelm_out}"
+        cp -r $bg/out/. "${OUT:-/tmp/bytelm_out}/" && cp $bg/log "${OUT:-/tmp/bytelm_out}/bg.log"
+        ;;
+    esac
     ;;
   status)
     [[ -f $bg/pid ]] || { echo "no job"; exit 0; }
-    kill -0 "$(cat $bg/pid)" 2> /dev/null && echo "running" || echo "finished: exit status $(cat $bg/rc 2> /dev/null)"
+    alive "$(cat $bg/pid)" && echo "running" || echo "finished: exit status $(cat $bg/rc 2> /dev/null)"
     tail -5 $bg/log
     ;;
   *)
