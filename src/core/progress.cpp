@@ -37,14 +37,13 @@ std::string progress_line(const std::string& label, int64_t done, int64_t total,
                           double time_limit, const std::string& detail, bool final) {
   double rate = elapsed > 0 ? (done - start_done) / elapsed : 0;
   double fraction = total > 0 ? (double)done / total : 1.0;
-  double eta = rate > 0 ? (total - done) / rate : -1;
+  double eta = rate > 0 ? (total - done) / rate : -1;  // -1: no ETA yet
   if (time_limit > 0) {
     double left = std::max(0.0, time_limit - elapsed);
     fraction = std::max(fraction, std::min(1.0, elapsed / time_limit));
     eta = eta < 0 ? left : std::min(eta, left);
   }
-  std::string eta_text =
-      eta >= 0 && (rate > 0 || time_limit > 0) && !final ? (detail.empty() ? "ETA " : " | ETA ") + format_duration(eta) : "";
+  std::string eta_text = eta >= 0 && !final ? (detail.empty() ? "ETA " : " | ETA ") + format_duration(eta) : "";
   const int width = 24;
   std::string bar(std::clamp(int(width * fraction), 0, width), '=');
   bar.resize(width, ' ');
