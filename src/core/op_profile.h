@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 
 namespace bytelm {
 
@@ -24,16 +25,13 @@ struct OpProfile {
 
 class OpScope {
  public:
-  explicit OpScope(const char* name) : name_(name) {
-    OpProfile& p = OpProfile::get();
-    if (!p.enabled) return;
-    if (p.sync) p.sync();
-    t0_ = std::chrono::steady_clock::now();
+  explicit OpScope(const char* name) {
+    if (OpProfile::get().enabled) start(name);
   }
   // A name made only when profiling (a matrix product's shape, say): make() is not called otherwise.
   template <class Make>
-  explicit OpScope(Make make) : OpScope("") {
-    if (OpProfile::get().enabled) name_ = make();
+  explicit OpScope(Make make) {
+    if (OpProfile::get().enabled) start(make());
   }
   ~OpScope() {
     OpProfile& p = OpProfile::get();
@@ -45,6 +43,13 @@ class OpScope {
   }
 
  private:
+  // Only when profiling: disabled, a scope neither names nor times anything.
+  void start(std::string name) {
+    name_ = std::move(name);
+    OpProfile& p = OpProfile::get();
+    if (p.sync) p.sync();
+    t0_ = std::chrono::steady_clock::now();
+  }
   std::string name_;
   std::chrono::steady_clock::time_point t0_;
 };
