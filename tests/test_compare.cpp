@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "file_testing.h"
 #include "train/compare.h"
 #include "train/config.h"
 
@@ -107,7 +108,9 @@ TEST_F(Compare, RowsReadBackAsWritten) {
     EXPECT_EQ(b.params, a.params);
     EXPECT_EQ(b.steps, a.steps);
     EXPECT_EQ(std::isnan(b.best_val_bpb), std::isnan(a.best_val_bpb));
-    if (!std::isnan(a.best_val_bpb)) EXPECT_EQ(b.best_val_bpb, a.best_val_bpb);
+    if (!std::isnan(a.best_val_bpb)) {
+      EXPECT_EQ(b.best_val_bpb, a.best_val_bpb);
+    }
     EXPECT_EQ(b.leakcheck, a.leakcheck);
     EXPECT_EQ(b.error, a.error);
     EXPECT_EQ(b.run_dir, a.run_dir);
@@ -118,14 +121,7 @@ TEST_F(Compare, RowsReadBackAsWritten) {
   EXPECT_NEAR(back[0].bytes_per_s, rows[0].bytes_per_s, 0.5);  // written rounded to a byte
   EXPECT_TRUE(std::isnan(back[1].bytes_per_s) || back[1].steps == 0);
 
-  auto message = [](const std::string& path) {
-    try {
-      read_compare_rows(path);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("<no error>");
-  };
+  auto message = [](const std::string& path) { return testing::error_message([&] { read_compare_rows(path); }); };
   fs::path missing = dir / "nope.jsonl", empty = dir / "empty.jsonl", other = dir / "other.jsonl";
   std::ofstream(empty).close();
   std::ofstream(other) << "{\"name\":\"x\"}\n";
