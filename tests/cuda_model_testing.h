@@ -141,8 +141,9 @@ inline void expect_graph_steps_match_direct(Model<float>& replayed, Model<float>
       float le_replayed = replayed.forward(xe.data(), ye.data(), Be, T, nullptr);
       EXPECT_EQ(le_replayed, direct.forward(xe.data(), ye.data(), Be, T, nullptr)) << what << " step " << s;
 #ifdef BYTELM_WITH_CUDA
-      if (s == 4)  // else the step records again and the replay after a smaller forward goes unchecked
+      if (s == 4) {  // else the step records again and the replay after a smaller forward goes unchecked
         EXPECT_EQ(device_allocations(), allocations) << what << ": the smaller forward reallocated";
+      }
 #endif
     }
     StepResult r = stepper.run(x.data(), y.data(), B, T, t, s, lr_at(t, s));

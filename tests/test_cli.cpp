@@ -1,6 +1,7 @@
 // The bytelm binary as a user meets it: bad input gets one clear line on
 // stderr and a non-zero exit, and leaves no files behind.
 #include "cli_fixture.h"
+#include "core/git_commit.h"
 #include "model_testing.h"
 
 namespace {
@@ -20,7 +21,7 @@ TEST_F(Cli, HelpTeaches) {
   // --version names the build's commit (scripts record it beside their figures)
   Result v = run("--version");
   EXPECT_EQ(v.code, 0);
-  EXPECT_EQ(v.out, std::string("bytelm ") + BYTELM_GIT_COMMIT + "\n");
+  EXPECT_EQ(v.out, std::string("bytelm ") + bytelm_git_commit + "\n");
 }
 
 // --tune-products (train, bench) is taken everywhere and changes nothing off the GPU: the same run either way.

@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/git_commit.h"
 
 namespace {
 
@@ -48,7 +49,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   if (!std::strcmp(argv[1], "--version")) {  // the commit this binary was built from (scripts record it)
-    std::printf("bytelm %s\n", BYTELM_GIT_COMMIT);
+    std::printf("bytelm %s\n", bytelm_git_commit);
     return 0;
   }
   for (const Entry& e : kCommands) {

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "core/git_commit.h"
 #include "core/json.h"
 #include "core/op_profile.h"
 #include "core/rng.h"
@@ -138,7 +139,7 @@ std::string run_bench(const BenchOptions& o) {
                 "{\"impl\":\"bytelm\",\"device\":%s,\"device_name\":%s,\"commit\":%s,\"model\":%s,\"params\":%lld,"
                 "\"batch\":%d,\"seq\":%d,\"steps\":%d,\"step_ms\":%.3f,\"bytes_per_s\":%.0f,\"flops_per_byte\":%.0f,"
                 "\"tflops\":%.2f,\"mfu\":%s,\"peak_gib\":%.3f,\"loss_bpb\":%.4f,\"tune_products\":%s}",
-                json_quote(o.device).c_str(), json_quote(device_name).c_str(), json_quote(BYTELM_GIT_COMMIT).c_str(),
+                json_quote(o.device).c_str(), json_quote(device_name).c_str(), json_quote(bytelm_git_commit).c_str(),
                 model_config_json(o.cfg.model).c_str(), (long long)param_count(o.cfg.model), t.batch, t.seq, o.steps,
                 1000 * secs / o.steps, bytes_per_s, train_flops_per_byte(o.cfg.model), tflops,
                 peak_tflops > 0 ? json_number(std::round(tflops / peak_tflops * 1e4) / 1e4).c_str() : "null", peak_gib,

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/git_commit.h"
 #include "core/json.h"
 #include "core/rng.h"
 #ifdef BYTELM_WITH_CUDA
@@ -94,7 +95,7 @@ std::vector<std::string> run_attention_bench(const AttentionBenchOptions& o) {
       std::snprintf(buf, sizeof buf,
                     "{\"impl\":\"bytelm\",\"device\":%s,\"commit\":%s,\"B\":%d,\"T\":%d,\"H\":%d,\"Dh\":%d,"
                     "\"pass\":\"%s\",\"ms\":%.4f,\"tflops\":%.1f}",
-                    json_quote(prop.name).c_str(), json_quote(BYTELM_GIT_COMMIT).c_str(), B, T, H, Dh, pass, ms,
+                    json_quote(prop.name).c_str(), json_quote(bytelm_git_commit).c_str(), B, T, H, Dh, pass, ms,
                     flops / (ms * 1e-3) / 1e12);
       lines.push_back(buf);
     }
