@@ -3,9 +3,10 @@
 # evaluations): `start` launches the job in its own session so it outlives the call, on the machine that stays
 # held while the next call comes at once; `wait` in the next call waits for it and copies what it wrote.
 #   bash bench/device_bg.sh start 'OUT=/tmp/bg/out SECS=600 bash bench/device_families.sh'
-#   bash bench/device_bg.sh wait 590         (next call: waits up to 590 s; copies /tmp/bg/out to $OUT when done)
+#   bash bench/device_bg.sh wait 590         (next call: waits up to 590 s; /tmp/bg/out as $OUT/bg_out.tar)
 #   bash bench/device_bg.sh status           (is it running, and the log's tail)
-# The job writes its results under /tmp/bg/out (the OUT of the call that started it is gone once that call ends).
+# The job writes its results under /tmp/bg/out (the OUT of the call that started it is gone once that call ends);
+# a queue of runs gives each its own folder there: start 'OUT=/tmp/bg/out/a ...; OUT=/tmp/bg/out/b ...'.
 set -uo pipefail
 bg=/tmp/bg
 # running, and not a zombie left for a parent that never reaps it
@@ -36,12 +37,13 @@ case "${1:-}" in
     tail -30 $bg/log
     case $state in
       running) echo "still running after ${limit} s: wait again" ;;
-      *)
-        [[ $state == done ]] && echo "job exit status $(cat $bg/rc)" || echo "the job was killed (no exit status)"
-        mkdir -p "${OUT:-/tmp/bytelm_out}"
-        cp -r $bg/out/. "${OUT:-/tmp/bytelm_out}/" && cp $bg/log "${OUT:-/tmp/bytelm_out}/bg.log"
-        ;;
+      done) echo "job exit status $(cat $bg/rc)" ;;
+      *) echo "the job was killed (no exit status)" ;;
     esac
+    # What the job has written so far comes back at every wait, finished or not, so a lease cut short still
+    # returns the runs of a queue that ended; one tarball, as a call returns at most 8 files.
+    mkdir -p "${OUT:-/tmp/bytelm_out}"
+    tar -C $bg/out -cf "${OUT:-/tmp/bytelm_out}/bg_out.tar" . && cp $bg/log "${OUT:-/tmp/bytelm_out}/bg.log"
     ;;
   status)
     [[ -f $bg/pid ]] || { echo "no job"; exit 0; }
