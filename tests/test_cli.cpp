@@ -259,8 +259,10 @@ TEST_F(Cli, CompareTrainsEachRunAndPrintsATable) {
   EXPECT_EQ(path, out + "/compare.jsonl");
   std::string table = slurp(path);
   EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 2) << table;
-  // steps=1000000 unless a run sets it, so the clock ended both runs
+  // steps=1000000 unless a run sets it, so the clock ended both runs; and validation every --seconds/10 seconds,
+  // not every 100 steps
   EXPECT_NE(table.find("\"steps\":1000000"), std::string::npos) << table;
+  EXPECT_NE(table.find("\"eval_every\":1000000,\"eval_seconds\":0.03,"), std::string::npos) << table;
   EXPECT_TRUE(fs::exists(out + "/p2/checkpoint.safetensors"));
   // the same --out again is refused, and the study stays as it was
   expect_clean_error(run("compare --quiet --seconds 0.3 --data " + data + " --out " + out + " --run p3=" + tiny),

@@ -66,6 +66,35 @@ TEST(Training, ReducesValidationBpbOnDemoCorpus) {
   fs::remove_all(zero.out);
 }
 
+// eval_seconds validates (and checkpoints) by the clock as well as every eval_every steps. A period below any
+// step's time makes every step one that validates; eval_seconds 0 leaves eval_every alone (here: only the last).
+TEST(Training, EvalSecondsValidatesByTheClock) {
+  auto val_lines = [](double eval_seconds) {
+    TrainJob job;
+    job.cfg.model = {"ssm", 16, 1, 2};
+    job.cfg.train.steps = 5;
+    job.cfg.train.batch = 2;
+    job.cfg.train.seq = 32;
+    job.cfg.train.eval_every = 1000;
+    job.cfg.train.eval_seconds = eval_seconds;
+    job.cfg.train.eval_bytes = 256;
+    job.data = demo_corpus();
+    job.out = temp_dir("eval_seconds");
+    job.progress = false;
+    train(job);
+    std::ifstream f(job.out + "/metrics.jsonl");
+    int n = 0;
+    for (std::string l; std::getline(f, l);) n += l.find("\"val_bpb\"") != std::string::npos;
+    fs::remove_all(job.out);
+    return n;
+  };
+  EXPECT_EQ(val_lines(1e-9), 5);
+  EXPECT_EQ(val_lines(0), 1);
+  RunConfig bad;
+  bad.train.eval_seconds = -1;
+  EXPECT_THROW(validate(bad), Error);
+}
+
 TEST(Training, CheckpointRoundTrip) {
   for (std::string patching : {"mean", "attn", "local", "soft", "entropy"}) {
     std::string dir = temp_dir("ckpt");

@@ -18,9 +18,12 @@ namespace {
 
 // A run spec that leaves `steps` alone gets this many, so the clock, not the step count, ends every run.
 constexpr int kClockSteps = 1000000;
+// A run spec that sets neither eval_every nor eval_seconds validates (and checkpoints) this many times in its
+// `seconds`, not every 100 steps: a fast model then spends no larger share of the clock on it than a slow one.
+constexpr int kClockEvals = 10;
 
 // "NAME=PRESET[,key=value...]" -> the run; unknown presets and keys are errors here, before anything trains.
-CompareRun parse_run(const std::string& text) {
+CompareRun parse_run(const std::string& text, double seconds) {
   size_t eq = text.find('=');
   if (eq == std::string::npos)
     throw Error("--run expects NAME=PRESET[,key=value...] (e.g. --run base=ssm-2m,seq=1024), got '" + text + "'");
@@ -39,15 +42,20 @@ CompareRun parse_run(const std::string& text) {
   } catch (const Error& e) {
     throw Error(what + ": " + e.what());
   }
-  bool steps_set = false;
+  bool steps_set = false, eval_set = false;
   for (size_t i = 1; i < parts.size(); i++) {
     size_t kv = parts[i].find('=');
     if (kv == std::string::npos) throw Error(what + ": expected key=value after the preset, got '" + parts[i] + "'");
     std::string key = parts[i].substr(0, kv);
     set_config_key(run.cfg, key, parts[i].substr(kv + 1), what);
     steps_set = steps_set || key == "steps";
+    eval_set = eval_set || key == "eval_every" || key == "eval_seconds";
   }
   if (!steps_set) run.cfg.train.steps = kClockSteps;
+  if (!eval_set) {
+    run.cfg.train.eval_every = kClockSteps;
+    run.cfg.train.eval_seconds = seconds / kClockEvals;
+  }
   return run;
 }
 
@@ -128,7 +136,9 @@ int cmd_compare(int argc, char** argv) {
               "DIR/NAME continues it). A run that fails gets its error in the table and the next one goes on.\n"
               "The learning-rate schedule spans `steps`, so a run stopped by the clock has not finished its\n"
               "cosine decay. A run that does not set steps gets steps=1000000, so the clock ends every run\n"
-              "and all runs share one schedule shape (warmup, then a nearly constant learning rate).\n"
+              "and all runs share one schedule shape (warmup, then a nearly constant learning rate). One that\n"
+              "sets neither eval_every nor eval_seconds validates and checkpoints every --seconds/10 seconds\n"
+              "(eval_seconds), so a fast model spends no larger share of its clock on that than a slow one.\n"
               "Prints a table to stdout (name, params, steps, bytes/s, best and final validation bits per\n"
               "byte, leak check verdict) and the path of DIR/compare.jsonl, which holds the same rows as JSON\n"
               "(one object a line, with each run's config), rewritten after every run. Exits 1 if a run\n"
@@ -158,7 +168,7 @@ int cmd_compare(int argc, char** argv) {
   job.out = args.require("out");
   job.seconds_per_run = args.get_double("seconds", 0);
   if (!(job.seconds_per_run > 0)) throw Error("--seconds must be > 0 (the training time of each run)");
-  for (const std::string& text : args.get_all("run")) job.runs.push_back(parse_run(text));
+  for (const std::string& text : args.get_all("run")) job.runs.push_back(parse_run(text, job.seconds_per_run));
   if (job.runs.empty()) throw Error("give at least one --run NAME=SPEC (see bytelm compare --help)");
 
   std::vector<CompareRow> rows = compare(job);

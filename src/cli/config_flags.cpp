@@ -47,6 +47,7 @@ const std::vector<std::pair<std::string, std::string>>& config_key_help() {
       {"clip", "clip the global gradient norm to this (0 = off)"},
       {"seed", "seed for initialisation and data order"},
       {"eval_every", "steps between validation runs and checkpoints"},
+      {"eval_seconds", "also validate and checkpoint every X seconds of training (0 = off)"},
       {"eval_bytes", "validation bytes scored each time"},
       {"val_fraction", "tail fraction of --data held out when --val is not given"},
       {"log_every", "steps between lines in metrics.jsonl"},

@@ -97,6 +97,7 @@ const std::vector<Key>& keys() {
        },
        [](const RunConfig& c) { return std::to_string(c.train.seed); }, false},
       int_key("eval_every", [](RunConfig& c) -> int& { return c.train.eval_every; }, false),
+      num_key("eval_seconds", [](RunConfig& c) -> double& { return c.train.eval_seconds; }),
       int_key("eval_bytes", [](RunConfig& c) -> int64_t& { return c.train.eval_bytes; }, false),
       num_key("val_fraction", [](RunConfig& c) -> double& { return c.train.val_fraction; }),
       int_key("log_every", [](RunConfig& c) -> int& { return c.train.log_every; }, false),
@@ -213,6 +214,7 @@ void validate(const RunConfig& c) {
   need(t.beta1 >= 0 && t.beta1 < 1 && t.beta2 >= 0 && t.beta2 < 1, "beta1 and beta2 must be in [0, 1)");
   need(t.clip >= 0, "clip must be >= 0 (0 turns clipping off)");
   need(t.eval_every >= 1, "eval_every must be >= 1");
+  need(t.eval_seconds >= 0 && std::isfinite(t.eval_seconds), "eval_seconds must be >= 0 (0 turns it off)");
   need(t.eval_bytes >= 2, "eval_bytes must be >= 2");
   need(t.val_fraction > 0 && t.val_fraction < 1, "val_fraction must be in (0, 1)");
   need(t.log_every >= 1, "log_every must be >= 1");

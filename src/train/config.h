@@ -21,6 +21,8 @@ struct TrainConfig {
   double clip = 1.0;  // global gradient-norm clip (0 = off)
   uint64_t seed = 1;
   int eval_every = 100;      // steps between validation (and checkpoints)
+  double eval_seconds = 0;   // also validate (and checkpoint) once this many training seconds have passed since the
+                             // last time (0: off): a fast model then spends no more of a clock on it than a slow one
   int64_t eval_bytes = 262144;  // validation bytes scored each time (the head of the val split)
   double val_fraction = 0.05;   // tail of --data held out when no --val is given
   int log_every = 10;

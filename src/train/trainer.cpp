@@ -131,7 +131,7 @@ TrainReport train(const TrainJob& job) {
   if (job.max_seconds > 0) bar.set_time_limit(job.max_seconds);
   auto t0 = std::chrono::steady_clock::now();
   int first_step = step;
-  double last_loss = 0;
+  double last_loss = 0, last_eval_secs = 0;
   auto evaluate = [&](int at) {
     report.val_bpb = bits_per_byte(*model, val_bytes.data(), val_bytes.size(), t.seq, t.seq, t.batch).bpb;
     metrics << "{\"step\":" << at << ",\"val_bpb\":" << json_number(report.val_bpb) << "}\n" << std::flush;
@@ -154,8 +154,10 @@ TrainReport train(const TrainJob& job) {
       metrics << "{\"step\":" << done << ",\"loss\":" << json_number(loss) << ",\"bpb\":" << json_number(loss / std::log(2.0))
               << ",\"lr\":" << json_number(lr) << ",\"grad_norm\":" << json_number(gnorm)
               << ",\"bytes_per_s\":" << json_number(std::round(report.bytes_per_s)) << "}\n" << std::flush;
-    bool saved = done % t.eval_every == 0 || done == t.steps;  // evaluated and checkpointed at this step
+    bool saved = done % t.eval_every == 0 || done == t.steps ||  // evaluated and checkpointed at this step
+                 (t.eval_seconds > 0 && secs - last_eval_secs >= t.eval_seconds);
     if (saved) {
+      last_eval_secs = secs;
       evaluate(done);
       save_checkpoint(ckpt, *model, *opt, cfg, done);
     }
