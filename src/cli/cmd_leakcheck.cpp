@@ -87,7 +87,7 @@ int cmd_leakcheck(int argc, char** argv) {
               optional_int(r.first_leak_row).c_str(), r.leaking_positions, json_number(r.max_change).c_str(),
               r.positions.size(), r.sequences, r.seq, (long long)r.rows_compared, r.input_dependent ? "true" : "false",
               r.deterministic ? "true" : "false", json_number(std::round(r.seconds * 1000) / 1000).c_str(),
-              json_quote(device).c_str(), model_config_json(cfg.model).c_str(), (long long)model->params().size());
+              json_quote(device).c_str(), model_config_json(cfg.model).c_str(), (long long)model->param_count());
   if (r.passed()) return 0;
   std::fprintf(stderr, "bytelm leakcheck: %s\n", r.summary().c_str());
   return 1;

@@ -148,7 +148,8 @@ Sha256Digest model_hash(const Model<float>& model) {
   Sha256 h;
   std::string config = model_config_json(model.config());
   h.update(config.data(), config.size() + 1);  // with its terminating zero, which parameters cannot begin
-  h.update(model.params().data(), model.params().size() * sizeof(float));
+  // tensor by tensor, not the flat buffer with its alignment gaps, so hashes made before the gaps still match
+  for (const ParamInfo& p : model.param_info()) h.update(model.params().data() + p.offset, p.size * sizeof(float));
   return h.digest();
 }
 
