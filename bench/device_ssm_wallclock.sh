@@ -17,11 +17,12 @@
 #   SIDES ["bytelm peer"]  both sides at SECS=240 take about 9 of the 10 minutes one call may run (the peer's
 #                    compilation and both evaluations come on top); for more, run SIDES=bytelm and SIDES=peer in
 #                    two calls on the same card
+#   WORK [/tmp]      where its intermediate files and the checkpoint go
 # Both sides run one after the other on the same GPU, never at once.
 set -uo pipefail
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"
-work=/tmp/wallclock_work; rm -rf "$work"; mkdir -p "$work"  # intermediate files (a call returns at most 8 from $OUT)
+work="${WORK:-/tmp}/wallclock_work"; rm -rf "$work"; mkdir -p "$work"  # intermediate files (a call returns at most 8 from $OUT)
 SECS="${SECS:-240}" BATCH="${BATCH:-32}" SEQ="${SEQ:-2048}" STEPS="${STEPS:-1000000}"
 EVAL_EVERY="${EVAL_EVERY:-$STEPS}" SIDES="${SIDES:-bytelm peer}"
 D=512 LAYERS=6 PATCH=2  # the ssm-10m preset
@@ -33,7 +34,7 @@ bash bench/unpack_corpus.sh "$data" || exit 1
 train="$data/debdocs-en-train.txt" val="$data/debdocs-en-val.txt"
 
 if [[ " $SIDES " == *" bytelm "* ]]; then
-  run=/tmp/wallclock_run; rm -rf "$run"
+  run="${WORK:-/tmp}/wallclock_run"; rm -rf "$run"
   # The train summary's val_bpb covers the head of the val file (--eval-bytes); the eval after it scores all of it.
   timeout $((SECS + 120)) .devbin/bytelm train --device cuda --preset ssm-10m --batch "$BATCH" --seq "$SEQ" \
     --steps "$STEPS" --eval-every "$EVAL_EVERY" --max-seconds "$SECS" --quiet --data "$train" --val "$val" \
