@@ -21,10 +21,9 @@ RUNS="${RUNS:-ssm peer transformer hybrid patching-mean patching-attn patching-n
 # The corpus once, before any run reads it (each run's own unpack then finds it in place).
 bash bench/unpack_corpus.sh /tmp/bytelm_data || exit 1
 
-run_one() {  # name gpu: one run on one GPU, its output in $out/name
-  local name=$1 dir="$out/$1"
-  mkdir -p "$dir"
-  export CUDA_VISIBLE_DEVICES=$2 OUT="$dir" WORK="/tmp/runs/$1" SECS
+run_one() {  # name gpu: one run on one GPU, its output in $out/name (made by the caller, for run.log)
+  local name=$1
+  export CUDA_VISIBLE_DEVICES=$2 OUT="$out/$1" WORK="/tmp/runs/$1" SECS
   mkdir -p "$WORK"
   case $name in
     ssm) RUNS=ssm=ssm-10m bash bench/device_families.sh ;;

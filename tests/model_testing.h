@@ -51,7 +51,6 @@ inline void text_batch(Rng& rng, int B, int T, std::vector<uint8_t>& x, std::vec
   }
 }
 
-// ||a - b|| / ||b|| over n elements, in double.
 // Every tensor of the flat parameter buffer starts at a multiple of kParamAlign elements (the GPU's products need
 // aligned weights), the gaps between them hold zeros, and no two tensors overlap.
 inline void expect_aligned_params(const Model<float>& m) {
@@ -59,12 +58,14 @@ inline void expect_aligned_params(const Model<float>& m) {
   for (const ParamInfo& p : m.param_info()) {
     EXPECT_EQ(p.offset % kParamAlign, 0u) << p.name << " at " << p.offset;
     EXPECT_GE(p.offset, end) << p.name << " overlaps the tensor before it";
-    for (size_t i = end; i < std::min(p.offset, m.params().size()); i++) EXPECT_EQ(m.params()[i], 0.f) << "gap before " << p.name;
+    for (size_t i = end; i < std::min(p.offset, m.params().size()); i++)
+      EXPECT_EQ(m.params()[i], 0.f) << "gap before " << p.name;
     end = p.offset + p.size;
   }
   EXPECT_LE(end, m.params().size());
 }
 
+// ||a - b|| / ||b|| over n elements, in double.
 inline double rel_err(const float* a, const float* b, size_t n) {
   double num = 0, den = 0;
   for (size_t i = 0; i < n; i++) {
