@@ -260,8 +260,10 @@ TEST_F(CudaLayers, DiagScan) {
     bool with_h0, near_one;
   };
   // T=131: a partial last span; T=5000: 20 spans of carries, with decays up to 1 - 1.2e-4
-  // (half-lives of ~5600 steps) whose state crosses every chunk boundary.
-  for (Case k : {Case{3, 131, 48, false, false}, Case{3, 131, 48, true, false}, Case{2, 5000, 40, true, true}}) {
+  // (half-lives of ~5600 steps) whose state crosses every chunk boundary. d=48 and 40 stage their spans by 16-byte
+  // copies (a partial block of channels past d), d=37 (rows not 16-byte multiples) by plain loads.
+  for (Case k : {Case{3, 131, 48, false, false}, Case{3, 131, 48, true, false}, Case{2, 5000, 40, true, true},
+                 Case{2, 300, 37, true, false}}) {
     SCOPED_TRACE("B=" + std::to_string(k.B) + " T=" + std::to_string(k.T) + " h0=" + std::to_string(k.with_h0));
     Rng rng(104 + k.T + k.with_h0);
     int B = k.B, T = k.T, d = k.d;

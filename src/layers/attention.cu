@@ -19,6 +19,10 @@ namespace bytelm {
 
 namespace {
 
+using cuda::allow_smem;
+using cuda::cp_async16;
+using cuda::cp_async_commit;
+using cuda::cp_async_wait;
 using cuda::Pack;
 using cuda::warp_sum;
 
@@ -72,14 +76,6 @@ __device__ inline uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
-__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-
-// Waits until at most N of this thread's committed copy groups are still in flight.
-template <int N>
-__device__ inline void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
 // Tile geometry of the tensor-core kernels for head dim Dh.
 template <int Dh>
 struct Tiles {
@@ -103,9 +99,7 @@ __device__ inline void load_tile_async(bf16* tile, const bf16* base, int r0, int
   for (int i = threadIdx.x; i < R * kChunks; i += kThreads) {
     int r = i / kChunks, c = (i % kChunks) * 8, t = r0 + r;
     bool valid = t < T;
-    const bf16* src = base + (size_t)(valid ? t : 0) * ld + c;  // a valid address even when nothing is read
-    unsigned dst = (unsigned)__cvta_generic_to_shared(tile + r * Ld + c);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+    cp_async16(tile + r * Ld + c, base + (size_t)(valid ? t : 0) * ld + c, valid);  // a valid address either way
   }
 }
 
@@ -600,12 +594,6 @@ bool all_aligned16(std::initializer_list<const void*> ptrs) {
 
 // Blocks of 256 threads, a warp per row (b, h, t).
 unsigned plain_blocks(AttentionShape s) { return cuda::blocks_for((size_t)s.B * s.H * s.T * 32); }
-
-// Raises a kernel's dynamic shared memory limit past the default 48 KB, once per kernel.
-template <class Kernel>
-void allow_smem(Kernel* kernel, size_t bytes) {
-  BYTELM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-}
 
 template <int Dh>
 void forward_tc(bf16* o, float* lse, const bf16* q, const bf16* k, const bf16* v, AttentionShape s, float scale,

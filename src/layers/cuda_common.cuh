@@ -70,6 +70,26 @@ __device__ inline void store_pack(T* row, int c0, int C, bool vec, const Pack<T>
   }
 }
 
+// 16 bytes from global to shared memory by cp.async: the copy runs on while the threads compute, and
+// cp_async_wait<N> (this thread's groups) then a barrier (the others') make it visible. Zero-filled where !valid;
+// src must be a valid address even then. Both addresses 16-byte aligned.
+__device__ inline void cp_async16(void* dst, const void* src, bool valid) {
+  unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most N of this thread's committed copy groups are still in flight.
+template <int N>
+__device__ inline void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// Raises a kernel's dynamic shared memory limit past the default 48 KB (host side; call once per kernel).
+template <class Kernel>
+inline void allow_smem(Kernel* kernel, size_t bytes) {
+  BYTELM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
 // partials[blockIdx.x] = sum over this block's grid-stride share of x[i] (or x[i]^2 when kSquare): each thread
 // takes packs of 4 floats (16-byte loads where x is aligned; the last pack partial), in index order, warps by
 // shuffles, then the warps in order: the order depends on n and the grid alone. The unrolled loop keeps several

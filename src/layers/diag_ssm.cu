@@ -12,6 +12,9 @@
 //      recurrence, equal to local + a^(t+1) carry) and stores h.
 // u is read once and h written once; the only power is a^L, computed in double
 // from the float a the recurrence uses (no cumulative sums, nothing overflows).
+// The block reads each span from a shared-memory stage that cp.async filled while
+// it scanned the span before (stage_rows), so its loads stay in flight the whole
+// time instead of once a span (registers for that cost occupancy, see NOTES).
 // The backward is the same with time reversed, plus da = sum g_t (h_{t-1} - u_t),
 // summed per thread, then over the warps in order, then over b in order.
 #include <algorithm>
@@ -27,12 +30,15 @@ using namespace cuda;
 
 namespace {
 
-// Measured on an H100 (B=16, T=2048, d=512; forward / backward): 8 x 16 0.058 / 0.132 ms,
+// Measured on an H100 before the staging (B=16, T=2048, d=512; forward / backward): 8 x 16 0.058 / 0.132 ms,
 // 16 x 16 0.055 / 0.190, 32 x 8 0.059 / 0.307 (its backward holds 210 registers).
-constexpr int kChunk = 8;   // steps per warp, held in registers
-constexpr int kWarps = 16;  // chunks in flight per block
+constexpr int kChunk = 8;               // steps per warp, held in registers
+constexpr int kWarps = 16;              // chunks in flight per block
 constexpr int kSpan = kChunk * kWarps;  // steps per block iteration
 constexpr int kBlock = kWarps * 32;     // threads per block
+// Three blocks an SM, as before the staging: the kernels then fit in 40 registers (52 and 59 without the bound,
+// two blocks an SM); the backward's two stages of three tiles take 48 KB of shared memory a block in bf16.
+constexpr int kBlocksPerSm = 3;
 static_assert(kBlock <= 1024);
 
 // The CPU's decay exp(-softplus(lam)) with the same float stages, each correctly
@@ -44,28 +50,83 @@ __device__ inline float decay_of(float lam) {
   return (float)exp(-(double)sp);
 }
 
+// Rows [r0, r0 + kSpan) of the 32 channels from c0 of one sequence ([T_, d] at seq) into tile [kSpan][32], zero
+// outside rows [0, T_) and channels [0, d). vec (d a multiple of the pack, seq 16-byte aligned): by cp.async, so
+// the next span's rows arrive while the block scans this one (a block otherwise waits out a load latency every
+// span); else plain loads, visible like the copies after the barrier.
 template <class T>
-__global__ void __launch_bounds__(kBlock) diag_scan_forward_kernel(T* h, const T* u, const float* lam, int B, int T_,
-                                                                   int d, const float* h0, float* h_last) {
+__device__ inline void stage_rows(T* tile, const T* seq, int r0, int T_, int c0, int d, bool vec) {
+  constexpr int n = Pack<T>::n, kRowChunks = 32 / n;
+  if (vec) {
+    for (int i = threadIdx.x; i < kSpan * kRowChunks; i += kBlock) {
+      int r = i / kRowChunks, c = c0 + (i % kRowChunks) * n, t = r0 + r;
+      bool valid = t >= 0 && t < T_ && c < d;  // a chunk is all in or all out: d and c0 are multiples of n
+      cp_async16(tile + i * n, valid ? seq + (size_t)t * d + c : seq, valid);
+    }
+  } else {
+    for (int i = threadIdx.x; i < kSpan * 32; i += kBlock) {
+      int t = r0 + i / 32, c = c0 + i % 32;
+      tile[i] = t >= 0 && t < T_ && c < d ? seq[(size_t)t * d + c] : (T)0.f;
+    }
+  }
+}
+
+// Stages `arrays` tiles of a span (the `from` sequences at row offsets `shift`) into one stage of the ring, and
+// commits them as one copy group.
+template <class T, int kArrays>
+__device__ inline void stage_span(T* stage, const T* const (&from)[kArrays], const int (&shift)[kArrays], int r0,
+                                  int T_, int c0, int d, bool vec) {
+#pragma unroll
+  for (int a = 0; a < kArrays; a++) stage_rows(stage + a * kSpan * 32, from[a], r0 + shift[a], T_, c0, d, vec);
+  cp_async_commit();
+}
+
+// Two stages of kArrays tiles: span i scans in stage i % 2 while span i + 1 arrives in the other.
+template <class T, int kArrays>
+constexpr size_t scan_smem_bytes() {
+  return 2 * (size_t)kArrays * kSpan * 32 * sizeof(T);
+}
+
+// Makes stage i's copies visible: waits for all but the group just issued for span i + 1 (when there is one).
+__device__ inline void wait_stage(bool next_issued) {
+  if (next_issued)
+    cp_async_wait<1>();
+  else
+    cp_async_wait<0>();
+  __syncthreads();
+}
+
+template <class T>
+__global__ void __launch_bounds__(kBlock, kBlocksPerSm)
+    diag_scan_forward_kernel(T* h, const T* u, const float* lam, int B, int T_, int d, const float* h0, float* h_last,
+                             bool vec) {
+  __shared__ __align__(16) T tiles[2][kSpan * 32];  // u, two stages
   __shared__ float ends[kWarps][32];
-  int lane = threadIdx.x % 32, w = threadIdx.x / 32, c = blockIdx.x * 32 + lane;
+  int lane = threadIdx.x % 32, w = threadIdx.x / 32, c0 = blockIdx.x * 32, c = c0 + lane;
   bool active = c < d;
   float a = active ? decay_of(lam[c]) : 0.f, one_minus_a = 1.f - a;
   float aL = (float)pow((double)a, (double)kChunk);
-  for (int b = blockIdx.y; b < B; b += gridDim.y) {  // more sequences than a grid's rows loop
+  int spans = (T_ + kSpan - 1) / kSpan;
+  for (int b = blockIdx.y; b < B; b += gridDim.y) {        // more sequences than a grid's rows loop
     float S = active && h0 ? h0[(size_t)b * d + c] : 0.f;  // state before the span
-    const T* ub = u + (size_t)b * T_ * d + c;
+    const T* from[1] = {u + (size_t)b * T_ * d};
+    const int shift[1] = {0};
     T* hb = h + (size_t)b * T_ * d + c;
-    for (int span0 = 0; span0 < T_; span0 += kSpan) {
-      int t0 = span0 + w * kChunk;  // this warp's chunk
+    stage_span(tiles[0], from, shift, 0, T_, c0, d, vec);
+    for (int span = 0; span < spans; span++) {
+      bool next = span + 1 < spans;
+      if (next) stage_span(tiles[(span + 1) % 2], from, shift, (span + 1) * kSpan, T_, c0, d, vec);
+      wait_stage(next);
+      int t0 = span * kSpan + w * kChunk;  // this warp's chunk
+      const T* xs = tiles[span % 2] + w * kChunk * 32 + lane;
       float x[kChunk];
 #pragma unroll
-      for (int k = 0; k < kChunk; k++) x[k] = active && t0 + k < T_ ? (float)ub[(size_t)(t0 + k) * d] : 0.f;
+      for (int k = 0; k < kChunk; k++) x[k] = (float)xs[k * 32];  // zero past T_ and d
       float s = 0.f;
 #pragma unroll
       for (int k = 0; k < kChunk; k++) s = a * s + one_minus_a * x[k];
       ends[w][lane] = s;
-      __syncthreads();
+      __syncthreads();  // also: every warp has read its x from this stage, which span + 2 overwrites
 #pragma unroll
       for (int j = 0; j < kWarps; j++) {
         if (j == w) s = S;  // this warp's carry-in
@@ -84,24 +145,36 @@ __global__ void __launch_bounds__(kBlock) diag_scan_forward_kernel(T* h, const T
 
 // Spans run from the last to the first, chunks fold from the right:
 // g at a chunk's start = local + a^L (g at the next chunk's start).
+// Dynamic shared memory: scan_smem_bytes<T, 3>(), two stages of dh, u and h one row back (h_{t-1}).
 template <class T>
-__global__ void __launch_bounds__(kBlock) diag_scan_backward_kernel(T* dh_to_du, float* da_part, const T* u, const T* h,
-                                                                    const float* lam, int B, int T_, int d) {
+__global__ void __launch_bounds__(kBlock, kBlocksPerSm)
+    diag_scan_backward_kernel(T* dh_to_du, float* da_part, const T* u, const T* h, const float* lam, int B, int T_,
+                              int d, bool vec) {
+  extern __shared__ __align__(16) unsigned char scan_smem[];
+  T* tiles = reinterpret_cast<T*>(scan_smem);
+  constexpr size_t kTile = kSpan * 32, kStage = 3 * kTile;
   __shared__ float ends[kWarps][32];
-  int lane = threadIdx.x % 32, w = threadIdx.x / 32, c = blockIdx.x * 32 + lane;
+  int lane = threadIdx.x % 32, w = threadIdx.x / 32, c0 = blockIdx.x * 32, c = c0 + lane;
   bool active = c < d;
   float a = active ? decay_of(lam[c]) : 0.f, one_minus_a = 1.f - a;
   float aL = (float)pow((double)a, (double)kChunk);
+  int spans = (T_ + kSpan - 1) / kSpan;
   for (int b = blockIdx.y; b < B; b += gridDim.y) {
     float G = 0.f, da = 0.f;  // G: g at the start of the span after this one
-    size_t base = (size_t)b * T_ * d + c;
-    int spans = (T_ + kSpan - 1) / kSpan;
+    size_t base = (size_t)b * T_ * d;
+    // A span's du overwrites its own dh rows only after they were staged; the span staged meanwhile is earlier.
+    const T* from[3] = {dh_to_du + base, u + base, h + base};
+    const int shift[3] = {0, 0, -1};  // h_{t-1}: row -1 reads zero
+    stage_span(tiles + ((spans - 1) % 2) * kStage, from, shift, (spans - 1) * kSpan, T_, c0, d, vec);
     for (int span = spans - 1; span >= 0; span--) {
+      bool next = span > 0;
+      if (next) stage_span(tiles + ((span - 1) % 2) * kStage, from, shift, (span - 1) * kSpan, T_, c0, d, vec);
+      wait_stage(next);
       int t0 = span * kSpan + w * kChunk;
+      const T* st = tiles + (span % 2) * kStage + w * kChunk * 32 + lane;  // dh, then u and h_{t-1} a tile on
       float x[kChunk];
 #pragma unroll
-      for (int k = 0; k < kChunk; k++)
-        x[k] = active && t0 + k < T_ ? (float)dh_to_du[base + (size_t)(t0 + k) * d] : 0.f;
+      for (int k = 0; k < kChunk; k++) x[k] = (float)st[k * 32];
       float g = 0.f;
 #pragma unroll
       for (int k = kChunk - 1; k >= 0; k--) g = x[k] + a * g;
@@ -118,12 +191,11 @@ __global__ void __launch_bounds__(kBlock) diag_scan_backward_kernel(T* dh_to_du,
         int t = t0 + k;
         g = x[k] + a * g;
         if (active && t < T_) {
-          size_t i = base + (size_t)t * d;
-          float h_prev = t > 0 ? (float)h[i - d] : 0.f;
-          da += g * (h_prev - (float)u[i]);
-          dh_to_du[i] = (T)(one_minus_a * g);
+          da += g * ((float)st[2 * kTile + k * 32] - (float)st[kTile + k * 32]);  // g (h_{t-1} - u_t)
+          dh_to_du[base + (size_t)t * d + c] = (T)(one_minus_a * g);
         }
       }
+      __syncthreads();  // every warp has read u and h_{t-1} from this stage, which span - 2 overwrites
     }
     ends[w][lane] = da;
     __syncthreads();
@@ -172,8 +244,8 @@ __global__ void diag_short_scan_forward_kernel(T* h, const T* u, const float* la
 
 // dlam_part[g, c] = this thread's share of dlam: its sequences' da, in order, times da/dlam.
 template <class T>
-__global__ void diag_short_scan_backward_kernel(T* dh_to_du, float* dlam_part, const T* u, const T* h,
-                                                const float* lam, int B, int T_, int d, ShortGroups sg) {
+__global__ void diag_short_scan_backward_kernel(T* dh_to_du, float* dlam_part, const T* u, const T* h, const float* lam,
+                                                int B, int T_, int d, ShortGroups sg) {
   size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= (size_t)sg.groups * d) return;
   int c = (int)(idx % d), g = (int)(idx / d);
@@ -209,16 +281,17 @@ __global__ void diag_scan_dlam_kernel(float* dlam, const float* da_part, const f
 constexpr int kMaxGridRows = 65535;  // the general kernels' grid y; their blocks loop over the sequences beyond it
 
 template <class A>
-void diag_scan_forward_cuda(A* h, const A* u, const float* lam, int B, int T_, int d, const float* h0,
-                            float* h_last, cudaStream_t stream) {
+void diag_scan_forward_cuda(A* h, const A* u, const float* lam, int B, int T_, int d, const float* h0, float* h_last,
+                            cudaStream_t stream) {
   if (B == 0 || T_ == 0 || d == 0) return;
   if (T_ <= kShortScan) {
     ShortGroups sg = short_groups(B, d);
-    diag_short_scan_forward_kernel<<<blocks_for((size_t)sg.groups * d), kThreads, 0, stream>>>(h, u, lam, B, T_, d,
-                                                                                              h0, h_last, sg);
+    diag_short_scan_forward_kernel<<<blocks_for((size_t)sg.groups * d), kThreads, 0, stream>>>(h, u, lam, B, T_, d, h0,
+                                                                                               h_last, sg);
   } else {
-    diag_scan_forward_kernel<<<dim3((d + 31) / 32, std::min(B, kMaxGridRows)), kBlock, 0, stream>>>(h, u, lam, B, T_,
-                                                                                                   d, h0, h_last);
+    bool vec = d % Pack<A>::n == 0 && aligned16(u);
+    diag_scan_forward_kernel<<<dim3((d + 31) / 32, std::min(B, kMaxGridRows)), kBlock, 0, stream>>>(h, u, lam, B, T_, d,
+                                                                                                    h0, h_last, vec);
   }
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
@@ -233,14 +306,18 @@ void diag_scan_backward_cuda(A* dh_to_du, float* dlam, const A* u, const A* h, c
   if (B == 0 || T_ == 0 || d == 0) return;
   if (T_ <= kShortScan) {
     ShortGroups sg = short_groups(B, d);
-    diag_short_scan_backward_kernel<<<blocks_for((size_t)sg.groups * d), kThreads, 0, stream>>>(
-        dh_to_du, partials, u, h, lam, B, T_, d, sg);
+    diag_short_scan_backward_kernel<<<blocks_for((size_t)sg.groups * d), kThreads, 0, stream>>>(dh_to_du, partials, u,
+                                                                                                h, lam, B, T_, d, sg);
     BYTELM_CUDA_CHECK(cudaGetLastError());
     add_partial_sums(dlam, partials, sg.groups, d, d, stream);
     return;
   }
-  diag_scan_backward_kernel<<<dim3((d + 31) / 32, std::min(B, kMaxGridRows)), kBlock, 0, stream>>>(
-      dh_to_du, partials, u, h, lam, B, T_, d);
+  constexpr size_t smem = scan_smem_bytes<A, 3>();
+  static const bool allowed = (allow_smem(diag_scan_backward_kernel<A>, smem), true);
+  (void)allowed;
+  bool vec = d % Pack<A>::n == 0 && aligned16(dh_to_du) && aligned16(u) && aligned16(h);
+  diag_scan_backward_kernel<<<dim3((d + 31) / 32, std::min(B, kMaxGridRows)), kBlock, smem, stream>>>(
+      dh_to_du, partials, u, h, lam, B, T_, d, vec);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   diag_scan_dlam_kernel<<<blocks_for(d), kThreads, 0, stream>>>(dlam, partials, lam, B, d);
   BYTELM_CUDA_CHECK(cudaGetLastError());
