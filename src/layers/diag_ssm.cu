@@ -289,7 +289,7 @@ void diag_scan_forward_cuda(A* h, const A* u, const float* lam, int B, int T_, i
     diag_short_scan_forward_kernel<<<blocks_for((size_t)sg.groups * d), kThreads, 0, stream>>>(h, u, lam, B, T_, d, h0,
                                                                                                h_last, sg);
   } else {
-    bool vec = d % Pack<A>::n == 0 && aligned16(u);
+    bool vec = packable(u, d);
     diag_scan_forward_kernel<<<dim3((d + 31) / 32, std::min(B, kMaxGridRows)), kBlock, 0, stream>>>(h, u, lam, B, T_, d,
                                                                                                     h0, h_last, vec);
   }
@@ -315,7 +315,7 @@ void diag_scan_backward_cuda(A* dh_to_du, float* dlam, const A* u, const A* h, c
   constexpr size_t smem = scan_smem_bytes<A, 3>();
   static const bool allowed = (allow_smem(diag_scan_backward_kernel<A>, smem), true);
   (void)allowed;
-  bool vec = d % Pack<A>::n == 0 && aligned16(dh_to_du) && aligned16(u) && aligned16(h);
+  bool vec = packable(dh_to_du, d) && packable(u, d) && packable(h, d);
   diag_scan_backward_kernel<<<dim3((d + 31) / 32, std::min(B, kMaxGridRows)), kBlock, smem, stream>>>(
       dh_to_du, partials, u, h, lam, B, T_, d, vec);
   BYTELM_CUDA_CHECK(cudaGetLastError());
