@@ -65,6 +65,14 @@ inline void expect_aligned_params(const Model<float>& m) {
   EXPECT_LE(end, m.params().size());
 }
 
+// f(i) for the index i of every element of the model's tensors in the flat buffer, skipping the alignment gaps
+// between them (zeros that checkpoints do not save).
+template <class F>
+void for_each_param_element(const Model<float>& m, F f) {
+  for (const ParamInfo& p : m.param_info())
+    for (size_t i = p.offset; i < p.offset + p.size; i++) f(i);
+}
+
 // ||a - b|| / ||b|| over n elements, in double.
 inline double rel_err(const float* a, const float* b, size_t n) {
   double num = 0, den = 0;

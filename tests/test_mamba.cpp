@@ -239,8 +239,7 @@ TEST(MambaModel, CheckpointRoundTrip) {
   auto m = make_model<float>(cfg.model, 5);
   AdamW opt(m->params().size());
   Rng rng(3);
-  for (const ParamInfo& p : m->param_info())  // the tensors, not the zero gaps between them (never saved)
-    for (size_t i = p.offset; i < p.offset + p.size; i++) opt.m[i] = float(rng.normal()), opt.v[i] = float(rng.uniform());
+  for_each_param_element(*m, [&](size_t i) { opt.m[i] = float(rng.normal()), opt.v[i] = float(rng.uniform()); });
   std::string path = (dir / "c.safetensors").string();
   save_checkpoint(path, *m, opt, cfg, 42);
   LoadedCheckpoint ck = load_checkpoint(path, true);

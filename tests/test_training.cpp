@@ -105,11 +105,10 @@ TEST(Training, CheckpointRoundTrip) {
     auto m = make_model<float>(cfg.model, 5);
     Rng rng(3);
     AdamW opt(m->params().size());
-    for (const ParamInfo& p : m->param_info())  // the tensors, not the zero gaps between them (never saved)
-      for (size_t i = p.offset; i < p.offset + p.size; i++) {
-        m->params()[i] += 0.1f * float(rng.normal());  // off the init: the attn query too
-        opt.m[i] = float(rng.normal()), opt.v[i] = float(rng.uniform());
-      }
+    bytelm::testing::for_each_param_element(*m, [&](size_t i) {
+      m->params()[i] += 0.1f * float(rng.normal());  // off the init: the attn query too
+      opt.m[i] = float(rng.normal()), opt.v[i] = float(rng.uniform());
+    });
     std::string path = dir + "/c.safetensors";
     save_checkpoint(path, *m, opt, cfg, 42);
     LoadedCheckpoint ck = load_checkpoint(path, true);
