@@ -9,11 +9,19 @@ namespace {
 using namespace bytelm::testing;
 
 TEST_F(Cli, HelpTeaches) {
-  for (const char* c : {"train", "eval", "score", "generate", "info", "leakcheck", "compare"}) {
+  for (const char* c : {"train", "eval", "score", "generate", "info", "leakcheck", "compare", "bench", "compress"}) {
     Result r = run(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0) << c;
     EXPECT_NE(r.out.find("usage: bytelm"), std::string::npos) << c;
     EXPECT_NE(r.out.find("--"), std::string::npos) << c;
+    // the options read as a table: each line fits a terminal, and a help's later lines keep its column
+    std::istringstream lines(r.out.substr(r.out.find("\noptions:\n")));
+    for (std::string line; std::getline(lines, line);) {
+      EXPECT_LE(line.size(), 110u) << c << ": " << line;
+      if (line.size() > 2 && line.rfind("  --", 0) != 0 && line != "options:") {
+        EXPECT_EQ(line.find_first_not_of(' '), 26u) << c << ": " << line;
+      }
+    }
   }
   Result r = run("");
   EXPECT_EQ(r.code, 2);

@@ -8,6 +8,34 @@
 
 namespace bytelm {
 
+// An option's help in lines of at most 80 characters (its own line breaks kept), each after the first indented to
+// the help column (26), so a long help reads as a block beside its flag.
+static std::string wrap_help(const std::string& help) {
+  std::string out, line;
+  size_t start = 0;
+  while (start <= help.size()) {
+    size_t end = help.find('\n', start);
+    if (end == std::string::npos) end = help.size();
+    std::string para = help.substr(start, end - start);
+    start = end + 1;
+    for (size_t at = 0; at < para.size();) {
+      size_t next = para.find(' ', at);
+      if (next == std::string::npos) next = para.size();
+      std::string word = para.substr(at, next - at);
+      at = next + 1;
+      if (!line.empty() && line.size() + 1 + word.size() > 80) {
+        out += line + "\n" + std::string(26, ' ');
+        line.clear();
+      }
+      line += (line.empty() ? "" : " ") + word;
+    }
+    out += line;
+    line.clear();
+    if (start <= help.size()) out += "\n" + std::string(26, ' ');
+  }
+  return out;
+}
+
 std::string Command::help_text() const {
   std::string s = "usage: bytelm " + name + " " + usage + "\n\n" + summary + "\n";
   if (!details.empty()) s += "\n" + details + "\n";
@@ -16,7 +44,7 @@ std::string Command::help_text() const {
     std::string left = "  --" + f.name + (f.value.empty() ? "" : " " + f.value);
     if (left.size() < 26) left.resize(26, ' ');
     else left += "\n" + std::string(26, ' ');
-    s += left + f.help + "\n";
+    s += left + wrap_help(f.help) + "\n";
   }
   s += "  --help                  show this help\n";
   return s;

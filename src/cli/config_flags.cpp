@@ -19,9 +19,9 @@ const std::vector<std::pair<std::string, std::string>>& config_key_help() {
       {"d", "model width"},
       {"layers", "number of blocks"},
       {"patch", "bytes per patch P (1 = no patching; mamba: 1 only)"},
-      {"patching", "how a patch pools its bytes: mean (default), attn (learned query), none (patch 1), local (and a\n"
-                   "byte-rate decoder over each patch), soft (learned soft boundaries) or entropy (patches of at least\n"
-                   "patch bytes, closed where a bigram model is unsure)"},
+      {"patching", "how a patch pools its bytes: mean (default), attn (learned query), none (patch 1), "
+                   "local (and a byte-rate decoder over each patch), soft (learned soft boundaries) or "
+                   "entropy (patches of at least patch bytes, closed where a bigram model is unsure)"},
       {"entropy_threshold", "patching entropy: a patch closes where the next byte's entropy exceeds this (bits)"},
       {"head_dim", "transformer/hybrid: attention head width (heads = d / head_dim)"},
       {"context", "transformer/hybrid: positions a generating stream attends to; past them it slides"},
