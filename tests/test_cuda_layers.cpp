@@ -629,26 +629,36 @@ TEST_F(CudaLayers, Bf16TunedProducts) {
 }
 
 TEST_F(CudaLayers, Bf16LayerNorm) {
-  Rng rng(202);
-  int N = 301, C = 130;
-  V x = round_bf16(random_floats(N * C, rng, 2.0, 0.5)), w = random_floats(C, rng, 1.0, 1.0),
-    b = random_floats(C, rng), dy = round_bf16(random_floats(N * C, rng)), dw0 = random_floats(C, rng),
-    db0 = random_floats(C, rng);
-  V y_ref(N * C), mean_ref(N), rstd_ref(N), dx_ref(N * C), dw_ref = dw0, db_ref = db0;
-  layernorm_forward(y_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), w.data(), b.data(), N, C);
-  layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dy.data(), x.data(), mean_ref.data(),
-                     rstd_ref.data(), w.data(), N, C, false);
-  Dev<bf16> x_d(to_bf16(x)), dy_d(to_bf16(dy)), y_d(N * C), dx_d(N * C);
-  Dev<float> w_d(w), b_d(b), mean_d(N), rstd_d(N), dw_d(dw0), db_d(db0), part_d(layernorm_backward_cuda_partials(N, C));
-  layernorm_forward_cuda(y_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, w_d.p, b_d.p, N, C, stream);
-  layernorm_backward_cuda(dx_d.poison().p, dw_d.p, db_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, false,
-                          part_d.poison().p, stream);
-  expect_close("y", to_float(y_d.get()), y_ref, kBf16Tol);
-  expect_close("mean", mean_d.get(), mean_ref, 1e-5);  // fp32 statistics of the same inputs
-  expect_close("rstd", rstd_d.get(), rstd_ref, 1e-5);
-  expect_close("dx", to_float(dx_d.get()), dx_ref, kBf16Tol);
-  expect_close("dw", dw_d.get(), dw_ref, 1e-5);
-  expect_close("db", db_d.get(), db_ref, 1e-5);
+  // C = 130 takes blocks of up to 256 threads (dx accumulated is loaded a row ahead), C = 2100 blocks of up to 1024
+  for (auto [N, C] : {std::pair{301, 130}, std::pair{300, 2100}}) {
+    SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
+    Rng rng(202 + C);
+    V x = round_bf16(random_floats(N * C, rng, 2.0, 0.5)), w = random_floats(C, rng, 1.0, 1.0),
+      b = random_floats(C, rng), dy = round_bf16(random_floats(N * C, rng)), dw0 = random_floats(C, rng),
+      db0 = random_floats(C, rng), dx0 = round_bf16(random_floats(N * C, rng));
+    V y_ref(N * C), mean_ref(N), rstd_ref(N), dx_ref(N * C), dw_ref = dw0, db_ref = db0, dx_acc_ref = dx0;
+    layernorm_forward(y_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), w.data(), b.data(), N, C);
+    layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dy.data(), x.data(), mean_ref.data(),
+                       rstd_ref.data(), w.data(), N, C, false);
+    V dw_unused = dw0, db_unused = db0;
+    layernorm_backward(dx_acc_ref.data(), dw_unused.data(), db_unused.data(), dy.data(), x.data(), mean_ref.data(),
+                       rstd_ref.data(), w.data(), N, C, true);
+    Dev<bf16> x_d(to_bf16(x)), dy_d(to_bf16(dy)), y_d(N * C), dx_d(N * C), dx2_d(to_bf16(dx0));
+    Dev<float> w_d(w), b_d(b), mean_d(N), rstd_d(N), dw_d(dw0), db_d(db0), dw2_d(dw0), db2_d(db0),
+        part_d(layernorm_backward_cuda_partials(N, C));
+    layernorm_forward_cuda(y_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, w_d.p, b_d.p, N, C, stream);
+    layernorm_backward_cuda(dx_d.poison().p, dw_d.p, db_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, false,
+                            part_d.poison().p, stream);
+    layernorm_backward_cuda(dx2_d.p, dw2_d.p, db2_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, true,
+                            part_d.poison().p, stream);
+    expect_close("y", to_float(y_d.get()), y_ref, kBf16Tol);
+    expect_close("mean", mean_d.get(), mean_ref, 1e-5);  // fp32 statistics of the same inputs
+    expect_close("rstd", rstd_d.get(), rstd_ref, 1e-5);
+    expect_close("dx", to_float(dx_d.get()), dx_ref, kBf16Tol);
+    expect_close("dw", dw_d.get(), dw_ref, 1e-5);
+    expect_close("db", db_d.get(), db_ref, 1e-5);
+    expect_close("dx accumulated", to_float(dx2_d.get()), dx_acc_ref, kBf16Tol);
+  }
 }
 
 TEST_F(CudaLayers, Bf16DiagSsm) {

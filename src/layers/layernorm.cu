@@ -158,12 +158,16 @@ __global__ void __launch_bounds__(kMaxThreads, (kMinBlocks<kMaxThreads, kSkip>))
 // dx (+)= rstd (g - mean(g) - xhat mean(g xhat)), g = dy w, and in the same pass the column sums of dy * xhat
 // and dy (dw, db), which each thread keeps for its columns in registers over its group's rows. The block then
 // adds its groups in order into one partial row [2C], and the partial rows are added in block order afterwards.
-template <class T>
-__global__ void __launch_bounds__(1024) layernorm_backward_kernel(T* dx, float* part, const T* dy, const T* x,
-                                                                  const float* mean, const float* rstd,
-                                                                  const float* w, int N, int C, int row_threads,
-                                                                  int rows_each, bool accumulate_dx, bool vec) {
+// Blocks of up to 256 threads (rows of up to 256 packs; C = 512 in bf16 is 2 warps a row, 4 rows a block) load the
+// accumulated dx a row ahead too, with x and dy, so that no row waits out a load before its store: three blocks
+// an SM at 80 registers. Blocks of up to 1024 threads (wider rows) keep 64 registers and load it in place.
+template <class T, int kMaxThreads>
+__global__ void __launch_bounds__(kMaxThreads, kMaxThreads > 256 ? 0 : 3)  // 0: no minimum (1 spills)
+    layernorm_backward_kernel(T* dx, float* part, const T* dy, const T* x, const float* mean, const float* rstd,
+                              const float* w, int N, int C, int row_threads, int rows_each, bool accumulate_dx,
+                              bool vec) {
   constexpr int n = Pack<T>::n;
+  constexpr bool kAccAhead = kMaxThreads <= 256;  // at 1024 threads a block, the registers for it would spill
   __shared__ float slots[2][32];
   extern __shared__ float group_sums[];  // [lanes][2C]: the groups' column sums, added in order at the end
   RowWalk walk(row_threads, n);
@@ -171,12 +175,15 @@ __global__ void __launch_bounds__(1024) layernorm_backward_kernel(T* dx, float* 
   float s_gx[n] = {}, s_g[n] = {};  // w is read where used (L1): registers here would spill at the bound
   const float* wc = w + (c0 < C ? c0 : 0);
   Pack<T> next_x = load_row_pack(x, walk.row(0), c0, N, C, vec), next_dy = load_row_pack(dy, walk.row(0), c0, N, C, vec);
+  Pack<T> next_acc;
+  if (kAccAhead && accumulate_dx) next_acc = load_row_pack((const T*)dx, walk.row(0), c0, N, C, vec);
   for (int it = 0; it < rows_each; it++) {
     int row = walk.row(it);
-    Pack<T> xp = next_x, dyp = next_dy;
+    Pack<T> xp = next_x, dyp = next_dy, acc = next_acc;
     if (it + 1 < rows_each) {
       next_x = load_row_pack(x, walk.row(it + 1), c0, N, C, vec);
       next_dy = load_row_pack(dy, walk.row(it + 1), c0, N, C, vec);
+      if (kAccAhead && accumulate_dx) next_acc = load_row_pack((const T*)dx, walk.row(it + 1), c0, N, C, vec);
     }
     bool live = row < N;
     float m = live ? mean[row] : 0.f, r = live ? rstd[row] : 0.f, sums[2] = {0.f, 0.f};  // g, g xhat
@@ -192,8 +199,8 @@ __global__ void __launch_bounds__(1024) layernorm_backward_kernel(T* dx, float* 
     if (!live || c0 >= C) continue;
     float mean_g = sums[0] / C, mean_gx = sums[1] / C;
     size_t base = (size_t)row * C;
-    Pack<T> out;
-    if (accumulate_dx) out = load_pack((const T*)dx + base, c0, C, vec);
+    Pack<T> out = acc;
+    if (!kAccAhead && accumulate_dx) out = load_pack((const T*)dx + base, c0, C, vec);
 #pragma unroll
     for (int j = 0; j < n; j++) {
       float xhat = (xp.get(j) - m) * r;
@@ -304,9 +311,10 @@ void layernorm_backward_cuda(A* dx, float* dw, float* db, const A* dy, const A* 
   if (shared > 48 * 1024)
     throw Error("layernorm on the GPU: the backward of rows of " + std::to_string(C) +
                 " elements needs more shared memory than a block has");
-  layernorm_backward_kernel<<<s.blocks, s.row_threads * s.lanes, shared, stream>>>(
-      dx, partials, dy, x, mean, rstd, w, N, C, s.row_threads, s.rows_each, accumulate_dx,
-      packable(dx, C) && packable(dy, C) && packable(x, C));
+  int threads = s.row_threads * s.lanes;
+  auto kernel = threads <= 256 ? layernorm_backward_kernel<A, 256> : layernorm_backward_kernel<A, 1024>;
+  kernel<<<s.blocks, threads, shared, stream>>>(dx, partials, dy, x, mean, rstd, w, N, C, s.row_threads, s.rows_each,
+                                                accumulate_dx, packable(dx, C) && packable(dy, C) && packable(x, C));
   BYTELM_CUDA_CHECK(cudaGetLastError());
   add_partial_sums(dw, partials, s.blocks, C, 2 * C, stream);
   add_partial_sums(db, partials + C, s.blocks, C, 2 * C, stream);
