@@ -193,33 +193,44 @@ TEST_F(CudaLayers, LayerNorm) {
   }
 }
 
-// The ssm block's fused residual sum + LayerNorm and the skip's backward against the CPU, at the LayerNorm test's
-// widths (every block shape, rows strided over warps), and in place (q over y).
+// The ssm block's fused residual sum + LayerNorm, and the skip's backward fused with the LayerNorm that made z,
+// against the CPU at the LayerNorm test's widths (every block shape, rows strided over warps), and in place (q
+// over y).
 TEST_F(CudaLayers, SkipLayerNorm) {
   for (auto [N, C] :
        {std::pair{37, 48}, std::pair{3001, 130}, std::pair{20000, 260}, std::pair{5000, 520}, std::pair{3000, 1100}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
     tag = "N=" + std::to_string(N) + " ";
     Rng rng(120 + N);
-    V x = random_floats(N * C, rng, 2.0, 0.5), y = random_floats(N * C, rng), z = random_floats(N * C, rng);
-    V D = random_floats(C, rng), w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
-    V g = random_floats(N * C, rng), dz0 = random_floats(N * C, rng), dD0 = random_floats(C, rng);
-    V q_ref(N * C), out_ref(N * C), mean_ref(N), rstd_ref(N), dz_ref = dz0, dD_ref = dD0;
+    V x = random_floats(N * C, rng, 2.0, 0.5), y = random_floats(N * C, rng), D = random_floats(C, rng),
+      w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
+    V z(N * C), zmean(N), zrstd(N);  // z = LN(x), as in the block
+    layernorm_forward(z.data(), zmean.data(), zrstd.data(), x.data(), w.data(), b.data(), N, C);
+    V q_ref(N * C), out_ref(N * C), mean_ref(N), rstd_ref(N);
     skip_layernorm_forward(q_ref.data(), out_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), y.data(), z.data(),
                            D.data(), w.data(), b.data(), N, C);
-    skip_sum_backward(dz_ref.data(), dD_ref.data(), g.data(), z.data(), D.data(), N, C);
+    V g = random_floats(N * C, rng), dz0 = random_floats(N * C, rng), dD0 = random_floats(C, rng),
+      dw0 = random_floats(C, rng), db0 = random_floats(C, rng);
+    V dx_ref = g, dz_sum = dz0, dD_ref = dD0, dw_ref = dw0, db_ref = db0;
+    skip_sum_layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dD_ref.data(), dz_sum.data(), x.data(),
+                                z.data(), D.data(), zmean.data(), zrstd.data(), w.data(), N, C);
 
-    Dev<float> x_d(x), y_d(y), z_d(z), D_d(D), w_d(w), b_d(b), q_d(N * C), out_d(N * C), mean_d(N), rstd_d(N), g_d(g),
-        dz_d(dz0), dD_d(dD0), part_d(skip_sum_backward_cuda_partials(N, C));
+    Dev<float> x_d(x), y_d(y), z_d(z), D_d(D), w_d(w), b_d(b), q_d(N * C), out_d(N * C), mean_d(N), rstd_d(N),
+        zmean_d(zmean), zrstd_d(zrstd), dx_d(g), dz_d(dz0), dD_d(dD0), dw_d(dw0), db_d(db0),
+        part_d(layernorm_backward_cuda_partials(N, C));
     skip_layernorm_forward_cuda(q_d.poison().p, out_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, y_d.p,
                                 z_d.p, D_d.p, w_d.p, b_d.p, N, C, stream);
-    skip_sum_backward_cuda(dz_d.p, dD_d.p, g_d.p, z_d.p, D_d.p, N, C, part_d.poison().p, stream);
+    skip_sum_layernorm_backward_cuda(dx_d.p, dw_d.p, db_d.p, dD_d.p, dz_d.p, x_d.p, z_d.p, D_d.p, zmean_d.p,
+                                     zrstd_d.p, w_d.p, N, C, part_d.poison().p, stream);
     expect_close("q", q_d.get(), q_ref);
     expect_close("out", out_d.get(), out_ref);
     expect_close("mean", mean_d.get(), mean_ref);
     expect_close("rstd", rstd_d.get(), rstd_ref);
-    expect_close("dz", dz_d.get(), dz_ref);
+    expect_close("dx", dx_d.get(), dx_ref);
+    expect_close("dw", dw_d.get(), dw_ref);
+    expect_close("db", db_d.get(), db_ref);
     expect_close("dD", dD_d.get(), dD_ref);
+    EXPECT_EQ(dz_d.get(), dz0) << "dz is only read";
     // in place: q written over y
     Dev<float> yq_d(y), out2_d(N * C);
     skip_layernorm_forward_cuda(yq_d.p, out2_d.poison().p, mean_d.p, rstd_d.p, x_d.p, yq_d.p, z_d.p, D_d.p, w_d.p,
@@ -510,17 +521,19 @@ TEST_F(CudaLayers, BackwardIsBitReproducible) {
     };
     EXPECT_TRUE(bit_equal(run(), run())) << "diag_ssm";
   }
-  {  // the skip's backward: dD through the block partials
+  {  // the skip's backward fused with its LayerNorm's: dw, db and dD through the block partials
     int N = 3001, C = 260;
-    Dev<float> g(random_floats(N * C, rng)), z(random_floats(N * C, rng)), D(random_floats(C, rng)),
-        part(skip_sum_backward_cuda_partials(N, C));
-    V dz0 = random_floats(N * C, rng);
+    Dev<float> x(random_floats(N * C, rng)), z(random_floats(N * C, rng)), dz(random_floats(N * C, rng)),
+        D(random_floats(C, rng)), w(random_floats(C, rng)), mean(random_floats(N, rng)),
+        rstd(random_floats(N, rng, 0.5, 1.0)), part(layernorm_backward_cuda_partials(N, C));
+    V g0 = random_floats(N * C, rng);
     auto run = [&] {
-      Dev<float> dz(dz0), dD(V(C, 0.f));
-      skip_sum_backward_cuda(dz.p, dD.p, g.p, z.p, D.p, N, C, part.p, stream);
-      return std::vector<V>{dz.get(), dD.get()};
+      Dev<float> dx(g0), dw(V(C, 0.f)), db(V(C, 0.f)), dD(V(C, 0.f));
+      skip_sum_layernorm_backward_cuda(dx.p, dw.p, db.p, dD.p, dz.p, x.p, z.p, D.p, mean.p, rstd.p, w.p, N, C, part.p,
+                                       stream);
+      return std::vector<V>{dx.get(), dw.get(), db.get(), dD.get()};
     };
-    EXPECT_TRUE(bit_equal(run(), run())) << "skip sum";
+    EXPECT_TRUE(bit_equal(run(), run())) << "skip sum + layernorm";
   }
   {  // swiglu
     int N = 300, d = 64, H = 85, S = swiglu_stride_cuda(H);
@@ -693,30 +706,43 @@ TEST_F(CudaLayers, Bf16DiagSsm) {
 }
 
 TEST_F(CudaLayers, Bf16SkipLayerNorm) {
-  Rng rng(205);
-  int N = 301, C = 1024;  // the ssm-100m width: rows of several warps
-  V x = round_bf16(random_floats(N * C, rng, 2.0, 0.5)), y = round_bf16(random_floats(N * C, rng)),
-    z = round_bf16(random_floats(N * C, rng)), D = random_floats(C, rng), w = random_floats(C, rng, 1.0, 1.0),
-    b = random_floats(C, rng), g = round_bf16(random_floats(N * C, rng)), dz0 = round_bf16(random_floats(N * C, rng));
-  V dD0 = random_floats(C, rng);
-  V q_ref(N * C), out_ref(N * C), mean_ref(N), rstd_ref(N), dz_ref = dz0, dD_ref = dD0;
-  skip_layernorm_forward(q_ref.data(), out_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), y.data(), z.data(),
-                         D.data(), w.data(), b.data(), N, C);
-  V q_rounded = round_bf16(q_ref), out_of_rounded(N * C), mean_r(N), rstd_r(N);  // the device normalises q as stored
-  layernorm_forward(out_of_rounded.data(), mean_r.data(), rstd_r.data(), q_rounded.data(), w.data(), b.data(), N, C);
-  skip_sum_backward(dz_ref.data(), dD_ref.data(), g.data(), z.data(), D.data(), N, C);
-  Dev<bf16> x_d(to_bf16(x)), y_d(to_bf16(y)), z_d(to_bf16(z)), g_d(to_bf16(g)), dz_d(to_bf16(dz0)), q_d(N * C),
-      out_d(N * C);
-  Dev<float> D_d(D), w_d(w), b_d(b), mean_d(N), rstd_d(N), dD_d(dD0), part_d(skip_sum_backward_cuda_partials(N, C));
-  skip_layernorm_forward_cuda(q_d.poison().p, out_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, y_d.p,
-                              z_d.p, D_d.p, w_d.p, b_d.p, N, C, stream);
-  skip_sum_backward_cuda(dz_d.p, dD_d.p, g_d.p, z_d.p, D_d.p, N, C, part_d.poison().p, stream);
-  expect_close("q", to_float(q_d.get()), q_ref, kBf16Tol);
-  expect_close("out", to_float(out_d.get()), out_of_rounded, kBf16Tol);
-  expect_close("mean", mean_d.get(), mean_r, 1e-5);  // fp32 statistics of the stored q
-  expect_close("rstd", rstd_d.get(), rstd_r, 1e-5);
-  expect_close("dz", to_float(dz_d.get()), dz_ref, kBf16Tol);
-  expect_close("dD", dD_d.get(), dD_ref, 1e-5);
+  // C = 1024 is the ssm-100m width (rows of several warps); C = 6000 takes blocks of 750 threads and, for the
+  // backward's three column sums, more than 48 KB of shared memory
+  for (auto [N, C] : {std::pair{301, 1024}, std::pair{65, 6000}}) {
+    SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
+    Rng rng(205 + C);
+    V x = round_bf16(random_floats(N * C, rng, 2.0, 0.5)), y = round_bf16(random_floats(N * C, rng)),
+      D = random_floats(C, rng), w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
+    V z(N * C), zmean(N), zrstd(N);  // z = LN(x) as stored
+    layernorm_forward(z.data(), zmean.data(), zrstd.data(), x.data(), w.data(), b.data(), N, C);
+    z = round_bf16(z);
+    V q_ref(N * C), out_ref(N * C), mean_ref(N), rstd_ref(N);
+    skip_layernorm_forward(q_ref.data(), out_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), y.data(),
+                           z.data(), D.data(), w.data(), b.data(), N, C);
+    V q_rounded = round_bf16(q_ref), out_of_rounded(N * C), mean_r(N), rstd_r(N);  // the device normalises q as stored
+    layernorm_forward(out_of_rounded.data(), mean_r.data(), rstd_r.data(), q_rounded.data(), w.data(), b.data(), N, C);
+    V g = round_bf16(random_floats(N * C, rng)), dz0 = round_bf16(random_floats(N * C, rng)),
+      dD0 = random_floats(C, rng), dw0 = random_floats(C, rng), db0 = random_floats(C, rng);
+    V dx_ref = g, dz_sum = dz0, dD_ref = dD0, dw_ref = dw0, db_ref = db0;
+    skip_sum_layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dD_ref.data(), dz_sum.data(), x.data(),
+                                z.data(), D.data(), zmean.data(), zrstd.data(), w.data(), N, C);
+    Dev<bf16> x_d(to_bf16(x)), y_d(to_bf16(y)), z_d(to_bf16(z)), dx_d(to_bf16(g)), dz_d(to_bf16(dz0)), q_d(N * C),
+        out_d(N * C);
+    Dev<float> D_d(D), w_d(w), b_d(b), mean_d(N), rstd_d(N), zmean_d(zmean), zrstd_d(zrstd), dD_d(dD0), dw_d(dw0),
+        db_d(db0), part_d(layernorm_backward_cuda_partials(N, C));
+    skip_layernorm_forward_cuda(q_d.poison().p, out_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, y_d.p,
+                                z_d.p, D_d.p, w_d.p, b_d.p, N, C, stream);
+    skip_sum_layernorm_backward_cuda(dx_d.p, dw_d.p, db_d.p, dD_d.p, dz_d.p, x_d.p, z_d.p, D_d.p, zmean_d.p,
+                                     zrstd_d.p, w_d.p, N, C, part_d.poison().p, stream);
+    expect_close("q", to_float(q_d.get()), q_ref, kBf16Tol);
+    expect_close("out", to_float(out_d.get()), out_of_rounded, kBf16Tol);
+    expect_close("mean", mean_d.get(), mean_r, 1e-5);  // fp32 statistics of the stored q
+    expect_close("rstd", rstd_d.get(), rstd_r, 1e-5);
+    expect_close("dx", to_float(dx_d.get()), dx_ref, kBf16Tol);
+    expect_close("dw", dw_d.get(), dw_ref, 1e-5);  // fp32 sums of the same bf16 inputs
+    expect_close("db", db_d.get(), db_ref, 1e-5);
+    expect_close("dD", dD_d.get(), dD_ref, 1e-5);
+  }
 }
 
 TEST_F(CudaLayers, Bf16SwiGlu) {
