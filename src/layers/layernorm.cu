@@ -113,20 +113,25 @@ __global__ void __launch_bounds__(kMaxThreads, (kMinBlocks<kMaxThreads, kSkip>))
     wl[j] = real ? w[c0 + j] : 0.f, bl[j] = real ? b[c0 + j] : 0.f;
     if constexpr (kSkip) Dl[j] = real ? skip.D[c0 + j] : 0.f;
   }
-  Pack<T> next = load_row_pack(x, walk.row(0), c0, N, C, vec), next_y, next_z;
+  // x's packs of the next row, and of the one after without the skip: a thread keeps ~32-48 bytes in flight
+  // (the skip's three inputs a row ahead; x alone, two rows ahead), which the bandwidth needs.
+  constexpr int kAhead = kSkip ? 1 : 2;
+  Pack<T> next[kAhead], next_y, next_z;
+#pragma unroll
+  for (int k = 0; k < kAhead; k++) next[k] = load_row_pack(x, walk.row(k), c0, N, C, vec);  // past N: zeros
   if constexpr (kSkip) {
     next_y = load_row_pack(skip.y, walk.row(0), c0, N, C, vec);
     next_z = load_row_pack(skip.z, walk.row(0), c0, N, C, vec);
   }
   for (int it = 0; it < rows_each; it++) {
     int row = walk.row(it);
-    Pack<T> xp = next, yp = next_y, zp = next_z;
-    if (it + 1 < rows_each) {
-      next = load_row_pack(x, walk.row(it + 1), c0, N, C, vec);
-      if constexpr (kSkip) {
-        next_y = load_row_pack(skip.y, walk.row(it + 1), c0, N, C, vec);
-        next_z = load_row_pack(skip.z, walk.row(it + 1), c0, N, C, vec);
-      }
+    Pack<T> xp = next[0], yp = next_y, zp = next_z;
+#pragma unroll
+    for (int k = 0; k + 1 < kAhead; k++) next[k] = next[k + 1];
+    if (it + kAhead < rows_each) next[kAhead - 1] = load_row_pack(x, walk.row(it + kAhead), c0, N, C, vec);
+    if (kSkip && it + 1 < rows_each) {
+      next_y = load_row_pack(skip.y, walk.row(it + 1), c0, N, C, vec);
+      next_z = load_row_pack(skip.z, walk.row(it + 1), c0, N, C, vec);
     }
     if constexpr (kSkip) {  // xp becomes q as stored: the statistics are those of the rounded values
 #pragma unroll
