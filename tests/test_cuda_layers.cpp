@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/bf16.h"
@@ -72,6 +74,48 @@ class CudaLayers : public CudaTest {
     }
     ADD_FAILURE() << "host and device decays never agreed";
     return lam;
+  }
+
+  // LayerNorm forward and backward (dx written, and accumulated onto dx0) in storage A against the CPU in fp32 on
+  // the same (for bf16, rounded) inputs; dx within tol, the fp32 statistics and column sums within kTol.
+  template <class A>
+  void check_layernorm(int N, int C, Rng& rng, double tol) {
+    constexpr bool kBf16 = std::is_same_v<A, bf16>;
+    auto input = [](V v) { return kBf16 ? round_bf16(std::move(v)) : v; };
+    auto store = [](const V& v) {
+      if constexpr (kBf16) return to_bf16(v);
+      else return v;
+    };
+    auto load = [](const std::vector<A>& v) {
+      if constexpr (kBf16) return to_float(v);
+      else return v;
+    };
+    V x = input(random_floats(N * C, rng, 2.0, 0.5)), w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
+    V dy = input(random_floats(N * C, rng)), dw0 = random_floats(C, rng), db0 = random_floats(C, rng);
+    V dx0 = input(random_floats(N * C, rng));
+    V y_ref(N * C), mean_ref(N), rstd_ref(N), dx_ref(N * C), dw_ref = dw0, db_ref = db0, dx_acc_ref = dx0;
+    layernorm_forward(y_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), w.data(), b.data(), N, C);
+    layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dy.data(), x.data(), mean_ref.data(),
+                       rstd_ref.data(), w.data(), N, C, false);
+    V dw_unused = dw0, db_unused = db0;
+    layernorm_backward(dx_acc_ref.data(), dw_unused.data(), db_unused.data(), dy.data(), x.data(), mean_ref.data(),
+                       rstd_ref.data(), w.data(), N, C, true);
+
+    Dev<A> x_d(store(x)), dy_d(store(dy)), y_d(N * C), dx_d(N * C), dx2_d(store(dx0));
+    Dev<float> w_d(w), b_d(b), mean_d(N), rstd_d(N), dw_d(dw0), db_d(db0), dw2_d(dw0), db2_d(db0),
+        part_d(layernorm_backward_cuda_partials(N, C));
+    layernorm_forward_cuda(y_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, w_d.p, b_d.p, N, C, stream);
+    layernorm_backward_cuda(dx_d.poison().p, dw_d.p, db_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, false,
+                            part_d.poison().p, stream);
+    layernorm_backward_cuda(dx2_d.p, dw2_d.p, db2_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, true,
+                            part_d.poison().p, stream);
+    expect_close("y", load(y_d.get()), y_ref, tol);
+    expect_close("mean", mean_d.get(), mean_ref);  // fp32 statistics of the same inputs
+    expect_close("rstd", rstd_d.get(), rstd_ref);
+    expect_close("dx", load(dx_d.get()), dx_ref, tol);
+    expect_close("dw", dw_d.get(), dw_ref);
+    expect_close("db", db_d.get(), db_ref);
+    expect_close("dx accumulated", load(dx2_d.get()), dx_acc_ref, tol);
   }
 };
 
@@ -159,37 +203,14 @@ TEST_F(CudaLayers, GemmRowsAdd) {
 
 TEST_F(CudaLayers, LayerNorm) {
   // Widths from 1 to 16 packs a lane (so every block shape of the backward); all but the first have more rows
-  // than the backward has warps, so warps stride over rows and add several into their partial sums.
+  // than the backward has warps, so warps stride over rows and add several into their partial sums. C = 1100
+  // takes the backward's blocks of up to 1024 threads, the others those of up to 256.
   for (auto [N, C] : {std::pair{37, 48}, std::pair{3001, 130}, std::pair{20000, 260}, std::pair{5000, 520},
                       std::pair{3000, 1100}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
     tag = "N=" + std::to_string(N) + " ";
     Rng rng(102 + N);
-    V x = random_floats(N * C, rng, 2.0, 0.5), w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
-    V dy = random_floats(N * C, rng), dw0 = random_floats(C, rng), db0 = random_floats(C, rng);
-    V dx0 = random_floats(N * C, rng);
-    V y_ref(N * C), mean_ref(N), rstd_ref(N), dx_ref(N * C), dw_ref = dw0, db_ref = db0, dx_acc_ref = dx0;
-    layernorm_forward(y_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), w.data(), b.data(), N, C);
-    layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dy.data(), x.data(), mean_ref.data(),
-                       rstd_ref.data(), w.data(), N, C, false);
-    V dw_unused = dw0, db_unused = db0;
-    layernorm_backward(dx_acc_ref.data(), dw_unused.data(), db_unused.data(), dy.data(), x.data(), mean_ref.data(),
-                       rstd_ref.data(), w.data(), N, C, true);
-
-    Dev<float> x_d(x), w_d(w), b_d(b), dy_d(dy), y_d(N * C), mean_d(N), rstd_d(N), dx_d(N * C), dw_d(dw0), db_d(db0),
-        dx2_d(dx0), dw2_d(dw0), db2_d(db0), part_d(layernorm_backward_cuda_partials(N, C));
-    layernorm_forward_cuda(y_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, w_d.p, b_d.p, N, C, stream);
-    layernorm_backward_cuda(dx_d.poison().p, dw_d.p, db_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, false,
-                            part_d.poison().p, stream);
-    layernorm_backward_cuda(dx2_d.p, dw2_d.p, db2_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, true, part_d.p,
-                            stream);
-    expect_close("y", y_d.get(), y_ref);
-    expect_close("mean", mean_d.get(), mean_ref);
-    expect_close("rstd", rstd_d.get(), rstd_ref);
-    expect_close("dx", dx_d.get(), dx_ref);
-    expect_close("dw", dw_d.get(), dw_ref);
-    expect_close("db", db_d.get(), db_ref);
-    expect_close("dx accumulate", dx2_d.get(), dx_acc_ref);
+    check_layernorm<float>(N, C, rng, kTol);
   }
 }
 
@@ -642,35 +663,13 @@ TEST_F(CudaLayers, Bf16TunedProducts) {
 }
 
 TEST_F(CudaLayers, Bf16LayerNorm) {
-  // C = 130 takes blocks of up to 256 threads (dx accumulated is loaded a row ahead), C = 2100 blocks of up to 1024
+  // C = 130 takes the backward's blocks of up to 256 threads (dx accumulated onto is loaded a row ahead), C = 2100
+  // those of up to 1024
   for (auto [N, C] : {std::pair{301, 130}, std::pair{300, 2100}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
+    tag = "bf16 N=" + std::to_string(N) + " ";
     Rng rng(202 + C);
-    V x = round_bf16(random_floats(N * C, rng, 2.0, 0.5)), w = random_floats(C, rng, 1.0, 1.0),
-      b = random_floats(C, rng), dy = round_bf16(random_floats(N * C, rng)), dw0 = random_floats(C, rng),
-      db0 = random_floats(C, rng), dx0 = round_bf16(random_floats(N * C, rng));
-    V y_ref(N * C), mean_ref(N), rstd_ref(N), dx_ref(N * C), dw_ref = dw0, db_ref = db0, dx_acc_ref = dx0;
-    layernorm_forward(y_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), w.data(), b.data(), N, C);
-    layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dy.data(), x.data(), mean_ref.data(),
-                       rstd_ref.data(), w.data(), N, C, false);
-    V dw_unused = dw0, db_unused = db0;
-    layernorm_backward(dx_acc_ref.data(), dw_unused.data(), db_unused.data(), dy.data(), x.data(), mean_ref.data(),
-                       rstd_ref.data(), w.data(), N, C, true);
-    Dev<bf16> x_d(to_bf16(x)), dy_d(to_bf16(dy)), y_d(N * C), dx_d(N * C), dx2_d(to_bf16(dx0));
-    Dev<float> w_d(w), b_d(b), mean_d(N), rstd_d(N), dw_d(dw0), db_d(db0), dw2_d(dw0), db2_d(db0),
-        part_d(layernorm_backward_cuda_partials(N, C));
-    layernorm_forward_cuda(y_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, w_d.p, b_d.p, N, C, stream);
-    layernorm_backward_cuda(dx_d.poison().p, dw_d.p, db_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, false,
-                            part_d.poison().p, stream);
-    layernorm_backward_cuda(dx2_d.p, dw2_d.p, db2_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, true,
-                            part_d.poison().p, stream);
-    expect_close("y", to_float(y_d.get()), y_ref, kBf16Tol);
-    expect_close("mean", mean_d.get(), mean_ref, 1e-5);  // fp32 statistics of the same inputs
-    expect_close("rstd", rstd_d.get(), rstd_ref, 1e-5);
-    expect_close("dx", to_float(dx_d.get()), dx_ref, kBf16Tol);
-    expect_close("dw", dw_d.get(), dw_ref, 1e-5);
-    expect_close("db", db_d.get(), db_ref, 1e-5);
-    expect_close("dx accumulated", to_float(dx2_d.get()), dx_acc_ref, kBf16Tol);
+    check_layernorm<bf16>(N, C, rng, kBf16Tol);
   }
 }
 
