@@ -174,8 +174,8 @@ struct SkipGrad {
 // group's rows. The block then adds its groups in order into one partial row [kSums C], and the partial rows are
 // added in block order afterwards. Blocks of up to 256 threads (rows of up to 256 packs; C = 512 in bf16 is 2 warps
 // a row, 4 rows a block) load the accumulated dx (and z) a row ahead too, with x and dy, so that no row waits out a
-// load: three blocks an SM (80 registers), two with the skip (its z and dD sums would spill at 80). Blocks of up to
-// 1024 threads (rows wider than 2048 in bf16) load them in place, within 64 registers (the skip variant spills 152
+// load: three blocks an SM (80 registers), two with the skip (109: its z, fp32 dy and dD sums would spill at 80). Blocks of up to
+// 1024 threads (rows wider than 2048 in bf16) load them in place, within 64 registers (the skip variant spills ~150
 // bytes there).
 template <class T, bool kSkip, int kMaxThreads>
 __global__ void __launch_bounds__(kMaxThreads, kMaxThreads > 256 ? 0 : kSkip ? 2 : 3)  // 0: none (1 spills)
@@ -208,19 +208,24 @@ __global__ void __launch_bounds__(kMaxThreads, kMaxThreads > 256 ? 0 : kSkip ? 2
       if constexpr (kAhead) load_extra(walk.row(it + 1), next_acc, next_z);
     }
     if constexpr (!kAhead) load_extra(row, acc, zp);
-    if constexpr (kSkip) {  // dy becomes dz + D g; zero packs (past C or past N) stay zero
+    float skip_dy[kSkip ? n : 1];  // with the skip, dy is dz + D g, kept in fp32 (not rounded to T)
+    if constexpr (kSkip) {
 #pragma unroll
-      for (int j = 0; j < n; j++) {
+      for (int j = 0; j < n; j++) {  // zero packs (past C or past N) stay zero
         float gq = acc.get(j);
         s_gz[j] += gq * zp.get(j);
-        dyp.set(j, dyp.get(j) + (c0 + j < C ? Dc[j] : 0.f) * gq);
+        skip_dy[j] = dyp.get(j) + (c0 + j < C ? Dc[j] : 0.f) * gq;
       }
     }
+    auto dy_at = [&](int j) {
+      if constexpr (kSkip) return skip_dy[j];
+      else return dyp.get(j);
+    };
     bool live = row < N;
     float m = live ? mean[row] : 0.f, r = live ? rstd[row] : 0.f, sums[2] = {0.f, 0.f};  // g, g xhat
 #pragma unroll
     for (int j = 0; j < n; j++) {  // zero packs (past C or past N) add nothing
-      float gy = dyp.get(j), xhat = (xp.get(j) - m) * r, g = c0 + j < C ? gy * wc[j] : 0.f;
+      float gy = dy_at(j), xhat = (xp.get(j) - m) * r, g = c0 + j < C ? gy * wc[j] : 0.f;
       sums[0] += g;
       sums[1] += g * xhat;
       s_gx[j] += gy * xhat;
@@ -233,7 +238,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMaxThreads > 256 ? 0 : kSkip ? 2
 #pragma unroll
     for (int j = 0; j < n; j++) {
       float xhat = (xp.get(j) - m) * r;
-      float v = r * (dyp.get(j) * wc[c0 + j < C ? j : 0] - mean_g - xhat * mean_gx);  // past C: not stored
+      float v = r * (dy_at(j) * wc[c0 + j < C ? j : 0] - mean_g - xhat * mean_gx);  // past C: not stored
       out.set(j, accumulate_dx ? v + acc.get(j) : v);
     }
     store_pack(dx + (size_t)row * C, c0, C, vec, out);
