@@ -174,9 +174,9 @@ struct SkipGrad {
 // group's rows. The block then adds its groups in order into one partial row [kSums C], and the partial rows are
 // added in block order afterwards. Blocks of up to 256 threads (rows of up to 256 packs; C = 512 in bf16 is 2 warps
 // a row, 4 rows a block) load the accumulated dx (and z) a row ahead too, with x and dy, so that no row waits out a
-// load: three blocks an SM (80 registers), two with the skip (109: its z, fp32 dy and dD sums would spill at 80). Blocks of up to
-// 1024 threads (rows wider than 2048 in bf16) load them in place, within 64 registers (the skip variant spills ~150
-// bytes there).
+// load: three blocks an SM (80 registers), two with the skip (109: its z, fp32 dy and dD sums would spill at 80).
+// Blocks of up to 1024 threads (rows wider than 2048 in bf16) load them in place, within 64 registers (the skip
+// variant spills ~150 bytes there).
 template <class T, bool kSkip, int kMaxThreads>
 __global__ void __launch_bounds__(kMaxThreads, kMaxThreads > 256 ? 0 : kSkip ? 2 : 3)  // 0: none (1 spills)
     layernorm_backward_kernel(T* dx, float* part, const T* dy, const T* x, SkipGrad<T> skip, const float* mean,
@@ -196,8 +196,8 @@ __global__ void __launch_bounds__(kMaxThreads, kMaxThreads > 256 ? 0 : kSkip ? 2
     if (accumulate_dx) acc = load_row_pack((const T*)dx, row, c0, N, C, vec);
     if constexpr (kSkip) zp = load_row_pack(skip.z, row, c0, N, C, vec);
   };
-  Pack<T> next_x = load_row_pack(x, walk.row(0), c0, N, C, vec), next_dy = load_row_pack(dy, walk.row(0), c0, N, C, vec);
-  Pack<T> next_acc, next_z;
+  Pack<T> next_x = load_row_pack(x, walk.row(0), c0, N, C, vec);
+  Pack<T> next_dy = load_row_pack(dy, walk.row(0), c0, N, C, vec), next_acc, next_z;
   if constexpr (kAhead) load_extra(walk.row(0), next_acc, next_z);
   for (int it = 0; it < rows_each; it++) {
     int row = walk.row(it);
