@@ -286,9 +286,7 @@ void launch_layernorm_backward(A* dx, float* dw, float* db, float* dD, const A* 
   kernel<<<s.blocks, threads, shared, stream>>>(dx, partials, dy, x, skip, mean, rstd, w, N, C, s.row_threads,
                                                 s.rows_each, accumulate_dx, vec);
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  add_partial_sums(dw, partials, s.blocks, C, kSums * C, stream);
-  add_partial_sums(db, partials + C, s.blocks, C, kSums * C, stream);
-  if constexpr (kSkip) add_partial_sums(dD, partials + 2 * C, s.blocks, C, kSums * C, stream);
+  add_partial_sums<float>({{dw, C, 0}, {db, C, C}, {dD, kSkip ? C : 0, 2 * C}}, partials, s.blocks, kSums * C, stream);
 }
 
 }  // namespace
