@@ -8,12 +8,12 @@ using namespace cuda;
 
 namespace {
 
-// A block row per position, a thread per pack of columns (row_packs).
+// A thread per pack of a position's columns (row_packs).
 template <class T>
-__global__ void embedding_forward_kernel(T* e, const uint8_t* x, const float* E, int d, bool vec) {
+__global__ void embedding_forward_kernel(T* e, const uint8_t* x, const float* E, int N, int d, bool vec) {
   constexpr int n = Pack<T>::n;
-  int i = blockIdx.x, c0 = pack_column(n);
-  if (c0 >= d) return;
+  int i = pack_row(), c0 = pack_column(n);
+  if (i >= N || c0 >= d) return;
   const float* src = E + (size_t)x[i] * d;
   Pack<T> out;
 #pragma unroll
@@ -34,7 +34,7 @@ template <class A>
 void embedding_forward_cuda(A* e, const uint8_t* x, const float* E, int N, int d, cudaStream_t stream) {
   if (N == 0 || d == 0) return;
   RowPacks l = row_packs<A>(N, d);
-  embedding_forward_kernel<<<l.grid, l.threads, 0, stream>>>(e, x, E, d, packable(e, d));
+  embedding_forward_kernel<<<l.grid, l.block, 0, stream>>>(e, x, E, N, d, packable(e, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
