@@ -402,23 +402,27 @@ TEST_F(CudaLayers, SwiGlu) {
 }
 
 TEST_F(CudaLayers, Embedding) {
-  Rng rng(107);
-  int N = 1000, d = 200;  // two column tiles, the second partial
-  Bytes x(N);
-  for (auto& b : x) b = rng.next_u64() % 4 ? uint8_t(" etaoin"[rng.next_u64() % 7]) : uint8_t(rng.next_u64());
-  x[0] = 0, x[N - 1] = 255;
-  V E = random_floats(256 * d, rng), de = random_floats((size_t)N * d, rng), dE0 = random_floats(256 * d, rng);
-  V e_ref((size_t)N * d), dE_ref = dE0;
-  embedding_forward(e_ref.data(), x.data(), E.data(), N, d);
-  embedding_backward(dE_ref.data(), de.data(), x.data(), N, d);
+  // d = 200: four rows a block, the last block partial; d = 1100: two column blocks, the second partial
+  for (auto [N, d] : {std::pair{1001, 200}, std::pair{37, 1100}}) {
+    SCOPED_TRACE("N=" + std::to_string(N) + " d=" + std::to_string(d));
+    tag = "d=" + std::to_string(d) + " ";
+    Rng rng(107 + d);
+    Bytes x(N);
+    for (auto& b : x) b = rng.next_u64() % 4 ? uint8_t(" etaoin"[rng.next_u64() % 7]) : uint8_t(rng.next_u64());
+    x[0] = 0, x[N - 1] = 255;
+    V E = random_floats(256 * d, rng), de = random_floats((size_t)N * d, rng), dE0 = random_floats(256 * d, rng);
+    V e_ref((size_t)N * d), dE_ref = dE0;
+    embedding_forward(e_ref.data(), x.data(), E.data(), N, d);
+    embedding_backward(dE_ref.data(), de.data(), x.data(), N, d);
 
-  Dev<uint8_t> x_d(x);
-  Dev<float> E_d(E), de_d(de), e_d((size_t)N * d), dE_d(dE0),
-      scratch_d(embedding_backward_cuda_scratch_bytes(N, sizeof(float)) / sizeof(float));
-  embedding_forward_cuda(e_d.poison().p, x_d.p, E_d.p, N, d, stream);
-  embedding_backward_cuda(dE_d.p, de_d.p, x_d.p, N, d, scratch_d.poison().p, Gemm{handle}, stream);
-  EXPECT_TRUE(bit_equal(e_d.get(), e_ref)) << "the forward is a copy";
-  expect_close("dE", dE_d.get(), dE_ref);  // a product: the same sums in another order
+    Dev<uint8_t> x_d(x);
+    Dev<float> E_d(E), de_d(de), e_d((size_t)N * d), dE_d(dE0),
+        scratch_d(embedding_backward_cuda_scratch_bytes(N, sizeof(float)) / sizeof(float));
+    embedding_forward_cuda(e_d.poison().p, x_d.p, E_d.p, N, d, stream);
+    embedding_backward_cuda(dE_d.p, de_d.p, x_d.p, N, d, scratch_d.poison().p, Gemm{handle}, stream);
+    EXPECT_TRUE(bit_equal(e_d.get(), e_ref)) << "the forward is a copy";
+    expect_close("dE", dE_d.get(), dE_ref);  // a product: the same sums in another order
+  }
 }
 
 TEST_F(CudaLayers, Patch) {
