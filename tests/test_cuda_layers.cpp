@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/bf16.h"
@@ -72,6 +74,48 @@ class CudaLayers : public CudaTest {
     }
     ADD_FAILURE() << "host and device decays never agreed";
     return lam;
+  }
+
+  // LayerNorm forward and backward (dx written, and accumulated onto dx0) in storage A against the CPU in fp32 on
+  // the same (for bf16, rounded) inputs; dx within tol, the fp32 statistics and column sums within kTol.
+  template <class A>
+  void check_layernorm(int N, int C, Rng& rng, double tol) {
+    constexpr bool kBf16 = std::is_same_v<A, bf16>;
+    auto input = [](V v) { return kBf16 ? round_bf16(std::move(v)) : v; };
+    auto store = [](const V& v) {
+      if constexpr (kBf16) return to_bf16(v);
+      else return v;
+    };
+    auto load = [](const std::vector<A>& v) {
+      if constexpr (kBf16) return to_float(v);
+      else return v;
+    };
+    V x = input(random_floats(N * C, rng, 2.0, 0.5)), w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
+    V dy = input(random_floats(N * C, rng)), dw0 = random_floats(C, rng), db0 = random_floats(C, rng);
+    V dx0 = input(random_floats(N * C, rng));
+    V y_ref(N * C), mean_ref(N), rstd_ref(N), dx_ref(N * C), dw_ref = dw0, db_ref = db0, dx_acc_ref = dx0;
+    layernorm_forward(y_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), w.data(), b.data(), N, C);
+    layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dy.data(), x.data(), mean_ref.data(),
+                       rstd_ref.data(), w.data(), N, C, false);
+    V dw_unused = dw0, db_unused = db0;
+    layernorm_backward(dx_acc_ref.data(), dw_unused.data(), db_unused.data(), dy.data(), x.data(), mean_ref.data(),
+                       rstd_ref.data(), w.data(), N, C, true);
+
+    Dev<A> x_d(store(x)), dy_d(store(dy)), y_d(N * C), dx_d(N * C), dx2_d(store(dx0));
+    Dev<float> w_d(w), b_d(b), mean_d(N), rstd_d(N), dw_d(dw0), db_d(db0), dw2_d(dw0), db2_d(db0),
+        part_d(layernorm_backward_cuda_partials(N, C));
+    layernorm_forward_cuda(y_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, w_d.p, b_d.p, N, C, stream);
+    layernorm_backward_cuda(dx_d.poison().p, dw_d.p, db_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, false,
+                            part_d.poison().p, stream);
+    layernorm_backward_cuda(dx2_d.p, dw2_d.p, db2_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, true,
+                            part_d.poison().p, stream);
+    expect_close("y", load(y_d.get()), y_ref, tol);
+    expect_close("mean", mean_d.get(), mean_ref);  // fp32 statistics of the same inputs
+    expect_close("rstd", rstd_d.get(), rstd_ref);
+    expect_close("dx", load(dx_d.get()), dx_ref, tol);
+    expect_close("dw", dw_d.get(), dw_ref);
+    expect_close("db", db_d.get(), db_ref);
+    expect_close("dx accumulated", load(dx2_d.get()), dx_acc_ref, tol);
   }
 };
 
@@ -159,67 +203,55 @@ TEST_F(CudaLayers, GemmRowsAdd) {
 
 TEST_F(CudaLayers, LayerNorm) {
   // Widths from 1 to 16 packs a lane (so every block shape of the backward); all but the first have more rows
-  // than the backward has warps, so warps stride over rows and add several into their partial sums.
+  // than the backward has warps, so warps stride over rows and add several into their partial sums. C = 1100
+  // takes the backward's blocks of up to 1024 threads, the others those of up to 256.
   for (auto [N, C] : {std::pair{37, 48}, std::pair{3001, 130}, std::pair{20000, 260}, std::pair{5000, 520},
                       std::pair{3000, 1100}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
     tag = "N=" + std::to_string(N) + " ";
     Rng rng(102 + N);
-    V x = random_floats(N * C, rng, 2.0, 0.5), w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
-    V dy = random_floats(N * C, rng), dw0 = random_floats(C, rng), db0 = random_floats(C, rng);
-    V dx0 = random_floats(N * C, rng);
-    V y_ref(N * C), mean_ref(N), rstd_ref(N), dx_ref(N * C), dw_ref = dw0, db_ref = db0, dx_acc_ref = dx0;
-    layernorm_forward(y_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), w.data(), b.data(), N, C);
-    layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dy.data(), x.data(), mean_ref.data(),
-                       rstd_ref.data(), w.data(), N, C, false);
-    V dw_unused = dw0, db_unused = db0;
-    layernorm_backward(dx_acc_ref.data(), dw_unused.data(), db_unused.data(), dy.data(), x.data(), mean_ref.data(),
-                       rstd_ref.data(), w.data(), N, C, true);
-
-    Dev<float> x_d(x), w_d(w), b_d(b), dy_d(dy), y_d(N * C), mean_d(N), rstd_d(N), dx_d(N * C), dw_d(dw0), db_d(db0),
-        dx2_d(dx0), dw2_d(dw0), db2_d(db0), part_d(layernorm_backward_cuda_partials(N, C));
-    layernorm_forward_cuda(y_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, w_d.p, b_d.p, N, C, stream);
-    layernorm_backward_cuda(dx_d.poison().p, dw_d.p, db_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, false,
-                            part_d.poison().p, stream);
-    layernorm_backward_cuda(dx2_d.p, dw2_d.p, db2_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, true, part_d.p,
-                            stream);
-    expect_close("y", y_d.get(), y_ref);
-    expect_close("mean", mean_d.get(), mean_ref);
-    expect_close("rstd", rstd_d.get(), rstd_ref);
-    expect_close("dx", dx_d.get(), dx_ref);
-    expect_close("dw", dw_d.get(), dw_ref);
-    expect_close("db", db_d.get(), db_ref);
-    expect_close("dx accumulate", dx2_d.get(), dx_acc_ref);
+    check_layernorm<float>(N, C, rng, kTol);
   }
 }
 
-// The ssm block's fused residual sum + LayerNorm and the skip's backward against the CPU, at the LayerNorm test's
-// widths (every block shape, rows strided over warps), and in place (q over y).
+// The ssm block's fused residual sum + LayerNorm, and the skip's backward fused with the LayerNorm that made z,
+// against the CPU at the LayerNorm test's widths (every block shape, rows strided over warps), and in place (q
+// over y).
 TEST_F(CudaLayers, SkipLayerNorm) {
   for (auto [N, C] :
        {std::pair{37, 48}, std::pair{3001, 130}, std::pair{20000, 260}, std::pair{5000, 520}, std::pair{3000, 1100}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
     tag = "N=" + std::to_string(N) + " ";
     Rng rng(120 + N);
-    V x = random_floats(N * C, rng, 2.0, 0.5), y = random_floats(N * C, rng), z = random_floats(N * C, rng);
-    V D = random_floats(C, rng), w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
-    V g = random_floats(N * C, rng), dz0 = random_floats(N * C, rng), dD0 = random_floats(C, rng);
-    V q_ref(N * C), out_ref(N * C), mean_ref(N), rstd_ref(N), dz_ref = dz0, dD_ref = dD0;
+    V x = random_floats(N * C, rng, 2.0, 0.5), y = random_floats(N * C, rng), D = random_floats(C, rng),
+      w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
+    V z(N * C), zmean(N), zrstd(N);  // z = LN(x), as in the block
+    layernorm_forward(z.data(), zmean.data(), zrstd.data(), x.data(), w.data(), b.data(), N, C);
+    V q_ref(N * C), out_ref(N * C), mean_ref(N), rstd_ref(N);
     skip_layernorm_forward(q_ref.data(), out_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), y.data(), z.data(),
                            D.data(), w.data(), b.data(), N, C);
-    skip_sum_backward(dz_ref.data(), dD_ref.data(), g.data(), z.data(), D.data(), N, C);
+    V g = random_floats(N * C, rng), dz0 = random_floats(N * C, rng), dD0 = random_floats(C, rng),
+      dw0 = random_floats(C, rng), db0 = random_floats(C, rng);
+    V dx_ref = g, dz_sum = dz0, dD_ref = dD0, dw_ref = dw0, db_ref = db0;
+    skip_sum_layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dD_ref.data(), dz_sum.data(), x.data(),
+                                z.data(), D.data(), zmean.data(), zrstd.data(), w.data(), N, C);
 
-    Dev<float> x_d(x), y_d(y), z_d(z), D_d(D), w_d(w), b_d(b), q_d(N * C), out_d(N * C), mean_d(N), rstd_d(N), g_d(g),
-        dz_d(dz0), dD_d(dD0), part_d(skip_sum_backward_cuda_partials(N, C));
+    Dev<float> x_d(x), y_d(y), z_d(z), D_d(D), w_d(w), b_d(b), q_d(N * C), out_d(N * C), mean_d(N), rstd_d(N),
+        zmean_d(zmean), zrstd_d(zrstd), dx_d(g), dz_d(dz0), dD_d(dD0), dw_d(dw0), db_d(db0),
+        part_d(layernorm_backward_cuda_partials(N, C));
     skip_layernorm_forward_cuda(q_d.poison().p, out_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, y_d.p,
                                 z_d.p, D_d.p, w_d.p, b_d.p, N, C, stream);
-    skip_sum_backward_cuda(dz_d.p, dD_d.p, g_d.p, z_d.p, D_d.p, N, C, part_d.poison().p, stream);
+    skip_sum_layernorm_backward_cuda(dx_d.p, dw_d.p, db_d.p, dD_d.p, dz_d.p, x_d.p, z_d.p, D_d.p, zmean_d.p,
+                                     zrstd_d.p, w_d.p, N, C, part_d.poison().p, stream);
     expect_close("q", q_d.get(), q_ref);
     expect_close("out", out_d.get(), out_ref);
     expect_close("mean", mean_d.get(), mean_ref);
     expect_close("rstd", rstd_d.get(), rstd_ref);
-    expect_close("dz", dz_d.get(), dz_ref);
+    expect_close("dx", dx_d.get(), dx_ref);
+    expect_close("dw", dw_d.get(), dw_ref);
+    expect_close("db", db_d.get(), db_ref);
     expect_close("dD", dD_d.get(), dD_ref);
+    EXPECT_EQ(dz_d.get(), dz0) << "dz is only read";
     // in place: q written over y
     Dev<float> yq_d(y), out2_d(N * C);
     skip_layernorm_forward_cuda(yq_d.p, out2_d.poison().p, mean_d.p, rstd_d.p, x_d.p, yq_d.p, z_d.p, D_d.p, w_d.p,
@@ -370,23 +402,27 @@ TEST_F(CudaLayers, SwiGlu) {
 }
 
 TEST_F(CudaLayers, Embedding) {
-  Rng rng(107);
-  int N = 1000, d = 200;  // two column tiles, the second partial
-  Bytes x(N);
-  for (auto& b : x) b = rng.next_u64() % 4 ? uint8_t(" etaoin"[rng.next_u64() % 7]) : uint8_t(rng.next_u64());
-  x[0] = 0, x[N - 1] = 255;
-  V E = random_floats(256 * d, rng), de = random_floats((size_t)N * d, rng), dE0 = random_floats(256 * d, rng);
-  V e_ref((size_t)N * d), dE_ref = dE0;
-  embedding_forward(e_ref.data(), x.data(), E.data(), N, d);
-  embedding_backward(dE_ref.data(), de.data(), x.data(), N, d);
+  // d = 200: four rows a block, the last block partial; d = 1100: two column blocks, the second partial
+  for (auto [N, d] : {std::pair{1001, 200}, std::pair{37, 1100}}) {
+    SCOPED_TRACE("N=" + std::to_string(N) + " d=" + std::to_string(d));
+    tag = "d=" + std::to_string(d) + " ";
+    Rng rng(107 + d);
+    Bytes x(N);
+    for (auto& b : x) b = rng.next_u64() % 4 ? uint8_t(" etaoin"[rng.next_u64() % 7]) : uint8_t(rng.next_u64());
+    x[0] = 0, x[N - 1] = 255;
+    V E = random_floats(256 * d, rng), de = random_floats((size_t)N * d, rng), dE0 = random_floats(256 * d, rng);
+    V e_ref((size_t)N * d), dE_ref = dE0;
+    embedding_forward(e_ref.data(), x.data(), E.data(), N, d);
+    embedding_backward(dE_ref.data(), de.data(), x.data(), N, d);
 
-  Dev<uint8_t> x_d(x);
-  Dev<float> E_d(E), de_d(de), e_d((size_t)N * d), dE_d(dE0),
-      scratch_d(embedding_backward_cuda_scratch_bytes(N, sizeof(float)) / sizeof(float));
-  embedding_forward_cuda(e_d.poison().p, x_d.p, E_d.p, N, d, stream);
-  embedding_backward_cuda(dE_d.p, de_d.p, x_d.p, N, d, scratch_d.poison().p, Gemm{handle}, stream);
-  EXPECT_TRUE(bit_equal(e_d.get(), e_ref)) << "the forward is a copy";
-  expect_close("dE", dE_d.get(), dE_ref);  // a product: the same sums in another order
+    Dev<uint8_t> x_d(x);
+    Dev<float> E_d(E), de_d(de), e_d((size_t)N * d), dE_d(dE0),
+        scratch_d(embedding_backward_cuda_scratch_bytes(N, sizeof(float)) / sizeof(float));
+    embedding_forward_cuda(e_d.poison().p, x_d.p, E_d.p, N, d, stream);
+    embedding_backward_cuda(dE_d.p, de_d.p, x_d.p, N, d, scratch_d.poison().p, Gemm{handle}, stream);
+    EXPECT_TRUE(bit_equal(e_d.get(), e_ref)) << "the forward is a copy";
+    expect_close("dE", dE_d.get(), dE_ref);  // a product: the same sums in another order
+  }
 }
 
 TEST_F(CudaLayers, Patch) {
@@ -510,17 +546,19 @@ TEST_F(CudaLayers, BackwardIsBitReproducible) {
     };
     EXPECT_TRUE(bit_equal(run(), run())) << "diag_ssm";
   }
-  {  // the skip's backward: dD through the block partials
+  {  // the skip's backward fused with its LayerNorm's: dw, db and dD through the block partials
     int N = 3001, C = 260;
-    Dev<float> g(random_floats(N * C, rng)), z(random_floats(N * C, rng)), D(random_floats(C, rng)),
-        part(skip_sum_backward_cuda_partials(N, C));
-    V dz0 = random_floats(N * C, rng);
+    Dev<float> x(random_floats(N * C, rng)), z(random_floats(N * C, rng)), dz(random_floats(N * C, rng)),
+        D(random_floats(C, rng)), w(random_floats(C, rng)), mean(random_floats(N, rng)),
+        rstd(random_floats(N, rng, 0.5, 1.0)), part(layernorm_backward_cuda_partials(N, C));
+    V g0 = random_floats(N * C, rng);
     auto run = [&] {
-      Dev<float> dz(dz0), dD(V(C, 0.f));
-      skip_sum_backward_cuda(dz.p, dD.p, g.p, z.p, D.p, N, C, part.p, stream);
-      return std::vector<V>{dz.get(), dD.get()};
+      Dev<float> dx(g0), dw(V(C, 0.f)), db(V(C, 0.f)), dD(V(C, 0.f));
+      skip_sum_layernorm_backward_cuda(dx.p, dw.p, db.p, dD.p, dz.p, x.p, z.p, D.p, mean.p, rstd.p, w.p, N, C, part.p,
+                                       stream);
+      return std::vector<V>{dx.get(), dw.get(), db.get(), dD.get()};
     };
-    EXPECT_TRUE(bit_equal(run(), run())) << "skip sum";
+    EXPECT_TRUE(bit_equal(run(), run())) << "skip sum + layernorm";
   }
   {  // swiglu
     int N = 300, d = 64, H = 85, S = swiglu_stride_cuda(H);
@@ -629,26 +667,14 @@ TEST_F(CudaLayers, Bf16TunedProducts) {
 }
 
 TEST_F(CudaLayers, Bf16LayerNorm) {
-  Rng rng(202);
-  int N = 301, C = 130;
-  V x = round_bf16(random_floats(N * C, rng, 2.0, 0.5)), w = random_floats(C, rng, 1.0, 1.0),
-    b = random_floats(C, rng), dy = round_bf16(random_floats(N * C, rng)), dw0 = random_floats(C, rng),
-    db0 = random_floats(C, rng);
-  V y_ref(N * C), mean_ref(N), rstd_ref(N), dx_ref(N * C), dw_ref = dw0, db_ref = db0;
-  layernorm_forward(y_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), w.data(), b.data(), N, C);
-  layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dy.data(), x.data(), mean_ref.data(),
-                     rstd_ref.data(), w.data(), N, C, false);
-  Dev<bf16> x_d(to_bf16(x)), dy_d(to_bf16(dy)), y_d(N * C), dx_d(N * C);
-  Dev<float> w_d(w), b_d(b), mean_d(N), rstd_d(N), dw_d(dw0), db_d(db0), part_d(layernorm_backward_cuda_partials(N, C));
-  layernorm_forward_cuda(y_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, w_d.p, b_d.p, N, C, stream);
-  layernorm_backward_cuda(dx_d.poison().p, dw_d.p, db_d.p, dy_d.p, x_d.p, mean_d.p, rstd_d.p, w_d.p, N, C, false,
-                          part_d.poison().p, stream);
-  expect_close("y", to_float(y_d.get()), y_ref, kBf16Tol);
-  expect_close("mean", mean_d.get(), mean_ref, 1e-5);  // fp32 statistics of the same inputs
-  expect_close("rstd", rstd_d.get(), rstd_ref, 1e-5);
-  expect_close("dx", to_float(dx_d.get()), dx_ref, kBf16Tol);
-  expect_close("dw", dw_d.get(), dw_ref, 1e-5);
-  expect_close("db", db_d.get(), db_ref, 1e-5);
+  // C = 130 takes the backward's blocks of up to 256 threads (dx accumulated onto is loaded a row ahead), C = 2100
+  // those of up to 1024
+  for (auto [N, C] : {std::pair{301, 130}, std::pair{300, 2100}}) {
+    SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
+    tag = "bf16 N=" + std::to_string(N) + " ";
+    Rng rng(202 + C);
+    check_layernorm<bf16>(N, C, rng, kBf16Tol);
+  }
 }
 
 TEST_F(CudaLayers, Bf16DiagSsm) {
@@ -683,30 +709,43 @@ TEST_F(CudaLayers, Bf16DiagSsm) {
 }
 
 TEST_F(CudaLayers, Bf16SkipLayerNorm) {
-  Rng rng(205);
-  int N = 301, C = 1024;  // the ssm-100m width: rows of several warps
-  V x = round_bf16(random_floats(N * C, rng, 2.0, 0.5)), y = round_bf16(random_floats(N * C, rng)),
-    z = round_bf16(random_floats(N * C, rng)), D = random_floats(C, rng), w = random_floats(C, rng, 1.0, 1.0),
-    b = random_floats(C, rng), g = round_bf16(random_floats(N * C, rng)), dz0 = round_bf16(random_floats(N * C, rng));
-  V dD0 = random_floats(C, rng);
-  V q_ref(N * C), out_ref(N * C), mean_ref(N), rstd_ref(N), dz_ref = dz0, dD_ref = dD0;
-  skip_layernorm_forward(q_ref.data(), out_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), y.data(), z.data(),
-                         D.data(), w.data(), b.data(), N, C);
-  V q_rounded = round_bf16(q_ref), out_of_rounded(N * C), mean_r(N), rstd_r(N);  // the device normalises q as stored
-  layernorm_forward(out_of_rounded.data(), mean_r.data(), rstd_r.data(), q_rounded.data(), w.data(), b.data(), N, C);
-  skip_sum_backward(dz_ref.data(), dD_ref.data(), g.data(), z.data(), D.data(), N, C);
-  Dev<bf16> x_d(to_bf16(x)), y_d(to_bf16(y)), z_d(to_bf16(z)), g_d(to_bf16(g)), dz_d(to_bf16(dz0)), q_d(N * C),
-      out_d(N * C);
-  Dev<float> D_d(D), w_d(w), b_d(b), mean_d(N), rstd_d(N), dD_d(dD0), part_d(skip_sum_backward_cuda_partials(N, C));
-  skip_layernorm_forward_cuda(q_d.poison().p, out_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, y_d.p,
-                              z_d.p, D_d.p, w_d.p, b_d.p, N, C, stream);
-  skip_sum_backward_cuda(dz_d.p, dD_d.p, g_d.p, z_d.p, D_d.p, N, C, part_d.poison().p, stream);
-  expect_close("q", to_float(q_d.get()), q_ref, kBf16Tol);
-  expect_close("out", to_float(out_d.get()), out_of_rounded, kBf16Tol);
-  expect_close("mean", mean_d.get(), mean_r, 1e-5);  // fp32 statistics of the stored q
-  expect_close("rstd", rstd_d.get(), rstd_r, 1e-5);
-  expect_close("dz", to_float(dz_d.get()), dz_ref, kBf16Tol);
-  expect_close("dD", dD_d.get(), dD_ref, 1e-5);
+  // C = 1024 is the ssm-100m width (rows of several warps); C = 6000 takes blocks of 750 threads and, for the
+  // backward's three column sums, more than 48 KB of shared memory
+  for (auto [N, C] : {std::pair{301, 1024}, std::pair{65, 6000}}) {
+    SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
+    Rng rng(205 + C);
+    V x = round_bf16(random_floats(N * C, rng, 2.0, 0.5)), y = round_bf16(random_floats(N * C, rng)),
+      D = random_floats(C, rng), w = random_floats(C, rng, 1.0, 1.0), b = random_floats(C, rng);
+    V z(N * C), zmean(N), zrstd(N);  // z = LN(x) as stored
+    layernorm_forward(z.data(), zmean.data(), zrstd.data(), x.data(), w.data(), b.data(), N, C);
+    z = round_bf16(z);
+    V q_ref(N * C), out_ref(N * C), mean_ref(N), rstd_ref(N);
+    skip_layernorm_forward(q_ref.data(), out_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), y.data(),
+                           z.data(), D.data(), w.data(), b.data(), N, C);
+    V q_rounded = round_bf16(q_ref), out_of_rounded(N * C), mean_r(N), rstd_r(N);  // the device normalises q as stored
+    layernorm_forward(out_of_rounded.data(), mean_r.data(), rstd_r.data(), q_rounded.data(), w.data(), b.data(), N, C);
+    V g = round_bf16(random_floats(N * C, rng)), dz0 = round_bf16(random_floats(N * C, rng)),
+      dD0 = random_floats(C, rng), dw0 = random_floats(C, rng), db0 = random_floats(C, rng);
+    V dx_ref = g, dz_sum = dz0, dD_ref = dD0, dw_ref = dw0, db_ref = db0;
+    skip_sum_layernorm_backward(dx_ref.data(), dw_ref.data(), db_ref.data(), dD_ref.data(), dz_sum.data(), x.data(),
+                                z.data(), D.data(), zmean.data(), zrstd.data(), w.data(), N, C);
+    Dev<bf16> x_d(to_bf16(x)), y_d(to_bf16(y)), z_d(to_bf16(z)), dx_d(to_bf16(g)), dz_d(to_bf16(dz0)), q_d(N * C),
+        out_d(N * C);
+    Dev<float> D_d(D), w_d(w), b_d(b), mean_d(N), rstd_d(N), zmean_d(zmean), zrstd_d(zrstd), dD_d(dD0), dw_d(dw0),
+        db_d(db0), part_d(layernorm_backward_cuda_partials(N, C));
+    skip_layernorm_forward_cuda(q_d.poison().p, out_d.poison().p, mean_d.poison().p, rstd_d.poison().p, x_d.p, y_d.p,
+                                z_d.p, D_d.p, w_d.p, b_d.p, N, C, stream);
+    skip_sum_layernorm_backward_cuda(dx_d.p, dw_d.p, db_d.p, dD_d.p, dz_d.p, x_d.p, z_d.p, D_d.p, zmean_d.p,
+                                     zrstd_d.p, w_d.p, N, C, part_d.poison().p, stream);
+    expect_close("q", to_float(q_d.get()), q_ref, kBf16Tol);
+    expect_close("out", to_float(out_d.get()), out_of_rounded, kBf16Tol);
+    expect_close("mean", mean_d.get(), mean_r, 1e-5);  // fp32 statistics of the stored q
+    expect_close("rstd", rstd_d.get(), rstd_r, 1e-5);
+    expect_close("dx", to_float(dx_d.get()), dx_ref, kBf16Tol);
+    expect_close("dw", dw_d.get(), dw_ref, 1e-5);  // fp32 sums of the same bf16 inputs
+    expect_close("db", db_d.get(), db_ref, 1e-5);
+    expect_close("dD", dD_d.get(), dD_ref, 1e-5);
+  }
 }
 
 TEST_F(CudaLayers, Bf16SwiGlu) {

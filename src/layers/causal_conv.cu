@@ -429,8 +429,7 @@ void causal_conv_backward_cuda(A* dx, float* dw, float* dbias, const A* dy, cons
   conv_backward_dw_kernel<<<dim3((C + 31) / 32, G), 32 * kRowLanes, 0, stream>>>(partials, dy, x, w, bias, rows, T_, C,
                                                                                   K);
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  add_partial_sums(dw, partials, G, C * K, (K + 1) * C, stream);
-  add_partial_sums(dbias, partials + (size_t)C * K, G, C, (K + 1) * C, stream);
+  add_partial_sums<float>({{dw, C * K, 0}, {dbias, C, C * K}}, partials, G, (K + 1) * C, stream);
 }
 
 #define BYTELM_INSTANTIATE(A)                                                                                     \

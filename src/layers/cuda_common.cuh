@@ -7,9 +7,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 
 #include "core/bf16.h"
 #include "core/cuda_check.h"
+#include "core/error.h"
 
 namespace bytelm::cuda {
 
@@ -118,52 +120,88 @@ __global__ void sum_partials_kernel(float* partials, const float* x, size_t n) {
   }
 }
 
-// Launch shape of the kernels that give a block row to each data row (blockIdx.x) and a thread to each
-// pack of its d columns: blocks no wider than the row needs, so narrow rows leave no threads idle.
+// Launch shape of the kernels that give a thread to each pack of a row's d columns: threadIdx.x walks the packs of
+// a row (up to kThreads of them; wider rows take column blocks, blockIdx.y), threadIdx.y the rows of a block, so that
+// a block holds ~kThreads threads however narrow the rows. (A block a row, 32 threads at d = 256 in bf16, left the
+// SMs waiting on block scheduling: the embedding's 67 MB took 82 us a step at ssm-2m on the H100, 25% of bandwidth.)
 struct RowPacks {
-  dim3 grid;
-  unsigned threads;
+  dim3 grid, block;
 };
 template <class T>
 inline RowPacks row_packs(size_t rows, int d) {
   int packs = (d + Pack<T>::n - 1) / Pack<T>::n;
   int threads = (packs + 31) / 32 * 32;
   if (threads > kThreads) threads = kThreads;
-  return {dim3((unsigned)rows, (unsigned)((packs + threads - 1) / threads)), (unsigned)threads};
+  int rows_a_block = kThreads / threads;
+  return {dim3((unsigned)((rows + rows_a_block - 1) / rows_a_block), (unsigned)((packs + threads - 1) / threads)),
+          dim3((unsigned)threads, (unsigned)rows_a_block)};
 }
-// The first column of this thread's pack in a row_packs launch.
+// This thread's row in a row_packs launch (the last block's may be past the last row: check), and the first column
+// of its pack.
+__device__ inline int pack_row() { return blockIdx.x * blockDim.y + threadIdx.y; }
 __device__ inline int pack_column(int n) { return (blockIdx.y * blockDim.x + threadIdx.x) * n; }
 
-// out[c] += sum over g < G of part[g * stride + c], c < n, in a fixed order: thread (column c, lane y) sums
-// g = y, y + kSumLanes, ... in increasing g, then lane 0 adds the kSumLanes sums in lane order. The lanes
-// and the unrolled loop keep many loads in flight (one thread a column would wait on each load in turn; with
-// 8 lanes, 1024 partial rows of 1024 columns took 9 us on an H100, latency-bound in a grid of 32 blocks).
+// One output of add_partial_sums: out[c] += the sum over the partial rows of their column offset + c, c < n.
+template <class T>
+struct PartialSum {
+  T* out;
+  int n, offset;  // offset < the partial rows' stride
+};
+constexpr int kMaxPartialSums = 4;  // outputs one launch takes
+template <class T>
+struct PartialSums {
+  PartialSum<T> sum[kMaxPartialSums];
+};
+
+// out[c] += sum over g < G of part[g * stride + offset + c], c < n, for output blockIdx.y, in a fixed order:
+// thread (column c, lane y) sums g = y, y + kSumLanes, ... in increasing g, then lane 0 adds the kSumLanes sums in
+// lane order. The lanes and the unrolled loop keep many loads in flight (one thread a column would wait on each
+// load in turn; with 8 lanes, 1024 partial rows of 1024 columns took 9 us on an H100, latency-bound in a grid of
+// 32 blocks), and the outputs of a call (a LayerNorm's dw and db, say) share one launch, each a grid row.
 constexpr int kSumCols = 32, kSumLanes = 32;
 
 template <class T>
 __global__ void __launch_bounds__(kSumCols * kSumLanes)
-    add_partial_sums_kernel(T* out, const float* part, int G, int n, int stride) {
+    add_partial_sums_kernel(PartialSums<T> outs, const float* part, int G, int stride) {
   __shared__ float sums[kSumLanes][kSumCols];
+  const PartialSum<T> o = outs.sum[blockIdx.y];
   int x = threadIdx.x % kSumCols, y = threadIdx.x / kSumCols, c = blockIdx.x * kSumCols + x;
   float s = 0.f;
-  if (c < n) {
+  if (c < o.n) {
+    const float* col = part + o.offset + c;
 #pragma unroll 8
-    for (int g = y; g < G; g += kSumLanes) s += part[(size_t)g * stride + c];
+    for (int g = y; g < G; g += kSumLanes) s += col[(size_t)g * stride];
   }
   sums[y][x] = s;
   __syncthreads();
-  if (y == 0 && c < n) {
+  if (y == 0 && c < o.n) {
     float t = 0.f;
     for (int j = 0; j < kSumLanes; j++) t += sums[j][x];
-    out[c] = (T)((float)out[c] + t);
+    o.out[c] = (T)((float)o.out[c] + t);
   }
+}
+
+// Each output's columns of G partial rows of `stride` floats, added into it (see the kernel), in one launch.
+template <class T>
+void add_partial_sums(std::initializer_list<PartialSum<T>> outputs, const float* part, int G, int stride,
+                      cudaStream_t stream) {
+  PartialSums<T> outs{};
+  int count = 0, widest = 0;
+  for (const PartialSum<T>& o : outputs) {
+    if (o.n <= 0) continue;
+    if (count == kMaxPartialSums) throw Error("add_partial_sums: more outputs than one launch takes");
+    outs.sum[count++] = o;
+    widest = o.n > widest ? o.n : widest;
+  }
+  if (count == 0) return;
+  dim3 grid((widest + kSumCols - 1) / kSumCols, count);
+  add_partial_sums_kernel<<<grid, kSumCols * kSumLanes, 0, stream>>>(outs, part, G, stride);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T>
 void add_partial_sums(T* out, const float* part, int G, int n, int stride, cudaStream_t stream) {
-  if (n <= 0) return;
-  add_partial_sums_kernel<<<(n + kSumCols - 1) / kSumCols, kSumCols * kSumLanes, 0, stream>>>(out, part, G, n, stride);
-  BYTELM_CUDA_CHECK(cudaGetLastError());
+  add_partial_sums<T>({{out, n, 0}}, part, G, stride, stream);
 }
 
 }  // namespace bytelm::cuda

@@ -5,7 +5,7 @@
 // h0 is null). Streaming is the forward with T = 1 and the state passed as h0.
 // The layer's diagonal skip D * x is added where the block sums its residual,
 // in the same pass as the next LayerNorm (layernorm.h: skip_layernorm_forward,
-// and skip_sum_backward for its gradient), so it is not part of these calls.
+// and skip_sum_layernorm_backward for its gradient), so it is not part of these calls.
 #pragma once
 
 namespace bytelm {

@@ -81,6 +81,13 @@ void skip_sum_backward(T* dz, T* dD, const T* g, const T* z, const T* D, int N, 
   });
 }
 
+template <class T>
+void skip_sum_layernorm_backward(T* dx, T* dw, T* db, T* dD, T* dz, const T* x, const T* z, const T* D, const T* mean,
+                                 const T* rstd, const T* w, int N, int C) {
+  skip_sum_backward(dz, dD, dx, z, D, N, C);
+  layernorm_backward(dx, dw, db, dz, x, mean, rstd, w, N, C, true);
+}
+
 template void layernorm_forward<float>(float*, float*, float*, const float*, const float*, const float*, int, int);
 template void layernorm_forward<double>(double*, double*, double*, const double*, const double*, const double*, int,
                                         int);
@@ -91,7 +98,9 @@ template void layernorm_backward<double>(double*, double*, double*, const double
 #define BYTELM_INSTANTIATE(T)                                                                                         \
   template void skip_layernorm_forward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*, \
                                           int, int);                                                                  \
-  template void skip_sum_backward<T>(T*, T*, const T*, const T*, const T*, int, int);
+  template void skip_sum_backward<T>(T*, T*, const T*, const T*, const T*, int, int);                                \
+  template void skip_sum_layernorm_backward<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*, \
+                                               const T*, int, int);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(double)
 #undef BYTELM_INSTANTIATE

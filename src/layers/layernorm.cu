@@ -23,6 +23,7 @@ struct RowGroups {
 
 constexpr int kRowsEach = 4;        // rows a group takes at least
 constexpr int kMaxSumBlocks = 1024;  // backward: blocks, each writing a partial row of dw and db, at most
+constexpr size_t kMaxSmem = 227 * 1024;  // backward: an sm_90 block's shared memory at most
 
 // max_blocks caps the grid (the backward's partial rows); the shape depends on N, C and the pack alone, so the
 // summation order does too.
@@ -112,20 +113,25 @@ __global__ void __launch_bounds__(kMaxThreads, (kMinBlocks<kMaxThreads, kSkip>))
     wl[j] = real ? w[c0 + j] : 0.f, bl[j] = real ? b[c0 + j] : 0.f;
     if constexpr (kSkip) Dl[j] = real ? skip.D[c0 + j] : 0.f;
   }
-  Pack<T> next = load_row_pack(x, walk.row(0), c0, N, C, vec), next_y, next_z;
+  // x's packs of the next row, and of the one after without the skip: a thread keeps ~32-48 bytes in flight
+  // (the skip's three inputs a row ahead; x alone, two rows ahead), which the bandwidth needs.
+  constexpr int kAhead = kSkip ? 1 : 2;
+  Pack<T> next[kAhead], next_y, next_z;
+#pragma unroll
+  for (int k = 0; k < kAhead; k++) next[k] = load_row_pack(x, walk.row(k), c0, N, C, vec);  // past N: zeros
   if constexpr (kSkip) {
     next_y = load_row_pack(skip.y, walk.row(0), c0, N, C, vec);
     next_z = load_row_pack(skip.z, walk.row(0), c0, N, C, vec);
   }
   for (int it = 0; it < rows_each; it++) {
     int row = walk.row(it);
-    Pack<T> xp = next, yp = next_y, zp = next_z;
-    if (it + 1 < rows_each) {
-      next = load_row_pack(x, walk.row(it + 1), c0, N, C, vec);
-      if constexpr (kSkip) {
-        next_y = load_row_pack(skip.y, walk.row(it + 1), c0, N, C, vec);
-        next_z = load_row_pack(skip.z, walk.row(it + 1), c0, N, C, vec);
-      }
+    Pack<T> xp = next[0], yp = next_y, zp = next_z;
+#pragma unroll
+    for (int k = 0; k + 1 < kAhead; k++) next[k] = next[k + 1];
+    if (it + kAhead < rows_each) next[kAhead - 1] = load_row_pack(x, walk.row(it + kAhead), c0, N, C, vec);
+    if (kSkip && it + 1 < rows_each) {
+      next_y = load_row_pack(skip.y, walk.row(it + 1), c0, N, C, vec);
+      next_z = load_row_pack(skip.z, walk.row(it + 1), c0, N, C, vec);
     }
     if constexpr (kSkip) {  // xp becomes q as stored: the statistics are those of the rounded values
 #pragma unroll
@@ -155,34 +161,71 @@ __global__ void __launch_bounds__(kMaxThreads, (kMinBlocks<kMaxThreads, kSkip>))
   }
 }
 
-// dx (+)= rstd (g - mean(g) - xhat mean(g xhat)), g = dy w, and in the same pass the column sums of dy * xhat
-// and dy (dw, db), which each thread keeps for its columns in registers over its group's rows. The block then
-// adds its groups in order into one partial row [2C], and the partial rows are added in block order afterwards.
+// The skip operands of skip_sum_layernorm_backward: the LayerNorm's output z and the SSM's D. Its dy is dz + D g,
+// g being the dx accumulated into (the gradient at q).
 template <class T>
-__global__ void __launch_bounds__(1024) layernorm_backward_kernel(T* dx, float* part, const T* dy, const T* x,
-                                                                  const float* mean, const float* rstd,
-                                                                  const float* w, int N, int C, int row_threads,
-                                                                  int rows_each, bool accumulate_dx, bool vec) {
-  constexpr int n = Pack<T>::n;
+struct SkipGrad {
+  const T* z;
+  const float* D;
+};
+
+// dx (+)= rstd (g - mean(g) - xhat mean(g xhat)), g = dy w, and in the same pass the column sums of dy * xhat
+// and dy (dw, db), and with kSkip of dx * z (dD), which each thread keeps for its columns in registers over its
+// group's rows. The block then adds its groups in order into one partial row [kSums C], and the partial rows are
+// added in block order afterwards. Blocks of up to 256 threads (rows of up to 256 packs; C = 512 in bf16 is 2 warps
+// a row, 4 rows a block) load the accumulated dx (and z) a row ahead too, with x and dy, so that no row waits out a
+// load: three blocks an SM (80 registers), two with the skip (109: its z, fp32 dy and dD sums would spill at 80).
+// Blocks of up to 1024 threads (rows wider than 2048 in bf16) load them in place, within 64 registers (the skip
+// variant spills ~150 bytes there).
+template <class T, bool kSkip, int kMaxThreads>
+__global__ void __launch_bounds__(kMaxThreads, kMaxThreads > 256 ? 0 : kSkip ? 2 : 3)  // 0: none (1 spills)
+    layernorm_backward_kernel(T* dx, float* part, const T* dy, const T* x, SkipGrad<T> skip, const float* mean,
+                              const float* rstd, const float* w, int N, int C, int row_threads, int rows_each,
+                              bool accumulate_dx, bool vec) {
+  constexpr int n = Pack<T>::n, kSums = kSkip ? 3 : 2;
+  constexpr bool kAhead = kMaxThreads <= 256;
   __shared__ float slots[2][32];
-  extern __shared__ float group_sums[];  // [lanes][2C]: the groups' column sums, added in order at the end
+  extern __shared__ float group_sums[];  // [lanes][kSums C]: the groups' column sums, added in order at the end
   RowWalk walk(row_threads, n);
   int c0 = walk.c0;
-  float s_gx[n] = {}, s_g[n] = {};  // w is read where used (L1): registers here would spill at the bound
-  const float* wc = w + (c0 < C ? c0 : 0);
-  Pack<T> next_x = load_row_pack(x, walk.row(0), c0, N, C, vec), next_dy = load_row_pack(dy, walk.row(0), c0, N, C, vec);
+  float s_gx[n] = {}, s_g[n] = {}, s_gz[kSkip ? n : 1] = {};  // w and D are read where used (L1): registers
+  const float* wc = w + (c0 < C ? c0 : 0);                     // for them would spill at the bound
+  const float* Dc = kSkip ? skip.D + (c0 < C ? c0 : 0) : nullptr;
+  // what a row needs besides x and dy: dx where it is accumulated into, z with the skip
+  auto load_extra = [&](int row, Pack<T>& acc, Pack<T>& zp) {
+    if (accumulate_dx) acc = load_row_pack((const T*)dx, row, c0, N, C, vec);
+    if constexpr (kSkip) zp = load_row_pack(skip.z, row, c0, N, C, vec);
+  };
+  Pack<T> next_x = load_row_pack(x, walk.row(0), c0, N, C, vec);
+  Pack<T> next_dy = load_row_pack(dy, walk.row(0), c0, N, C, vec), next_acc, next_z;
+  if constexpr (kAhead) load_extra(walk.row(0), next_acc, next_z);
   for (int it = 0; it < rows_each; it++) {
     int row = walk.row(it);
-    Pack<T> xp = next_x, dyp = next_dy;
+    Pack<T> xp = next_x, dyp = next_dy, acc = next_acc, zp = next_z;
     if (it + 1 < rows_each) {
       next_x = load_row_pack(x, walk.row(it + 1), c0, N, C, vec);
       next_dy = load_row_pack(dy, walk.row(it + 1), c0, N, C, vec);
+      if constexpr (kAhead) load_extra(walk.row(it + 1), next_acc, next_z);
     }
+    if constexpr (!kAhead) load_extra(row, acc, zp);
+    float skip_dy[kSkip ? n : 1];  // with the skip, dy is dz + D g, kept in fp32 (not rounded to T)
+    if constexpr (kSkip) {
+#pragma unroll
+      for (int j = 0; j < n; j++) {  // zero packs (past C or past N) stay zero
+        float gq = acc.get(j);
+        s_gz[j] += gq * zp.get(j);
+        skip_dy[j] = dyp.get(j) + (c0 + j < C ? Dc[j] : 0.f) * gq;
+      }
+    }
+    auto dy_at = [&](int j) {
+      if constexpr (kSkip) return skip_dy[j];
+      else return dyp.get(j);
+    };
     bool live = row < N;
     float m = live ? mean[row] : 0.f, r = live ? rstd[row] : 0.f, sums[2] = {0.f, 0.f};  // g, g xhat
 #pragma unroll
     for (int j = 0; j < n; j++) {  // zero packs (past C or past N) add nothing
-      float gy = dyp.get(j), xhat = (xp.get(j) - m) * r, g = c0 + j < C ? gy * wc[j] : 0.f;
+      float gy = dy_at(j), xhat = (xp.get(j) - m) * r, g = c0 + j < C ? gy * wc[j] : 0.f;
       sums[0] += g;
       sums[1] += g * xhat;
       s_gx[j] += gy * xhat;
@@ -191,73 +234,27 @@ __global__ void __launch_bounds__(1024) layernorm_backward_kernel(T* dx, float* 
     row_group_sum(sums, slots, walk.warps_a_row);
     if (!live || c0 >= C) continue;
     float mean_g = sums[0] / C, mean_gx = sums[1] / C;
-    size_t base = (size_t)row * C;
     Pack<T> out;
-    if (accumulate_dx) out = load_pack((const T*)dx + base, c0, C, vec);
 #pragma unroll
     for (int j = 0; j < n; j++) {
       float xhat = (xp.get(j) - m) * r;
-      float v = r * (dyp.get(j) * wc[c0 + j < C ? j : 0] - mean_g - xhat * mean_gx);  // past C: not stored
-      out.set(j, accumulate_dx ? v + out.get(j) : v);
+      float v = r * (dy_at(j) * wc[c0 + j < C ? j : 0] - mean_g - xhat * mean_gx);  // past C: not stored
+      out.set(j, accumulate_dx ? v + acc.get(j) : v);
     }
-    store_pack(dx + base, c0, C, vec, out);
+    store_pack(dx + (size_t)row * C, c0, C, vec, out);
   }
-  float* mine = group_sums + (size_t)walk.group * 2 * C;
+  float* mine = group_sums + (size_t)walk.group * kSums * C;
 #pragma unroll
   for (int j = 0; j < n; j++)
-    if (c0 + j < C) mine[c0 + j] = s_gx[j], mine[C + c0 + j] = s_g[j];
-  __syncthreads();
-  for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) {
-    float total = 0.f;
-    for (int g = 0; g < walk.lanes; g++) total += group_sums[(size_t)g * 2 * C + c];
-    part[(size_t)blockIdx.x * 2 * C + c] = total;
-  }
-}
-
-// The skip's part of the backward of skip_layernorm_forward (layernorm.h: skip_sum_backward): dz += D g and, per
-// block, partial sums of g z for dD. A block owns 32 packs of columns and a fixed set of rows (8 row lanes
-// striding by 8 * gridDim.y), summed in row order, then the lanes in lane order.
-constexpr int kSkipRowLanes = 8;
-constexpr int kSkipMaxBlocks = 512;
-
-int skip_blocks(int N) {
-  int g = (N + 127) / 128;
-  return g < 1 ? 1 : g > kSkipMaxBlocks ? kSkipMaxBlocks : g;
-}
-
-template <class T>
-__global__ void __launch_bounds__(32 * kSkipRowLanes)
-    skip_sum_backward_kernel(T* dz, float* part, const T* g, const T* z, const float* D, int N, int C, bool vec) {
-  constexpr int n = Pack<T>::n;
-  __shared__ float sums[kSkipRowLanes][32 * n];
-  int px = threadIdx.x % 32, r = threadIdx.x / 32, c0 = (blockIdx.x * 32 + px) * n;
-  float s[n] = {};
-  if (c0 < C) {
-    float Dc[n];
-#pragma unroll
-    for (int j = 0; j < n; j++) Dc[j] = c0 + j < C ? D[c0 + j] : 0.f;
-#pragma unroll 4
-    for (int i = blockIdx.y * kSkipRowLanes + r; i < N; i += gridDim.y * kSkipRowLanes) {
-      size_t row = (size_t)i * C;
-      Pack<T> gp = load_pack(g + row, c0, C, vec), zp = load_pack(z + row, c0, C, vec),
-              out = load_pack(dz + row, c0, C, vec);
-#pragma unroll
-      for (int j = 0; j < n; j++) {
-        s[j] += gp.get(j) * zp.get(j);
-        out.set(j, out.get(j) + Dc[j] * gp.get(j));
-      }
-      store_pack(dz + row, c0, C, vec, out);
+    if (c0 + j < C) {
+      mine[c0 + j] = s_gx[j], mine[C + c0 + j] = s_g[j];
+      if constexpr (kSkip) mine[2 * C + c0 + j] = s_gz[j];
     }
-  }
-#pragma unroll
-  for (int j = 0; j < n; j++) sums[r][px * n + j] = s[j];
   __syncthreads();
-  for (int k = threadIdx.x; k < 32 * n; k += blockDim.x) {
-    int c = blockIdx.x * 32 * n + k;
-    if (c >= C) continue;
-    float t = 0.f;
-    for (int j = 0; j < kSkipRowLanes; j++) t += sums[j][k];
-    part[(size_t)blockIdx.y * C + c] = t;
+  for (int c = threadIdx.x; c < kSums * C; c += blockDim.x) {
+    float total = 0.f;
+    for (int g = 0; g < walk.lanes; g++) total += group_sums[(size_t)g * kSums * C + c];
+    part[(size_t)blockIdx.x * kSums * C + c] = total;
   }
 }
 
@@ -270,6 +267,26 @@ void launch_layernorm_forward(A* y, float* mean, float* rstd, const A* x, SkipSu
   auto kernel = threads <= 256 ? layernorm_forward_kernel<A, kSkip, 256> : layernorm_forward_kernel<A, kSkip, 1024>;
   kernel<<<s.blocks, threads, 0, stream>>>(y, mean, rstd, x, skip, w, b, N, C, s.row_threads, s.rows_each, vec);
   BYTELM_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class A, bool kSkip>
+void launch_layernorm_backward(A* dx, float* dw, float* db, float* dD, const A* dy, const A* x, SkipGrad<A> skip,
+                               const float* mean, const float* rstd, const float* w, int N, int C, bool accumulate_dx,
+                               bool vec, float* partials, cudaStream_t stream) {
+  if (N == 0 || C == 0) return;
+  constexpr int kSums = kSkip ? 3 : 2;
+  RowGroups s = row_groups(N, C, Pack<A>::n, kMaxSumBlocks);
+  size_t shared = (size_t)s.lanes * kSums * C * sizeof(float);
+  int threads = s.row_threads * s.lanes;
+  auto kernel = threads <= 256 ? layernorm_backward_kernel<A, kSkip, 256> : layernorm_backward_kernel<A, kSkip, 1024>;
+  if (shared > kMaxSmem)
+    throw Error("layernorm on the GPU: the backward of rows of " + std::to_string(C) +
+                " elements needs more shared memory than a block has");
+  if (shared > 48 * 1024) allow_smem(kernel, shared);
+  kernel<<<s.blocks, threads, shared, stream>>>(dx, partials, dy, x, skip, mean, rstd, w, N, C, s.row_threads,
+                                                s.rows_each, accumulate_dx, vec);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+  add_partial_sums<float>({{dw, C, 0}, {db, C, C}, {dD, kSkip ? C : 0, 2 * C}}, partials, s.blocks, kSums * C, stream);
 }
 
 }  // namespace
@@ -288,42 +305,27 @@ void skip_layernorm_forward_cuda(A* q, A* out, float* mean, float* rstd, const A
   launch_layernorm_forward<A, true>(out, mean, rstd, x, SkipSum<A>{q, y, z, D}, w, b, N, C, vec, stream);
 }
 
-// Enough for any pack width: a block takes at least kRowsEach rows.
+// Enough for any pack width (a block takes at least kRowsEach rows) and for the skip variant's three sums.
 size_t layernorm_backward_cuda_partials(int N, int C) {
   size_t blocks = (N + kRowsEach - 1) / kRowsEach;
-  return (blocks < kMaxSumBlocks ? blocks : kMaxSumBlocks) * 2 * (size_t)C;
+  return (blocks < kMaxSumBlocks ? blocks : kMaxSumBlocks) * 3 * (size_t)C;
 }
 
 template <class A>
 void layernorm_backward_cuda(A* dx, float* dw, float* db, const A* dy, const A* x, const float* mean,
                              const float* rstd, const float* w, int N, int C, bool accumulate_dx, float* partials,
                              cudaStream_t stream) {
-  if (N == 0 || C == 0) return;
-  RowGroups s = row_groups(N, C, Pack<A>::n, kMaxSumBlocks);
-  size_t shared = (size_t)s.lanes * 2 * C * sizeof(float);
-  if (shared > 48 * 1024)
-    throw Error("layernorm on the GPU: the backward of rows of " + std::to_string(C) +
-                " elements needs more shared memory than a block has");
-  layernorm_backward_kernel<<<s.blocks, s.row_threads * s.lanes, shared, stream>>>(
-      dx, partials, dy, x, mean, rstd, w, N, C, s.row_threads, s.rows_each, accumulate_dx,
-      packable(dx, C) && packable(dy, C) && packable(x, C));
-  BYTELM_CUDA_CHECK(cudaGetLastError());
-  add_partial_sums(dw, partials, s.blocks, C, 2 * C, stream);
-  add_partial_sums(db, partials + C, s.blocks, C, 2 * C, stream);
+  launch_layernorm_backward<A, false>(dx, dw, db, nullptr, dy, x, SkipGrad<A>{}, mean, rstd, w, N, C, accumulate_dx,
+                                      packable(dx, C) && packable(dy, C) && packable(x, C), partials, stream);
 }
 
-size_t skip_sum_backward_cuda_partials(int N, int C) { return (size_t)skip_blocks(N) * C; }
-
 template <class A>
-void skip_sum_backward_cuda(A* dz, float* dD, const A* g, const A* z, const float* D, int N, int C, float* partials,
-                            cudaStream_t stream) {
-  if (N == 0 || C == 0) return;
-  int G = skip_blocks(N);
-  unsigned tiles = (C + 32 * Pack<A>::n - 1) / (32 * Pack<A>::n);
-  skip_sum_backward_kernel<<<dim3(tiles, G), kSkipRowLanes * 32, 0, stream>>>(
-      dz, partials, g, z, D, N, C, packable(dz, C) && packable(g, C) && packable(z, C));
-  BYTELM_CUDA_CHECK(cudaGetLastError());
-  add_partial_sums(dD, partials, G, C, C, stream);
+void skip_sum_layernorm_backward_cuda(A* dx, float* dw, float* db, float* dD, const A* dz, const A* x, const A* z,
+                                      const float* D, const float* mean, const float* rstd, const float* w, int N,
+                                      int C, float* partials, cudaStream_t stream) {
+  bool vec = packable(dx, C) && packable(dz, C) && packable(x, C) && packable(z, C);
+  launch_layernorm_backward<A, true>(dx, dw, db, dD, dz, x, SkipGrad<A>{z, D}, mean, rstd, w, N, C, true, vec,
+                                     partials, stream);
 }
 
 #define BYTELM_INSTANTIATE(A)                                                                                      \
@@ -333,7 +335,9 @@ void skip_sum_backward_cuda(A* dz, float* dD, const A* g, const A* z, const floa
                                                const float*, const float*, int, int, cudaStream_t);                \
   template void layernorm_backward_cuda<A>(A*, float*, float*, const A*, const A*, const float*, const float*,     \
                                            const float*, int, int, bool, float*, cudaStream_t);                    \
-  template void skip_sum_backward_cuda<A>(A*, float*, const A*, const A*, const float*, int, int, float*, cudaStream_t);
+  template void skip_sum_layernorm_backward_cuda<A>(A*, float*, float*, float*, const A*, const A*, const A*,       \
+                                                    const float*, const float*, const float*, const float*, int, int, \
+                                                    float*, cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)
 #undef BYTELM_INSTANTIATE

@@ -25,4 +25,12 @@ void skip_layernorm_forward(T* q, T* out, T* mean, T* rstd, const T* x, const T*
 template <class T>
 void skip_sum_backward(T* dz, T* dD, const T* g, const T* z, const T* D, int N, int C);
 
+// skip_sum_backward and the backward of the LayerNorm that made z (z = LN(x)), in one call, as the ssm block's
+// backward needs them: on entry dx holds g (the gradient at q, and x's through the residual) and dz the gradient
+// at z from all but the skip. Then dz += D g, dD += sum g z, dx = g + d/dx of LN with dy = dz, and dw, db as in
+// layernorm_backward. dz is left changed (the CPU code keeps the sum there; the CUDA code leaves it as it was).
+template <class T>
+void skip_sum_layernorm_backward(T* dx, T* dw, T* db, T* dD, T* dz, const T* x, const T* z, const T* D, const T* mean,
+                                 const T* rstd, const T* w, int N, int C);
+
 }  // namespace bytelm

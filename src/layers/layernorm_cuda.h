@@ -18,7 +18,7 @@ template <class A>
 void skip_layernorm_forward_cuda(A* q, A* out, float* mean, float* rstd, const A* x, const A* y, const A* z,
                                  const float* D, const float* w, const float* b, int N, int C, cudaStream_t stream);
 
-// Floats of scratch (`partials`) that layernorm_backward_cuda needs.
+// Floats of scratch (`partials`) that layernorm_backward_cuda and skip_sum_layernorm_backward_cuda need.
 size_t layernorm_backward_cuda_partials(int N, int C);
 
 // dx (+)= d/dx, dw += sum dy*xhat, db += sum dy.
@@ -27,10 +27,10 @@ void layernorm_backward_cuda(A* dx, float* dw, float* db, const A* dy, const A* 
                              const float* rstd, const float* w, int N, int C, bool accumulate_dx, float* partials,
                              cudaStream_t stream);
 
-// skip_sum_backward (layernorm.h); partials: skip_sum_backward_cuda_partials(N, C) floats.
-size_t skip_sum_backward_cuda_partials(int N, int C);
+// skip_sum_layernorm_backward (layernorm.h): dx holds g on entry; dz is only read. partials as above.
 template <class A>
-void skip_sum_backward_cuda(A* dz, float* dD, const A* g, const A* z, const float* D, int N, int C, float* partials,
-                            cudaStream_t stream);
+void skip_sum_layernorm_backward_cuda(A* dx, float* dw, float* db, float* dD, const A* dz, const A* x, const A* z,
+                                      const float* D, const float* mean, const float* rstd, const float* w, int N,
+                                      int C, float* partials, cudaStream_t stream);
 
 }  // namespace bytelm

@@ -8,15 +8,15 @@ using namespace cuda;
 
 namespace {
 
-// Every kernel but the start column sum runs one block row per output row (blockIdx.x) and a thread per
-// pack of its columns (row_packs in cuda_common.cuh), so no thread divides a 64-bit index.
+// Every kernel but the start column sum runs a thread per pack of an output row's columns (row_packs in
+// cuda_common.cuh; the row is pack_row()), so no thread divides a 64-bit index.
 
 // p[b, j] = mean of the patch's P bytes, summed in order, then divided (as the CPU).
 template <class T>
-__global__ void patch_mean_forward_kernel(T* p, const T* e, int T_, int P, int Np, int d, bool vec) {
+__global__ void patch_mean_forward_kernel(T* p, const T* e, int B, int T_, int P, int Np, int d, bool vec) {
   constexpr int n = Pack<T>::n;
-  int bj = blockIdx.x, b = bj / Np, j = bj % Np, c0 = pack_column(n);
-  if (c0 >= d) return;
+  int bj = pack_row(), b = bj / Np, j = bj % Np, c0 = pack_column(n);
+  if (b >= B || c0 >= d) return;
   const T* src = e + ((size_t)b * T_ + (size_t)j * P) * d;
   float s[n] = {};
   for (int r = 0; r < P; r++) {
@@ -32,10 +32,10 @@ __global__ void patch_mean_forward_kernel(T* p, const T* e, int T_, int P, int N
 
 // de += dp / P over the bytes inside complete patches: one block row per byte row of [B, Np*P].
 template <class T>
-__global__ void patch_mean_backward_kernel(T* de, const T* dp, int T_, int P, int Np, int d, bool vec) {
+__global__ void patch_mean_backward_kernel(T* de, const T* dp, int B, int T_, int P, int Np, int d, bool vec) {
   constexpr int n = Pack<T>::n;
-  int bt = blockIdx.x, b = bt / (Np * P), t = bt % (Np * P), c0 = pack_column(n);
-  if (c0 >= d) return;
+  int bt = pack_row(), b = bt / (Np * P), t = bt % (Np * P), c0 = pack_column(n);
+  if (b >= B || c0 >= d) return;
   T* row = de + ((size_t)b * T_ + t) * d;
   Pack<T> x = load_pack((const T*)row, c0, d, vec), g = load_pack(dp + ((size_t)b * Np + t / P) * d, c0, d, vec);
 #pragma unroll
@@ -44,11 +44,11 @@ __global__ void patch_mean_backward_kernel(T* de, const T* dp, int T_, int P, in
 }
 
 template <class T>
-__global__ void patch_broadcast_forward_kernel(T* out, const T* p, const float* start, const T* e, int T_, int P,
-                                               int Np, int d, bool vec) {
+__global__ void patch_broadcast_forward_kernel(T* out, const T* p, const float* start, const T* e, int B, int T_,
+                                               int P, int Np, int d, bool vec) {
   constexpr int n = Pack<T>::n;
-  int bt = blockIdx.x, b = bt / T_, t = bt % T_, c0 = pack_column(n);
-  if (c0 >= d) return;
+  int bt = pack_row(), b = bt / T_, t = bt % T_, c0 = pack_column(n);
+  if (b >= B || c0 >= d) return;
   int src = (t + 1) / P - 1;  // patch_source(t, P), which is host-only
   Pack<T> x = load_pack(e + (size_t)bt * d, c0, d, vec), v;
   if (src >= 0) v = load_pack(p + ((size_t)b * Np + src) * d, c0, d, vec);
@@ -59,10 +59,10 @@ __global__ void patch_broadcast_forward_kernel(T* out, const T* p, const float* 
 
 // dp[b, k] (overwritten): patch k is read by bytes [(k+1)P - 1, (k+2)P - 1) ∩ [0, T).
 template <class T>
-__global__ void patch_broadcast_backward_kernel(T* dp, const T* dout, int T_, int P, int Np, int d, bool vec) {
+__global__ void patch_broadcast_backward_kernel(T* dp, const T* dout, int B, int T_, int P, int Np, int d, bool vec) {
   constexpr int n = Pack<T>::n;
-  int bk = blockIdx.x, b = bk / Np, k = bk % Np, c0 = pack_column(n);
-  if (c0 >= d) return;
+  int bk = pack_row(), b = bk / Np, k = bk % Np, c0 = pack_column(n);
+  if (b >= B || c0 >= d) return;
   int t_end = (k + 2) * P - 1 < T_ ? (k + 2) * P - 1 : T_;
   float s[n] = {};
   for (int t = (k + 1) * P - 1; t < t_end; t++) {
@@ -76,15 +76,19 @@ __global__ void patch_broadcast_backward_kernel(T* dp, const T* dout, int T_, in
   store_pack(dp + (size_t)bk * d, c0, d, vec, out);
 }
 
-// dstart[c] += sum over b, then t < min(P - 1, T), of dout[b, t, c]: one thread per column.
+// dstart[c] += sum over b, then t < min(P - 1, T), of dout[b, t, c]: one thread per column, its rows in one
+// unrolled loop so that several loads are in flight (at P = 2, one row a sequence: a nested loop waited out each).
 template <class T>
 __global__ void patch_start_backward_kernel(float* dstart, const T* dout, int B, int T_, int P, int d) {
   int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= d) return;
   int t_end = P - 1 < T_ ? P - 1 : T_;
   float s = 0.f;
-  for (int b = 0; b < B; b++)
-    for (int t = 0; t < t_end; t++) s += (float)dout[((size_t)b * T_ + t) * d + c];
+#pragma unroll 8
+  for (int i = 0; i < B * t_end; i++) {  // b-major, as the nested loops were
+    int b = i / t_end, t = i % t_end;
+    s += (float)dout[((size_t)b * T_ + t) * d + c];
+  }
   dstart[c] += s;
 }
 
@@ -95,7 +99,7 @@ void patch_mean_forward_cuda(A* p, const A* e, int B, int T_, int P, int d, cuda
   int Np = patch_count(T_, P);
   if ((size_t)B * Np * d == 0) return;
   RowPacks l = row_packs<A>((size_t)B * Np, d);
-  patch_mean_forward_kernel<<<l.grid, l.threads, 0, stream>>>(p, e, T_, P, Np, d, packable(p, d) && packable(e, d));
+  patch_mean_forward_kernel<<<l.grid, l.block, 0, stream>>>(p, e, B, T_, P, Np, d, packable(p, d) && packable(e, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -104,7 +108,8 @@ void patch_mean_backward_cuda(A* de, const A* dp, int B, int T_, int P, int d, c
   int Np = patch_count(T_, P);
   if ((size_t)B * Np * d == 0) return;
   RowPacks l = row_packs<A>((size_t)B * Np * P, d);
-  patch_mean_backward_kernel<<<l.grid, l.threads, 0, stream>>>(de, dp, T_, P, Np, d, packable(de, d) && packable(dp, d));
+  patch_mean_backward_kernel<<<l.grid, l.block, 0, stream>>>(de, dp, B, T_, P, Np, d,
+                                                             packable(de, d) && packable(dp, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -114,7 +119,8 @@ void patch_broadcast_forward_cuda(A* out, const A* p, const float* start, const 
   if ((size_t)B * T_ * d == 0) return;
   bool vec = packable(out, d) && packable(p, d) && packable(e, d);
   RowPacks l = row_packs<A>((size_t)B * T_, d);
-  patch_broadcast_forward_kernel<<<l.grid, l.threads, 0, stream>>>(out, p, start, e, T_, P, patch_count(T_, P), d, vec);
+  patch_broadcast_forward_kernel<<<l.grid, l.block, 0, stream>>>(out, p, start, e, B, T_, P, patch_count(T_, P), d,
+                                                                 vec);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -127,8 +133,8 @@ void patch_broadcast_backward_cuda(A* dp, float* dstart, A* de, const A* dout, i
   int Np = patch_count(T_, P);
   if ((size_t)B * Np * d > 0) {
     RowPacks l = row_packs<A>((size_t)B * Np, d);
-    patch_broadcast_backward_kernel<<<l.grid, l.threads, 0, stream>>>(dp, dout, T_, P, Np, d,
-                                                                      packable(dp, d) && packable(dout, d));
+    patch_broadcast_backward_kernel<<<l.grid, l.block, 0, stream>>>(dp, dout, B, T_, P, Np, d,
+                                                                     packable(dp, d) && packable(dout, d));
     BYTELM_CUDA_CHECK(cudaGetLastError());
   }
   patch_start_backward_kernel<<<blocks_for(d), kThreads, 0, stream>>>(dstart, dout, B, T_, P, d);

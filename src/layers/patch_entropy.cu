@@ -82,13 +82,13 @@ __global__ void entropy_segment_kernel(int* first, int* length, int* source, con
   for (int j = closed; j < slots; j++) first[slot0 + j] = 0, length[slot0 + j] = 0;
 }
 
-// One block row a slot, a thread a pack of its columns: the mean of the patch's bytes, in order (0 for padding).
+// A thread a pack of a slot's columns (row_packs): the mean of the patch's bytes, in order (0 for padding).
 template <class T>
-__global__ void entropy_pool_forward_kernel(T* p, const T* e, const int* first, const int* length, int T_, int slots,
-                                            int d, bool vec) {
+__global__ void entropy_pool_forward_kernel(T* p, const T* e, const int* first, const int* length, int B, int T_,
+                                            int slots, int d, bool vec) {
   constexpr int n = Pack<T>::n;
-  int slot = blockIdx.x, c0 = pack_column(n);
-  if (c0 >= d) return;
+  int slot = pack_row(), c0 = pack_column(n);
+  if (slot >= B * slots || c0 >= d) return;
   int len = length[slot];
   const T* src = e + ((size_t)(slot / slots) * T_ + first[slot]) * d;
   float s[n] = {};
@@ -105,11 +105,11 @@ __global__ void entropy_pool_forward_kernel(T* p, const T* e, const int* first, 
 
 // de += dp / len over each patch's bytes (a byte lies in one patch at most: one writer).
 template <class T>
-__global__ void entropy_pool_backward_kernel(T* de, const T* dp, const int* first, const int* length, int T_,
+__global__ void entropy_pool_backward_kernel(T* de, const T* dp, const int* first, const int* length, int B, int T_,
                                              int slots, int d, bool vec) {
   constexpr int n = Pack<T>::n;
-  int slot = blockIdx.x, c0 = pack_column(n);
-  if (c0 >= d) return;
+  int slot = pack_row(), c0 = pack_column(n);
+  if (slot >= B * slots || c0 >= d) return;
   int len = length[slot];
   if (!len) return;
   T* dst = de + ((size_t)(slot / slots) * T_ + first[slot]) * d;
@@ -122,13 +122,13 @@ __global__ void entropy_pool_backward_kernel(T* de, const T* dp, const int* firs
   }
 }
 
-// out[b, t] = (source >= 0 ? p[b, source] : start) + e[b, t]: a block row a byte.
+// out[b, t] = (source >= 0 ? p[b, source] : start) + e[b, t]: a thread a pack of a byte's columns.
 template <class T>
 __global__ void entropy_broadcast_forward_kernel(T* out, const T* p, const float* start, const T* e,
-                                                 const int* source, int T_, int slots, int d, bool vec) {
+                                                 const int* source, int B, int T_, int slots, int d, bool vec) {
   constexpr int n = Pack<T>::n;
-  int bt = blockIdx.x, c0 = pack_column(n);
-  if (c0 >= d) return;
+  int bt = pack_row(), c0 = pack_column(n);
+  if (bt >= B * T_ || c0 >= d) return;
   int src = source[bt];
   Pack<T> x = load_pack(e + (size_t)bt * d, c0, d, vec), v;
   if (src >= 0) v = load_pack(p + ((size_t)(bt / T_) * slots + src) * d, c0, d, vec);
@@ -141,10 +141,10 @@ __global__ void entropy_broadcast_forward_kernel(T* out, const T* p, const float
 // patch's last byte (or the row's end); padding slots are read by none.
 template <class T>
 __global__ void entropy_broadcast_backward_kernel(T* dp, const T* dout, const int* first, const int* length,
-                                                  const int* source, int T_, int slots, int d, bool vec) {
+                                                  const int* source, int B, int T_, int slots, int d, bool vec) {
   constexpr int n = Pack<T>::n;
-  int slot = blockIdx.x, k = slot % slots, c0 = pack_column(n);
-  if (c0 >= d) return;
+  int slot = pack_row(), k = slot % slots, c0 = pack_column(n);
+  if (slot >= B * slots || c0 >= d) return;
   size_t row = (size_t)(slot / slots) * T_;
   float s[n] = {};
   if (length[slot])
@@ -256,8 +256,8 @@ template <class A>
 void patch_entropy_pool_forward_cuda(A* p, const A* e, const EntropyPatchesCuda& s, int d, cudaStream_t stream) {
   if ((size_t)s.B * s.slots * d == 0) return;
   RowPacks l = row_packs<A>((size_t)s.B * s.slots, d);
-  entropy_pool_forward_kernel<<<l.grid, l.threads, 0, stream>>>(p, e, s.first.data(), s.length.data(), s.T, s.slots,
-                                                                d, vec_rows(p, e, d));
+  entropy_pool_forward_kernel<<<l.grid, l.block, 0, stream>>>(p, e, s.first.data(), s.length.data(), s.B, s.T,
+                                                               s.slots, d, vec_rows(p, e, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -265,8 +265,8 @@ template <class A>
 void patch_entropy_pool_backward_cuda(A* de, const A* dp, const EntropyPatchesCuda& s, int d, cudaStream_t stream) {
   if ((size_t)s.B * s.slots * d == 0) return;
   RowPacks l = row_packs<A>((size_t)s.B * s.slots, d);
-  entropy_pool_backward_kernel<<<l.grid, l.threads, 0, stream>>>(de, dp, s.first.data(), s.length.data(), s.T,
-                                                                 s.slots, d, vec_rows(de, dp, d));
+  entropy_pool_backward_kernel<<<l.grid, l.block, 0, stream>>>(de, dp, s.first.data(), s.length.data(), s.B, s.T,
+                                                                s.slots, d, vec_rows(de, dp, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -275,8 +275,8 @@ void patch_entropy_broadcast_forward_cuda(A* out, const A* p, const float* start
                                           const EntropyPatchesCuda& s, int d, cudaStream_t stream) {
   if ((size_t)s.B * s.T * d == 0) return;
   RowPacks l = row_packs<A>((size_t)s.B * s.T, d);
-  entropy_broadcast_forward_kernel<<<l.grid, l.threads, 0, stream>>>(
-      out, p, start, e, s.source.data(), s.T, s.slots, d, vec_rows(out, e, d) && packable(p, d));
+  entropy_broadcast_forward_kernel<<<l.grid, l.block, 0, stream>>>(
+      out, p, start, e, s.source.data(), s.B, s.T, s.slots, d, vec_rows(out, e, d) && packable(p, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -288,8 +288,8 @@ void patch_entropy_broadcast_backward_cuda(A* dp, float* dstart, A* de, const A*
   BYTELM_CUDA_CHECK(cudaMemcpyAsync(de, dout, sizeof(A) * n, cudaMemcpyDeviceToDevice, stream));
   if (s.slots > 0) {
     RowPacks l = row_packs<A>((size_t)s.B * s.slots, d);
-    entropy_broadcast_backward_kernel<<<l.grid, l.threads, 0, stream>>>(
-        dp, dout, s.first.data(), s.length.data(), s.source.data(), s.T, s.slots, d, vec_rows(dp, dout, d));
+    entropy_broadcast_backward_kernel<<<l.grid, l.block, 0, stream>>>(
+        dp, dout, s.first.data(), s.length.data(), s.source.data(), s.B, s.T, s.slots, d, vec_rows(dp, dout, d));
     BYTELM_CUDA_CHECK(cudaGetLastError());
   }
   entropy_start_backward_kernel<<<blocks_for(d), kThreads, 0, stream>>>(dstart, dout, s.source.data(), s.B, s.T, d);

@@ -253,8 +253,7 @@ void patch_soft_backward_cuda(A* de, float* dw, float* dc, const A* dp, const A*
   soft_score_backward_kernel<<<blocks_for(warps, kRowWarps), kThreads, 0, stream>>>(
       de, score, dk_part, gz, z, keep, e, w, (int)N, T_, tiles, warps, per, d);
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  add_partial_sums(dw, score, warps, d, d + 1, stream);
-  add_partial_sums(dc, score + d, warps, 1, d + 1, stream);
+  add_partial_sums<float>({{dw, d, 0}, {dc, 1, d}}, score, warps, d + 1, stream);
 }
 
 #define BYTELM_INSTANTIATE(A)                                                                                       \

@@ -102,8 +102,7 @@ void smear_backward_cuda(A* dx, float* dw, float* dlambda, const A* dy, const A*
   if (blocks == 0) return;
   smear_backward_kernel<<<blocks, kWarps * 32, 0, stream>>>(dx, partials, dy, x, gate, w, lambda, B * T_, T_, d, k);
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  add_partial_sums(dw, partials, blocks, k, k + 1, stream);
-  add_partial_sums(dlambda, partials + k, blocks, 1, k + 1, stream);
+  add_partial_sums<float>({{dw, k, 0}, {dlambda, 1, k}}, partials, blocks, k + 1, stream);
 }
 
 #define BYTELM_INSTANTIATE(A)                                                                                         \

@@ -175,8 +175,9 @@ struct CpuOps {
     bytelm::skip_layernorm_forward(q, out, mean, rstd, x, y, z, D, w, b, N, C);
   }
   template <class T>
-  void skip_sum_backward(T* dz, T* dD, const T* g, const T* z, const T* D, int N, int C) {
-    bytelm::skip_sum_backward(dz, dD, g, z, D, N, C);
+  void skip_sum_layernorm_backward(T* dx, T* dw, T* db, T* dD, T* dz, const T* x, const T* z, const T* D,
+                                   const T* mean, const T* rstd, const T* w, int N, int C) {
+    bytelm::skip_sum_layernorm_backward(dx, dw, db, dD, dz, x, z, D, mean, rstd, w, N, C);
   }
   template <class T>
   void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,

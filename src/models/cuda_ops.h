@@ -256,9 +256,11 @@ class CudaOps {
     OpScope scope_("skip_layernorm_forward");
     skip_layernorm_forward_cuda(q, out, mean, rstd, x, y, z, D, w, b, N, C, stream_);
   }
-  void skip_sum_backward(A* dz, float* dD, const A* g, const A* z, const float* D, int N, int C) {
-    OpScope scope_("skip_sum_backward");
-    skip_sum_backward_cuda(dz, dD, g, z, D, N, C, partials(skip_sum_backward_cuda_partials(N, C)), stream_);
+  void skip_sum_layernorm_backward(A* dx, float* dw, float* db, float* dD, A* dz, const A* x, const A* z,
+                                   const float* D, const float* mean, const float* rstd, const float* w, int N, int C) {
+    OpScope scope_("skip_sum_layernorm_backward");
+    skip_sum_layernorm_backward_cuda(dx, dw, db, dD, dz, x, z, D, mean, rstd, w, N, C,
+                                     partials(layernorm_backward_cuda_partials(N, C)), stream_);
   }
   void diag_ssm_forward(A* y, A* u, A* h, const A* x, DiagSsmWeights<float, A> w, int B, int T_, int d, const float* h0,
                         float* h_last) {

@@ -355,8 +355,8 @@ class SsmModel final : public OpsModel<T, Ops> {
       ops_.diag_ssm_backward(dtmp + o, g, grad + o, a.ln1 + o, a.u + o, a.h + o, ssm_weights(L), sequences, length,
                              d, scratch_.data());
     });
-    ops_.skip_sum_backward(dtmp, G + L.D, grad, a.ln1, W + L.D, M, d);
-    ops_.layernorm_backward(grad, G + L.ln1_w, G + L.ln1_b, dtmp, in, a.ln1_mean, a.ln1_rstd, W + L.ln1_w, M, d, true);
+    ops_.skip_sum_layernorm_backward(grad, G + L.ln1_w, G + L.ln1_b, G + L.D, dtmp, in, a.ln1, W + L.D, a.ln1_mean,
+                                     a.ln1_rstd, W + L.ln1_w, M, d);
   }
 
   // logits [N, 256] = Head(LN(top)); z [N, d] and zstat (mean [N], rstd [N]) kept for the backward.
