@@ -16,6 +16,7 @@ int cmd_generate(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_bench_attention(int argc, char** argv);
+int cmd_bench_gemm(int argc, char** argv);
 int cmd_leakcheck(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
 int cmd_compress(int argc, char** argv);

@@ -24,6 +24,7 @@ const Entry kCommands[] = {
     {"info", bytelm::cmd_info, "parameters, FLOPs per byte and memory of a model config (JSON)"},
     {"bench", bytelm::cmd_bench, "time training steps on CPU or GPU, one JSON line"},
     {"bench-attention", bytelm::cmd_bench_attention, "time the fused attention kernel on the GPU (JSON lines)"},
+    {"bench-gemm", bytelm::cmd_bench_gemm, "time the own sm90 matrix product against cuBLAS (JSON lines)"},
     {"leakcheck", bytelm::cmd_leakcheck, "check that a model never reads the bytes it predicts (JSON)"},
     {"compare", bytelm::cmd_compare, "train several configs for the same time on the same data; a table"},
     {"compress", bytelm::cmd_compress, "compress a file losslessly with a checkpoint (range coding)"},

@@ -1,6 +1,5 @@
 #include "train/bench_attention.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -15,6 +14,7 @@
 #include "core/cuda_check.h"
 #include "core/device_buffer.h"
 #include "layers/attention_cuda.h"
+#include "train/kernel_timing.h"
 #endif
 
 namespace bytelm {
@@ -22,20 +22,6 @@ namespace bytelm {
 double attention_forward_flops(double B, double T, double H, double Dh) { return 2 * 2 * B * H * T * T * Dh / 2; }
 
 #ifdef BYTELM_WITH_CUDA
-
-namespace {
-
-// n bf16 values uniform in [-2, 2): random data, never zeros (which can time faster than real inputs).
-DeviceBuffer<bf16> random_device(size_t n, Rng& rng) {
-  std::vector<bf16> h(n);
-  for (bf16& x : h) x = __float2bfloat16(float((rng.next_u64() >> 40) * 0x1p-22 - 2.0));
-  DeviceBuffer<bf16> d;
-  d.assign_zero(n);
-  BYTELM_CUDA_CHECK(cudaMemcpy(d.data(), h.data(), sizeof(bf16) * n, cudaMemcpyHostToDevice));
-  return d;
-}
-
-}  // namespace
 
 std::vector<std::string> run_attention_bench(const AttentionBenchOptions& o) {
   if (!cuda_available()) throw Error("no CUDA device to time the attention kernel on");
@@ -49,7 +35,8 @@ std::vector<std::string> run_attention_bench(const AttentionBenchOptions& o) {
   const size_t dense = (size_t)o.tokens * H * Dh, rows = (size_t)o.tokens * H;
   // packed q, k, v as a transformer's qkv projection gives them, [B, T, 3, H, Dh]; the same for their gradients
   Rng rng(1);
-  DeviceBuffer<bf16> qkv = random_device((size_t)o.tokens * ld, rng), dout = random_device(dense, rng), out, dqkv;
+  DeviceBuffer<bf16> qkv = random_bf16_device((size_t)o.tokens * ld, rng), dout = random_bf16_device(dense, rng);
+  DeviceBuffer<bf16> out, dqkv;
   DeviceBuffer<float> lse, delta;
   out.assign_zero(dense);
   dqkv.assign_zero((size_t)o.tokens * ld);
@@ -61,10 +48,7 @@ std::vector<std::string> run_attention_bench(const AttentionBenchOptions& o) {
   cudaDeviceProp prop;
   BYTELM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   cudaStream_t stream;
-  cudaEvent_t start, stop;
   BYTELM_CUDA_CHECK(cudaStreamCreate(&stream));
-  BYTELM_CUDA_CHECK(cudaEventCreate(&start));
-  BYTELM_CUDA_CHECK(cudaEventCreate(&stop));
   std::vector<std::string> lines;
   for (int T : o.seqs) {
     const int B = o.tokens / T;
@@ -75,22 +59,10 @@ std::vector<std::string> run_attention_bench(const AttentionBenchOptions& o) {
       attention_backward_cuda(dqkv.data(), dqkv.data() + H * Dh, dqkv.data() + 2 * H * Dh, delta.data(), dout.data(),
                               q, k, v, out.data(), lse.data(), s, scale, stream);
     };
-    auto median_ms = [&](auto&& call) {
-      for (int i = 0; i < o.warmup; i++) call();
-      std::vector<float> ms(o.iters);
-      for (float& m : ms) {
-        BYTELM_CUDA_CHECK(cudaEventRecord(start, stream));
-        call();
-        BYTELM_CUDA_CHECK(cudaEventRecord(stop, stream));
-        BYTELM_CUDA_CHECK(cudaEventSynchronize(stop));
-        BYTELM_CUDA_CHECK(cudaEventElapsedTime(&m, start, stop));
-      }
-      std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-      return (double)ms[ms.size() / 2];
-    };
     const double fwd_flops = attention_forward_flops(B, T, H, Dh);
     for (auto [pass, flops] : {std::pair{"fwd", fwd_flops}, std::pair{"fwd+bwd", 3.5 * fwd_flops}}) {
-      const double ms = pass == std::string("fwd") ? median_ms(forward) : median_ms(forward_backward);
+      const double ms = pass == std::string("fwd") ? median_ms(stream, o.warmup, o.iters, forward)
+                                                      : median_ms(stream, o.warmup, o.iters, forward_backward);
       char buf[512];
       std::snprintf(buf, sizeof buf,
                     "{\"impl\":\"bytelm\",\"device\":%s,\"commit\":%s,\"B\":%d,\"T\":%d,\"H\":%d,\"Dh\":%d,"
@@ -100,8 +72,6 @@ std::vector<std::string> run_attention_bench(const AttentionBenchOptions& o) {
       lines.push_back(buf);
     }
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
   cudaStreamDestroy(stream);
   return lines;
 }

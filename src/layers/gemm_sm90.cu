@@ -1,0 +1,304 @@
+// Row-major C[M,N] = A[M,K] B[N,K]^T on Hopper's tensor cores (wgmma), bf16 operands, fp32 accumulation, bf16
+// output: the products of the forward passes (x W^T) without cuBLASLt, so that later epilogues (the SwiGLU gate,
+// a residual) can work on the tile while it is in registers. See gemm_sm90.h for what it takes and why.
+//
+// A block computes a BM x BN tile of C with three warpgroups: the first only issues the tensor-memory copies
+// (TMA) of the A and B tiles, BK = 64 columns of K at a time, into a ring of kStages shared-memory stages; the
+// other two each multiply 64 of the tile's 128 rows by all BN columns (wgmma m64nBNk16, four a stage) and keep
+// the 64 x BN accumulator in registers. Two mbarriers a stage hand it over: `full` completes when both copies
+// have landed (the copy engine counts the bytes), `empty` when all eight consumer warps are done reading it.
+// Tiles use the 128-byte swizzle, the layout TMA writes and wgmma's descriptors read: rows of 64 bf16 (128 bytes)
+// in atoms of 8 rows (1024 bytes), so the tile bases are 1024-byte aligned.
+#include <cuda.h>  // CUtensorMap and its enums (the encode function comes from the runtime's entry point)
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "core/bf16.h"
+#include "core/cuda_check.h"
+#include "core/error.h"
+#include "layers/gemm_sm90.h"
+
+namespace bytelm {
+
+namespace {
+
+constexpr int kBM = 128, kBK = 64, kStages = 4;
+constexpr int kConsumers = 2;                          // warpgroups that multiply, 64 rows each
+constexpr int kThreads = 128 * (1 + kConsumers);       // the copy warpgroup first
+constexpr int kTileBytesA = kBM * kBK * 2;             // 16 KB
+
+template <int BN>
+struct Tile {
+  static constexpr int kBytesB = BN * kBK * 2;
+  static constexpr int kStageBytes = kTileBytesA + kBytesB;
+  // the stages, then 2 kStages mbarriers; 1 KB more to align the base to 1024 bytes
+  static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024;
+};
+
+__device__ inline uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ inline void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count));
+}
+
+__device__ inline void mbar_expect_tx(uint64_t* bar, int bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
+               : "memory");
+}
+
+__device__ inline void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+
+// Waits until the phase of `parity` has completed. A fresh barrier is in phase 0, so waiting on parity 1 returns
+// at once: that is how the producer's first pass over the ring finds every stage free.
+__device__ inline void mbar_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nwait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+
+// The box at (column c, row r) of the tensor `map` into dst, completing on `bar` (a transaction of the box's bytes).
+__device__ inline void tma_load_2d(void* dst, const CUtensorMap* map, int c, int r, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          smem_addr(dst)),
+      "l"(map), "r"(c), "r"(r), "r"(smem_addr(bar))
+      : "memory");
+}
+
+// A wgmma shared-memory descriptor for a K-major tile in the 128-byte swizzle: start address, leading byte offset
+// (unused by this swizzle for K-major; 16 by convention), stride byte offset 1024 (one 8-row atom to the next),
+// swizzle mode 1 (128 B) in bits 62-63. Addresses and offsets are in units of 16 bytes.
+__device__ inline uint64_t smem_desc(const void* p) {
+  uint64_t addr = smem_addr(p);
+  return ((addr & 0x3FFFF) >> 4) | ((uint64_t)(16 >> 4) << 16) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
+}
+
+__device__ inline void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ inline void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ inline void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// d (+)= A B^T for one k16 step of a 64-row warpgroup slice: m64nBNk16, both operands K-major in shared memory.
+// accumulate = 0 writes d (the first step), 1 adds to it. Register lists written out: the instruction takes the
+// whole accumulator as operands.
+template <int BN>
+__device__ void wgmma_bf16(float (&d)[BN / 2], uint64_t desc_a, uint64_t desc_b, int accumulate);
+
+template <>
+__device__ inline void wgmma_bf16<128>(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+}
+
+template <>
+__device__ inline void wgmma_bf16<256>(float (&d)[128], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
+      "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
+      "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+      "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+}
+
+// The BM x BN tile of C at block (x, y): see the top of the file.
+template <int BN>
+__global__ void __launch_bounds__(kThreads, 1)
+    gemm_tn_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b, bf16* C,
+                   int ldc, int M, int N, int K) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Layout = Tile<BN>;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);  // the swizzle's 1024-byte atoms
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * Layout::kStageBytes);
+  uint64_t* empty = full + kStages;
+  auto tile_a = [&](int s) { return smem + s * Layout::kStageBytes; };
+  auto tile_b = [&](int s) { return smem + s * Layout::kStageBytes + kTileBytesA; };
+  const int m0 = blockIdx.x * kBM, n0 = blockIdx.y * BN;
+  const int k_tiles = (K + kBK - 1) / kBK;  // the last one's columns past K arrive as zeros
+  const int wg = threadIdx.x / 128, t = threadIdx.x % 128, warp = t / 32, lane = t % 32;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; s++) {
+      mbar_init(&full[s], 1);                    // the producer's arrive, plus the copies' bytes
+      mbar_init(&empty[s], kConsumers * 4);      // every consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");  // visible to the copy engine
+  }
+  __syncthreads();
+
+  if (wg == 0) {  // producer: one thread keeps the ring full
+    if (t == 0)
+      for (int kt = 0; kt < k_tiles; kt++) {
+        int s = kt % kStages;
+        mbar_wait(&empty[s], ((kt / kStages) & 1) ^ 1);
+        mbar_expect_tx(&full[s], Layout::kStageBytes);
+        tma_load_2d(tile_a(s), &map_a, kt * kBK, m0, &full[s]);
+        tma_load_2d(tile_b(s), &map_b, kt * kBK, n0, &full[s]);
+      }
+    return;
+  }
+
+  const int slice = wg - 1;  // rows [64 slice, 64 slice + 64) of the tile
+  float acc[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; i++) acc[i] = 0.f;
+  for (int kt = 0; kt < k_tiles; kt++) {
+    int s = kt % kStages;
+    mbar_wait(&full[s], (kt / kStages) & 1);
+    const uint8_t* a = tile_a(s) + slice * 64 * kBK * 2;
+    const uint8_t* b = tile_b(s);
+    wgmma_fence();
+#pragma unroll
+    for (int k = 0; k < kBK / 16; k++)  // k16 steps: 32 bytes along the swizzled 128-byte rows
+      wgmma_bf16<BN>(acc, smem_desc(a + 32 * k), smem_desc(b + 32 * k), kt > 0 || k > 0);
+    wgmma_commit();
+    wgmma_wait<1>();  // the previous stage's products have read their operands: hand that stage back
+    if (kt > 0 && lane == 0) mbar_arrive(&empty[(kt - 1) % kStages]);
+  }
+  wgmma_wait<0>();
+
+  // The accumulator's layout (m64nN, f32): warp w holds rows 16 w + lane / 4 (+ 8), and in each 8-column group j
+  // the columns 8 j + 2 (lane % 4) + {0, 1}: acc[4 j + 2 h + e] is row + 8 h, column + e.
+  const int row0 = m0 + slice * 64 + warp * 16 + lane / 4;
+#pragma unroll
+  for (int j = 0; j < BN / 8; j++) {
+    const int col = n0 + 8 * j + 2 * (lane % 4);
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int row = row0 + 8 * h;
+      if (row < M && col < N)  // N is a multiple of 8, so col + 1 < N as well
+        *reinterpret_cast<__nv_bfloat162*>(C + (size_t)row * ldc + col) =
+            __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+    }
+  }
+#else
+  __trap();  // built without sm_90a: gemm_sm90_available() is false and nothing launches this
+#endif
+}
+
+using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+// The driver's cuTensorMapEncodeTiled through the runtime, so that nothing links libcuda.
+EncodeTiled encode_tiled() {
+  static const EncodeTiled fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    BYTELM_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &found));
+    if (found != cudaDriverEntryPointSuccess || !p) throw Error("gemm_sm90: the driver has no cuTensorMapEncodeTiled");
+    return reinterpret_cast<EncodeTiled>(p);
+  }();
+  return fn;
+}
+
+// A row-major [rows, cols] bf16 matrix (leading dimension ld) read in boxes of box_rows x 64 columns, 128-byte
+// swizzled; reads past its edges fill zeros.
+CUtensorMap tensor_map(const bf16* p, int rows, int cols, int ld, int box_rows) {
+  CUtensorMap map;
+  cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows};
+  cuuint64_t strides[1] = {(cuuint64_t)ld * sizeof(bf16)};
+  cuuint32_t box[2] = {(cuuint32_t)kBK, (cuuint32_t)box_rows};
+  cuuint32_t steps[2] = {1, 1};
+  CUresult r = encode_tiled()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<bf16*>(p), dims, strides, box,
+                              steps, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) throw Error("gemm_sm90: cuTensorMapEncodeTiled failed (CUresult " + std::to_string(r) + ")");
+  return map;
+}
+
+template <int BN>
+void launch(bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K,
+            cudaStream_t stream) {
+  static std::once_flag raised;  // the shared-memory limit, once a process (every device here is the same kind)
+  std::call_once(raised, [] {
+    BYTELM_CUDA_CHECK(cudaFuncSetAttribute(gemm_tn_kernel<BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           Tile<BN>::kSmemBytes));
+  });
+  CUtensorMap map_a = tensor_map(A, M, K, lda, kBM), map_b = tensor_map(B, N, K, ldb, BN);
+  dim3 grid((M + kBM - 1) / kBM, (N + BN - 1) / BN);
+  gemm_tn_kernel<BN><<<grid, kThreads, Tile<BN>::kSmemBytes, stream>>>(map_a, map_b, C, ldc, M, N, K);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+bool gemm_sm90_available() {
+  static const bool yes = [] {
+    int device = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&device) != cudaSuccess) return false;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+    return major == 9 && minor == 0;
+  }();
+  return yes;
+}
+
+bool gemm_sm90_fits(const bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K) {
+  return M > 0 && N > 0 && K > 0 && N % 8 == 0 && K % 8 == 0 && lda % 8 == 0 && ldb % 8 == 0 && ldc % 8 == 0 &&
+         lda >= K && ldb >= K && ldc >= N && aligned16(A) && aligned16(B) && aligned16(C);
+}
+
+void gemm_sm90_tn(bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K,
+                  GemmTileN tile_n, cudaStream_t stream) {
+  if (!gemm_sm90_available()) throw Error("gemm_sm90: needs a GPU of compute capability 9.0");
+  if (!gemm_sm90_fits(C, ldc, A, lda, B, ldb, M, N, K))
+    throw Error("gemm_sm90: M " + std::to_string(M) + ", N " + std::to_string(N) + ", K " + std::to_string(K) +
+                ": N, K and the leading dimensions must be multiples of 8 and the pointers 16-byte aligned");
+  if (tile_n == GemmTileN::n256)
+    launch<256>(C, ldc, A, lda, B, ldb, M, N, K, stream);
+  else
+    launch<128>(C, ldc, A, lda, B, ldb, M, N, K, stream);
+}
+
+}  // namespace bytelm

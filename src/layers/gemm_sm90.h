@@ -1,0 +1,28 @@
+// Own matrix product for Hopper (sm_90a: TMA copies and wgmma), beside the cuBLASLt ones of linear_cuda.h.
+// cuBLASLt's epilogues cannot apply the SwiGLU gate or the SSM's skip to a tile, so each of those costs a pass over
+// the product's output; a product of our own can do that work while the tile is in registers. This is its first
+// step, the plain product, checked against a reference (tests/test_cuda_gemm.cpp) and timed against cuBLASLt
+// (`bytelm bench-gemm`) before any layer uses it.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "core/bf16.h"
+
+namespace bytelm {
+
+// True on a GPU of compute capability 9.0 (H100, H200), the only one the kernel is built for.
+bool gemm_sm90_available();
+
+// What the tensor copies need: N, K and every leading dimension a multiple of 8 (rows 16-byte aligned), the
+// pointers 16-byte aligned, ld >= the row's length.
+bool gemm_sm90_fits(const bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K);
+
+// Columns of C a block computes: 128 (64 accumulators a thread) or 256 (128; fewer blocks re-read A).
+enum class GemmTileN { n128, n256 };
+
+// Row-major C[M,N] (ldc) = A[M,K] (lda) B[N,K]^T (ldb): the forward product y = x W^T. bf16 in and out, fp32
+// accumulation. Throws Error where !gemm_sm90_available() or the operands do not fit. Queued on stream; no sync.
+void gemm_sm90_tn(bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K,
+                  GemmTileN tile_n, cudaStream_t stream);
+
+}  // namespace bytelm

@@ -1,0 +1,76 @@
+// The sm90 product (layers/gemm_sm90.h) against a double-precision reference on the same bf16 inputs: edges of
+// every kind (M past the last 128-row tile, N past the last column tile, K past the last 64-column stage), leading
+// dimensions longer than the rows with NaN in the gaps (read, they would spread), and C poisoned first (an element
+// left unwritten stays NaN; one written outside [M, N) shows as a number in the gap).
+#include <cmath>
+#include <string>
+
+#include "cuda_testing.h"
+#include "layers/gemm_sm90.h"
+
+namespace {
+
+using namespace bytelm;
+using namespace bytelm::testing;
+
+class CudaGemmSm90 : public CudaTest {
+ protected:
+  void SetUp() override {
+    CudaTest::SetUp();
+    if (!IsSkipped() && !gemm_sm90_available()) GTEST_SKIP() << "needs a GPU of compute capability 9.0";
+  }
+};
+
+// rows x cols of random bf16 values in rows of ld, NaN in the columns past cols.
+V padded_random(int rows, int cols, int ld, Rng& rng) {
+  V v((size_t)rows * ld, NAN);
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) v[(size_t)r * ld + c] = float(rng.normal());
+  return round_bf16(v);
+}
+
+TEST_F(CudaGemmSm90, MatchesTheReferenceAtEveryEdge) {
+  struct Shape {
+    int M, N, K, pad;  // pad: extra columns in each leading dimension
+  };
+  for (Shape s : {Shape{128, 128, 64, 0}, Shape{1, 8, 8, 0}, Shape{300, 264, 520, 8}, Shape{1000, 136, 1376, 0},
+                  Shape{777, 2752, 512, 16}, Shape{2048, 512, 1376, 0}}) {
+    Rng rng((uint64_t)s.M * 7919 + s.N * 31 + s.K);
+    const int lda = s.K + s.pad, ldb = s.K + s.pad, ldc = s.N + s.pad;
+    V a = padded_random(s.M, s.K, lda, rng), b = padded_random(s.N, s.K, ldb, rng), ref;
+    for (int i = 0; i < s.M; i++)
+      for (int j = 0; j < s.N; j++) {
+        double sum = 0;
+        for (int k = 0; k < s.K; k++) sum += (double)a[(size_t)i * lda + k] * b[(size_t)j * ldb + k];
+        ref.push_back((float)sum);
+      }
+    Dev<bf16> da(to_bf16(a)), db(to_bf16(b)), dc((size_t)s.M * ldc);
+    ASSERT_TRUE(gemm_sm90_fits(dc, ldc, da, lda, db, ldb, s.M, s.N, s.K));
+    for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256}) {
+      tag = "M" + std::to_string(s.M) + "N" + std::to_string(s.N) + "K" + std::to_string(s.K) +
+            (tile == GemmTileN::n256 ? "/256 " : "/128 ");
+      dc.poison();
+      gemm_sm90_tn(dc, ldc, da, lda, db, ldb, s.M, s.N, s.K, tile, stream);
+      BYTELM_CUDA_CHECK(cudaGetLastError());
+      V c = to_float(dc.get()), out;
+      int touched_gap = 0;
+      for (int i = 0; i < s.M; i++) {
+        for (int j = 0; j < s.N; j++) out.push_back(c[(size_t)i * ldc + j]);
+        for (int j = s.N; j < ldc; j++) touched_gap += !std::isnan(c[(size_t)i * ldc + j]);
+      }
+      // bf16 output: each element rounded once (relative 2^-9 at most), accumulation in fp32
+      expect_close("C", out, ref, 4e-3);
+      EXPECT_EQ(touched_gap, 0) << tag << "elements written past column N";
+    }
+  }
+}
+
+TEST_F(CudaGemmSm90, OperandsThatDoNotFitAreRefused) {
+  Dev<bf16> a(64 * 64), b(64 * 64), c(64 * 64);
+  EXPECT_FALSE(gemm_sm90_fits(c, 64, a, 64, b, 64, 64, 60, 64));  // N not a multiple of 8
+  EXPECT_FALSE(gemm_sm90_fits(c, 64, a, 60, b, 64, 64, 64, 60));  // K
+  EXPECT_FALSE(gemm_sm90_fits(c, 64, a.p + 1, 64, b, 64, 63, 64, 64));  // A misaligned
+  EXPECT_THROW(gemm_sm90_tn(c, 64, a, 64, b, 64, 64, 60, 64, GemmTileN::n128, stream), Error);
+}
+
+}  // namespace
