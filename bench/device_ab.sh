@@ -4,7 +4,8 @@
 # (default "2m 100m"), and op by op with each matrix product by shape (bench --profile) at the sizes in PROFILE
 # (default "100m"). With BASE=DIR (binaries of the commit to compare against, say main's, built the same way and
 # carried too), the same benches and tables run for those binaries in this call, each size base then new, so that
-# the ratios come from one card.
+# the ratios come from one card. With GEMM=1, first `bytelm bench-gemm` (the own sm90 products against cuBLAS,
+# bench/NOTES_gemm.md) into gemm_bench.jsonl.
 # Staged on the dev machine by bench/stage_device.sh (BASE=... for the base binaries).
 #   device run: bash bench/device_unpack.sh && BASE=.devbin_base bash bench/device_ab.sh     carry: .devpack
 set -uo pipefail
@@ -14,6 +15,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 # the tests, with every recorded error (expect_close's properties) in the XML
 .devbin/bytelm_tests --gtest_filter='Cuda*' --gtest_output=xml:"$out/cuda_tests.xml" 2>&1 | tee "$out/cuda_tests.log" |
   grep -E "^\[  (PASSED|FAILED) |FAILED|Failure|Expected|Which is|error" | head -40
+[ "${GEMM:-0}" = 1 ] && .devbin/bytelm bench-gemm --iters 20 > "$out/gemm_bench.jsonl" 2>&1
 # the trainer end to end: graph replays with evaluations in between, then the checkpoint evaluated on GPU and CPU
 rm -rf /tmp/ab_run
 .devbin/bytelm train --device cuda --preset ssm-2m --steps 60 --eval-every 30 --batch 16 --seq 512 --quiet \
