@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -11,27 +12,21 @@ namespace bytelm {
 // An option's help in lines of at most 80 characters (its own line breaks kept), each after the first indented to
 // the help column (26), so a long help reads as a block beside its flag.
 static std::string wrap_help(const std::string& help) {
-  std::string out, line;
-  size_t start = 0;
-  while (start <= help.size()) {
-    size_t end = help.find('\n', start);
-    if (end == std::string::npos) end = help.size();
-    std::string para = help.substr(start, end - start);
-    start = end + 1;
-    for (size_t at = 0; at < para.size();) {
-      size_t next = para.find(' ', at);
-      if (next == std::string::npos) next = para.size();
-      std::string word = para.substr(at, next - at);
-      at = next + 1;
+  const std::string indent = "\n" + std::string(26, ' ');
+  std::string out;
+  std::istringstream paragraphs(help);
+  for (std::string para; std::getline(paragraphs, para);) {
+    if (!out.empty()) out += indent;
+    std::istringstream words(para);
+    std::string line;
+    for (std::string word; words >> word;) {
       if (!line.empty() && line.size() + 1 + word.size() > 80) {
-        out += line + "\n" + std::string(26, ' ');
+        out += line + indent;
         line.clear();
       }
       line += (line.empty() ? "" : " ") + word;
     }
     out += line;
-    line.clear();
-    if (start <= help.size()) out += "\n" + std::string(26, ' ');
   }
   return out;
 }
