@@ -9,7 +9,8 @@ namespace {
 using namespace bytelm::testing;
 
 TEST_F(Cli, HelpTeaches) {
-  for (const char* c : {"train", "eval", "score", "generate", "info", "leakcheck", "compare", "bench", "compress"}) {
+  for (const char* c : {"train", "eval", "score", "generate", "info", "leakcheck", "compare", "bench", "compress",
+                        "bench-attention", "bench-gemm"}) {
     Result r = run(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0) << c;
     EXPECT_NE(r.out.find("usage: bytelm"), std::string::npos) << c;
@@ -30,6 +31,14 @@ TEST_F(Cli, HelpTeaches) {
   Result v = run("--version");
   EXPECT_EQ(v.code, 0);
   EXPECT_EQ(v.out, std::string("bytelm ") + bytelm_git_commit + "\n");
+}
+
+// bench-gemm's shapes are read before anything touches a GPU: a malformed list is one clear line anywhere.
+TEST_F(Cli, BenchGemmShapesAreChecked) {
+  for (const char* bad : {"1x2", "8x8x8x", "8x8", "axbxc", "8x8x8,,"}) {
+    SCOPED_TRACE(bad);
+    expect_clean_error(run(std::string("bench-gemm --shapes ") + bad), "--shapes takes comma-separated MxNxK");
+  }
 }
 
 // --tune-products (train, bench) is taken everywhere and changes nothing off the GPU: the same run either way.
