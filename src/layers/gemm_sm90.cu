@@ -3,12 +3,15 @@
 // a residual) can work on the tile while it is in registers. See gemm_sm90.h for what it takes and why.
 //
 // A block computes a BM x BN tile of C with three warpgroups: the first only issues the tensor-memory copies
-// (TMA) of the A and B tiles, BK = 64 columns of K at a time, into a ring of kStages shared-memory stages; the
+// (TMA) of the A and B tiles, BK = 64 columns of K at a time, into a ring of shared-memory stages; the
 // other two each multiply 64 of the tile's 128 rows by all BN columns (wgmma m64nBNk16, four a stage) and keep
 // the 64 x BN accumulator in registers. Two mbarriers a stage hand it over: `full` completes when both copies
 // have landed (the copy engine counts the bytes), `empty` when all eight consumer warps are done reading it.
 // Tiles use the 128-byte swizzle, the layout TMA writes and wgmma's descriptors read: rows of 64 bf16 (128 bytes)
-// in atoms of 8 rows (1024 bytes), so the tile bases are 1024-byte aligned.
+// in atoms of 8 rows (1024 bytes), so the tile bases are 1024-byte aligned. The finished accumulator goes
+// through shared memory on its way out, so that each warp stores whole rows in 16-byte packs: straight from the
+// registers, a warp's store covered 8 rows x 16 bytes, half of every 32-byte sector it touched (the first version
+// took 2.2x cuBLAS's time at 65536 x 1376 x 256, where writing C is most of the work).
 #include <cuda.h>  // CUtensorMap and its enums (the encode function comes from the runtime's entry point)
 #include <cuda_runtime.h>
 
@@ -25,17 +28,21 @@ namespace bytelm {
 
 namespace {
 
-constexpr int kBM = 128, kBK = 64, kStages = 4;
+constexpr int kBM = 128, kBK = 64;
 constexpr int kConsumers = 2;                          // warpgroups that multiply, 64 rows each
 constexpr int kThreads = 128 * (1 + kConsumers);       // the copy warpgroup first
 constexpr int kTileBytesA = kBM * kBK * 2;             // 16 KB
 
 template <int BN>
 struct Tile {
+  static constexpr int kStages = BN == 256 ? 3 : 4;  // as many as fit beside the output's staging
   static constexpr int kBytesB = BN * kBK * 2;
   static constexpr int kStageBytes = kTileBytesA + kBytesB;
-  // the stages, then 2 kStages mbarriers; 1 KB more to align the base to 1024 bytes
-  static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024;
+  // a consumer's 64 x BN output in rows padded by 16 bytes: the fragment stores hit 32 different banks
+  static constexpr int kOutPitch = BN * 2 + 16;
+  static constexpr int kOutBytes = 64 * kOutPitch;
+  // the stages, each consumer's output, then 2 kStages mbarriers; 1 KB more to align the base to 1024 bytes
+  static constexpr int kSmemBytes = kStages * kStageBytes + kConsumers * kOutBytes + 2 * kStages * 8 + 1024;
 };
 
 __device__ inline uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
@@ -155,9 +162,11 @@ __global__ void __launch_bounds__(kThreads, 1)
                    int ldc, int M, int N, int K) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Layout = Tile<BN>;
+  constexpr int kStages = Layout::kStages;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);  // the swizzle's 1024-byte atoms
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * Layout::kStageBytes);
+  uint8_t* out_stage = smem + kStages * Layout::kStageBytes;  // then kConsumers x kOutBytes
+  uint64_t* full = reinterpret_cast<uint64_t*>(out_stage + kConsumers * Layout::kOutBytes);
   uint64_t* empty = full + kStages;
   auto tile_a = [&](int s) { return smem + s * Layout::kStageBytes; };
   auto tile_b = [&](int s) { return smem + s * Layout::kStageBytes + kTileBytesA; };
@@ -206,18 +215,24 @@ __global__ void __launch_bounds__(kThreads, 1)
   wgmma_wait<0>();
 
   // The accumulator's layout (m64nN, f32): warp w holds rows 16 w + lane / 4 (+ 8), and in each 8-column group j
-  // the columns 8 j + 2 (lane % 4) + {0, 1}: acc[4 j + 2 h + e] is row + 8 h, column + e.
-  const int row0 = m0 + slice * 64 + warp * 16 + lane / 4;
+  // the columns 8 j + 2 (lane % 4) + {0, 1}: acc[4 j + 2 h + e] is row + 8 h, column + e. Into this consumer's
+  // staging rows as bf16 pairs, then out a row at a time.
+  uint8_t* out = out_stage + slice * Layout::kOutBytes;
+  const int r0 = warp * 16 + lane / 4;
 #pragma unroll
-  for (int j = 0; j < BN / 8; j++) {
-    const int col = n0 + 8 * j + 2 * (lane % 4);
+  for (int j = 0; j < BN / 8; j++)
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int row = row0 + 8 * h;
-      if (row < M && col < N)  // N is a multiple of 8, so col + 1 < N as well
-        *reinterpret_cast<__nv_bfloat162*>(C + (size_t)row * ldc + col) =
-            __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-    }
+    for (int h = 0; h < 2; h++)
+      *reinterpret_cast<__nv_bfloat162*>(out + (r0 + 8 * h) * Layout::kOutPitch + (8 * j + 2 * (lane % 4)) * 2) =
+          __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+  asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");  // this warpgroup's 128 threads only
+  constexpr int kPacksARow = BN / 8;                                  // 16 bytes each
+  for (int p = t; p < 64 * kPacksARow; p += 128) {
+    const int r = p / kPacksARow, c = (p % kPacksARow) * 8;
+    const int row = m0 + slice * 64 + r, col = n0 + c;
+    if (row < M && col < N)  // N is a multiple of 8: the whole pack is inside
+      *reinterpret_cast<uint4*>(C + (size_t)row * ldc + col) =
+          *reinterpret_cast<const uint4*>(out + r * Layout::kOutPitch + c * 2);
   }
 #else
   __trap();  // built without sm_90a: gemm_sm90_available() is false and nothing launches this
