@@ -2,19 +2,21 @@
 // output: the products of the forward passes (x W^T) without cuBLASLt, so that later epilogues (the SwiGLU gate,
 // a residual) can work on the tile while it is in registers. See gemm_sm90.h for what it takes and why.
 //
-// A block computes a BM x BN tile of C with three warpgroups: the first only issues the tensor-memory copies
-// (TMA) of the A and B tiles, BK = 64 columns of K at a time, into a ring of shared-memory stages; the
-// other two each multiply 64 of the tile's 128 rows by all BN columns (wgmma m64nBNk16, four a stage) and keep
-// the 64 x BN accumulator in registers. Two mbarriers a stage hand it over: `full` completes when both copies
-// have landed (the copy engine counts the bytes), `empty` when all eight consumer warps are done reading it.
-// Tiles use the 128-byte swizzle, the layout TMA writes and wgmma's descriptors read: rows of 64 bf16 (128 bytes)
-// in atoms of 8 rows (1024 bytes), so the tile bases are 1024-byte aligned. The finished accumulator goes
-// through shared memory on its way out, so that each warp stores whole rows in 16-byte packs: straight from the
-// registers, a warp's store covered 8 rows x 16 bytes, half of every 32-byte sector it touched (the first version
-// took 2.2x cuBLAS's time at 65536 x 1376 x 256, where writing C is most of the work).
+// A block (one an SM, persistent) computes BM x BN tiles of C in turn with three warpgroups: the first only
+// issues the tensor-memory copies (TMA) of the A and B tiles, BK = 64 columns of K at a time, into a ring of
+// shared-memory stages; the other two each multiply 64 of the tile's 128 rows by all BN columns (wgmma
+// m64nBNk16, four a stage) and keep the 64 x BN accumulator in registers. Two mbarriers a stage hand it over:
+// `full` completes when both copies have landed (the copy engine counts the bytes), `empty` when all eight
+// consumer warps are done reading it. Tiles use the 128-byte swizzle, the layout TMA writes and wgmma's
+// descriptors read: rows of 64 bf16 (128 bytes) in atoms of 8 rows (1024 bytes), so the tile bases are 1024-byte
+// aligned. The finished accumulator goes through shared memory on its way out, so that each warp stores whole
+// rows in 16-byte packs: straight from the registers, a warp's store covered 8 rows x 16 bytes, half of every
+// 32-byte sector it touched (the first version, 1d8ddbb, took 2.2x cuBLAS's time at 65536 x 1376 x 256, where
+// writing C is most of the work).
 #include <cuda.h>  // CUtensorMap and its enums (the encode function comes from the runtime's entry point)
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -170,8 +172,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint64_t* empty = full + kStages;
   auto tile_a = [&](int s) { return smem + s * Layout::kStageBytes; };
   auto tile_b = [&](int s) { return smem + s * Layout::kStageBytes + kTileBytesA; };
-  const int m0 = blockIdx.x * kBM, n0 = blockIdx.y * BN;
   const int k_tiles = (K + kBK - 1) / kBK;  // the last one's columns past K arrive as zeros
+  const int n_tiles = (N + BN - 1) / BN, tiles = (M + kBM - 1) / kBM * n_tiles;
   const int wg = threadIdx.x / 128, t = threadIdx.x % 128, warp = t / 32, lane = t % 32;
 
   if (threadIdx.x == 0) {
@@ -183,56 +185,68 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
 
+  // Persistent: a block takes tiles blockIdx.x, + gridDim.x, ... in the order row block by row block, so that the
+  // blocks at work share a few row blocks of A (read from memory once) and all of B (small, kept in L2). The ring
+  // runs on across tiles (`it` counts a block's stages), so the producer loads the next tile while the consumers
+  // store the last one.
   if (wg == 0) {  // producer: one thread keeps the ring full
     if (t == 0)
-      for (int kt = 0; kt < k_tiles; kt++) {
-        int s = kt % kStages;
-        mbar_wait(&empty[s], ((kt / kStages) & 1) ^ 1);
-        mbar_expect_tx(&full[s], Layout::kStageBytes);
-        tma_load_2d(tile_a(s), &map_a, kt * kBK, m0, &full[s]);
-        tma_load_2d(tile_b(s), &map_b, kt * kBK, n0, &full[s]);
+      for (int tile = blockIdx.x, it = 0; tile < tiles; tile += gridDim.x) {
+        const int m0 = tile / n_tiles * kBM, n0 = tile % n_tiles * BN;
+        for (int kt = 0; kt < k_tiles; kt++, it++) {
+          int s = it % kStages;
+          mbar_wait(&empty[s], ((it / kStages) & 1) ^ 1);
+          mbar_expect_tx(&full[s], Layout::kStageBytes);
+          tma_load_2d(tile_a(s), &map_a, kt * kBK, m0, &full[s]);
+          tma_load_2d(tile_b(s), &map_b, kt * kBK, n0, &full[s]);
+        }
       }
     return;
   }
 
-  const int slice = wg - 1;  // rows [64 slice, 64 slice + 64) of the tile
-  float acc[BN / 2];
-#pragma unroll
-  for (int i = 0; i < BN / 2; i++) acc[i] = 0.f;
-  for (int kt = 0; kt < k_tiles; kt++) {
-    int s = kt % kStages;
-    mbar_wait(&full[s], (kt / kStages) & 1);
-    const uint8_t* a = tile_a(s) + slice * 64 * kBK * 2;
-    const uint8_t* b = tile_b(s);
-    wgmma_fence();
-#pragma unroll
-    for (int k = 0; k < kBK / 16; k++)  // k16 steps: 32 bytes along the swizzled 128-byte rows
-      wgmma_bf16<BN>(acc, smem_desc(a + 32 * k), smem_desc(b + 32 * k), kt > 0 || k > 0);
-    wgmma_commit();
-    wgmma_wait<1>();  // the previous stage's products have read their operands: hand that stage back
-    if (kt > 0 && lane == 0) mbar_arrive(&empty[(kt - 1) % kStages]);
-  }
-  wgmma_wait<0>();
-
-  // The accumulator's layout (m64nN, f32): warp w holds rows 16 w + lane / 4 (+ 8), and in each 8-column group j
-  // the columns 8 j + 2 (lane % 4) + {0, 1}: acc[4 j + 2 h + e] is row + 8 h, column + e. Into this consumer's
-  // staging rows as bf16 pairs, then out a row at a time.
+  const int slice = wg - 1;  // rows [64 slice, 64 slice + 64) of each tile
   uint8_t* out = out_stage + slice * Layout::kOutBytes;
-  const int r0 = warp * 16 + lane / 4;
+  float acc[BN / 2];
+  for (int tile = blockIdx.x, it = 0; tile < tiles; tile += gridDim.x) {
+    const int m0 = tile / n_tiles * kBM, n0 = tile % n_tiles * BN;
 #pragma unroll
-  for (int j = 0; j < BN / 8; j++)
+    for (int i = 0; i < BN / 2; i++) acc[i] = 0.f;
+    for (int kt = 0; kt < k_tiles; kt++, it++) {
+      int s = it % kStages;
+      mbar_wait(&full[s], (it / kStages) & 1);
+      const uint8_t* a = tile_a(s) + slice * 64 * kBK * 2;
+      const uint8_t* b = tile_b(s);
+      wgmma_fence();
 #pragma unroll
-    for (int h = 0; h < 2; h++)
-      *reinterpret_cast<__nv_bfloat162*>(out + (r0 + 8 * h) * Layout::kOutPitch + (8 * j + 2 * (lane % 4)) * 2) =
-          __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-  asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");  // this warpgroup's 128 threads only
-  constexpr int kPacksARow = BN / 8;                                  // 16 bytes each
-  for (int p = t; p < 64 * kPacksARow; p += 128) {
-    const int r = p / kPacksARow, c = (p % kPacksARow) * 8;
-    const int row = m0 + slice * 64 + r, col = n0 + c;
-    if (row < M && col < N)  // N is a multiple of 8: the whole pack is inside
-      *reinterpret_cast<uint4*>(C + (size_t)row * ldc + col) =
-          *reinterpret_cast<const uint4*>(out + r * Layout::kOutPitch + c * 2);
+      for (int k = 0; k < kBK / 16; k++)  // k16 steps: 32 bytes along the swizzled 128-byte rows
+        wgmma_bf16<BN>(acc, smem_desc(a + 32 * k), smem_desc(b + 32 * k), kt > 0 || k > 0);
+      wgmma_commit();
+      wgmma_wait<1>();  // the previous stage's products have read their operands: hand that stage back
+      if (kt > 0 && lane == 0) mbar_arrive(&empty[(it - 1) % kStages]);
+    }
+    wgmma_wait<0>();
+    if (lane == 0) mbar_arrive(&empty[(it - 1) % kStages]);  // the tile's last stage
+
+    // The accumulator's layout (m64nN, f32): warp w holds rows 16 w + lane / 4 (+ 8), and in each 8-column group
+    // j the columns 8 j + 2 (lane % 4) + {0, 1}: acc[4 j + 2 h + e] is row + 8 h, column + e. Into this consumer's
+    // staging rows as bf16 pairs (once its last tile's rows have left), then out a row at a time.
+    asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");  // this warpgroup's 128 threads only
+    const int r0 = warp * 16 + lane / 4;
+#pragma unroll
+    for (int j = 0; j < BN / 8; j++)
+#pragma unroll
+      for (int h = 0; h < 2; h++)
+        *reinterpret_cast<__nv_bfloat162*>(out + (r0 + 8 * h) * Layout::kOutPitch + (8 * j + 2 * (lane % 4)) * 2) =
+            __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+    asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");
+    constexpr int kPacksARow = BN / 8;  // 16 bytes each
+    for (int p = t; p < 64 * kPacksARow; p += 128) {
+      const int r = p / kPacksARow, c = (p % kPacksARow) * 8;
+      const int row = m0 + slice * 64 + r, col = n0 + c;
+      if (row < M && col < N)  // N is a multiple of 8: the whole pack is inside
+        *reinterpret_cast<uint4*>(C + (size_t)row * ldc + col) =
+            *reinterpret_cast<const uint4*>(out + r * Layout::kOutPitch + c * 2);
+    }
   }
 #else
   __trap();  // built without sm_90a: gemm_sm90_available() is false and nothing launches this
@@ -270,6 +284,16 @@ CUtensorMap tensor_map(const bf16* p, int rows, int cols, int ld, int box_rows) 
   return map;
 }
 
+int multiprocessors() {
+  static const int count = [] {
+    int device = 0, n = 0;
+    BYTELM_CUDA_CHECK(cudaGetDevice(&device));
+    BYTELM_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+    return n;
+  }();
+  return count;
+}
+
 template <int BN>
 void launch(bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K,
             cudaStream_t stream) {
@@ -279,7 +303,8 @@ void launch(bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, in
                                            Tile<BN>::kSmemBytes));
   });
   CUtensorMap map_a = tensor_map(A, M, K, lda, kBM), map_b = tensor_map(B, N, K, ldb, BN);
-  dim3 grid((M + kBM - 1) / kBM, (N + BN - 1) / BN);
+  const long tiles = (long)((M + kBM - 1) / kBM) * ((N + BN - 1) / BN);
+  const int grid = (int)std::min<long>(tiles, multiprocessors());  // one block an SM (its shared memory)
   gemm_tn_kernel<BN><<<grid, kThreads, Tile<BN>::kSmemBytes, stream>>>(map_a, map_b, C, ldc, M, N, K);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
