@@ -34,7 +34,9 @@ TEST_F(CudaGemmSm90, MatchesTheReferenceAtEveryEdge) {
     int M, N, K, pad;  // pad: extra columns in each leading dimension
   };
   for (Shape s : {Shape{128, 128, 64, 0}, Shape{1, 8, 8, 0}, Shape{300, 264, 520, 8}, Shape{1000, 136, 1376, 0},
-                  Shape{777, 2752, 512, 16}, Shape{2048, 512, 1376, 0}}) {
+                  Shape{777, 2752, 512, 16}, Shape{2048, 512, 1376, 0},
+                  // many tiles a block (the persistent loop), 5 stages a tile: the ring wraps mid-tile
+                  Shape{8192, 1376, 264, 0}}) {
     Rng rng((uint64_t)s.M * 7919 + s.N * 31 + s.K);
     const int lda = s.K + s.pad, ldb = s.K + s.pad, ldc = s.N + s.pad;
     V a = padded_random(s.M, s.K, lda, rng), b = padded_random(s.N, s.K, ldb, rng), ref;
@@ -65,12 +67,62 @@ TEST_F(CudaGemmSm90, MatchesTheReferenceAtEveryEdge) {
   }
 }
 
+// g = [x W1^T | x W2^T] and m = silu(a) b from the rounded a and b, with W12's rows past H zero in both halves
+// (the padding the SwiGLU layer gives it): g and m must be exactly zero there.
+TEST_F(CudaGemmSm90, SwigluEpilogueMatchesTheReference) {
+  struct Shape {
+    int M, S, H, K;
+  };
+  for (Shape s :
+       {Shape{1, 16, 16, 8}, Shape{300, 88, 85, 520}, Shape{777, 1376, 1365, 512}, Shape{8192, 688, 682, 264}}) {
+    Rng rng((uint64_t)s.M * 131 + s.S);
+    V x = round_bf16(random_floats((size_t)s.M * s.K, rng)), w = round_bf16(random_floats((size_t)2 * s.S * s.K, rng));
+    for (int half = 0; half < 2; half++)
+      for (int u = s.H; u < s.S; u++)
+        for (int k = 0; k < s.K; k++) w[((size_t)half * s.S + u) * s.K + k] = 0.f;
+    V g_ref((size_t)s.M * 2 * s.S), m_ref((size_t)s.M * s.S);
+    for (int i = 0; i < s.M; i++)
+      for (int u = 0; u < s.S; u++) {
+        double a = 0, b = 0;
+        for (int k = 0; k < s.K; k++) {
+          a += (double)x[(size_t)i * s.K + k] * w[(size_t)u * s.K + k];
+          b += (double)x[(size_t)i * s.K + k] * w[((size_t)s.S + u) * s.K + k];
+        }
+        float ar = round_bf16({(float)a})[0], br = round_bf16({(float)b})[0];
+        g_ref[(size_t)i * 2 * s.S + u] = ar;
+        g_ref[(size_t)i * 2 * s.S + s.S + u] = br;
+        m_ref[(size_t)i * s.S + u] = ar / (1.f + std::exp(-ar)) * br;
+      }
+    Dev<bf16> dx(to_bf16(x)), dw(to_bf16(w)), dg(g_ref.size()), dm(m_ref.size());
+    ASSERT_TRUE(gemm_sm90_swiglu_fits(dg, dm, dx, s.K, dw, s.K, s.M, s.S, s.K));
+    for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256}) {
+      tag = "M" + std::to_string(s.M) + "S" + std::to_string(s.S) + "K" + std::to_string(s.K) +
+            (tile == GemmTileN::n256 ? "/256 " : "/128 ");
+      dg.poison();
+      dm.poison();
+      gemm_sm90_swiglu(dg, dm, dx, s.K, dw, s.K, s.M, s.S, s.K, tile, stream);
+      BYTELM_CUDA_CHECK(cudaGetLastError());
+      V g = to_float(dg.get()), m = to_float(dm.get());
+      expect_close("g", g, g_ref, 4e-3);
+      expect_close("m", m, m_ref, kBf16Tol);
+      int nonzero_pad = 0;
+      for (int i = 0; i < s.M; i++)
+        for (int u = s.H; u < s.S; u++)
+          nonzero_pad +=
+              g[(size_t)i * 2 * s.S + u] != 0 || g[(size_t)i * 2 * s.S + s.S + u] != 0 || m[(size_t)i * s.S + u] != 0;
+      EXPECT_EQ(nonzero_pad, 0) << tag << "padding units not zero";
+    }
+  }
+}
+
 TEST_F(CudaGemmSm90, OperandsThatDoNotFitAreRefused) {
   Dev<bf16> a(64 * 64), b(64 * 64), c(64 * 64);
-  EXPECT_FALSE(gemm_sm90_fits(c, 64, a, 64, b, 64, 64, 60, 64));  // N not a multiple of 8
-  EXPECT_FALSE(gemm_sm90_fits(c, 64, a, 60, b, 64, 64, 64, 60));  // K
+  EXPECT_FALSE(gemm_sm90_fits(c, 64, a, 64, b, 64, 64, 60, 64));        // N not a multiple of 8
+  EXPECT_FALSE(gemm_sm90_fits(c, 64, a, 60, b, 64, 64, 64, 60));        // K
   EXPECT_FALSE(gemm_sm90_fits(c, 64, a.p + 1, 64, b, 64, 63, 64, 64));  // A misaligned
   EXPECT_THROW(gemm_sm90_tn(c, 64, a, 64, b, 64, 64, 60, 64, GemmTileN::n128, stream), Error);
+  EXPECT_FALSE(gemm_sm90_swiglu_fits(c, b, a, 64, b, 64, 32, 60, 64));  // S not a multiple of 8
+  EXPECT_THROW(gemm_sm90_swiglu(c, b, a, 64, b, 64, 32, 60, 64, GemmTileN::n256, stream), Error);
 }
 
 }  // namespace

@@ -31,13 +31,13 @@ namespace bytelm {
 namespace {
 
 constexpr int kBM = 128, kBK = 64;
-constexpr int kConsumers = 2;                          // warpgroups that multiply, 64 rows each
-constexpr int kThreads = 128 * (1 + kConsumers);       // the copy warpgroup first
-constexpr int kTileBytesA = kBM * kBK * 2;             // 16 KB
+constexpr int kConsumers = 2;                     // warpgroups that multiply, 64 rows each
+constexpr int kThreads = 128 * (1 + kConsumers);  // the copy warpgroup first
+constexpr int kTileBytesA = kBM * kBK * 2;        // 16 KB
 
 template <int BN>
 struct Tile {
-  static constexpr int kStages = BN == 256 ? 3 : 4;  // as many as fit beside the output's staging
+  static constexpr int kStages = BN == 256 ? 3 : 5;  // as many as fit beside the output's staging
   static constexpr int kBytesB = BN * kBK * 2;
   static constexpr int kStageBytes = kTileBytesA + kBytesB;
   // a consumer's 64 x BN output in rows padded by 16 bytes: the fragment stores hit 32 different banks
@@ -45,6 +45,10 @@ struct Tile {
   static constexpr int kOutBytes = 64 * kOutPitch;
   // the stages, each consumer's output, then 2 kStages mbarriers; 1 KB more to align the base to 1024 bytes
   static constexpr int kSmemBytes = kStages * kStageBytes + kConsumers * kOutBytes + 2 * kStages * 8 + 1024;
+  // the descriptors' base offset 0 and the 32-byte k steps hold only on 1024-byte aligned tiles
+  static_assert(kStageBytes % 1024 == 0 && kTileBytesA % 1024 == 0 && (BN / 2 * kBK * 2) % 1024 == 0);
+  static_assert(kOutPitch % 16 == 0 && kOutBytes % 16 == 0);
+  static_assert(kSmemBytes <= 232448, "more shared memory than a block may have");
 };
 
 __device__ inline uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
@@ -54,8 +58,7 @@ __device__ inline void mbar_init(uint64_t* bar, int count) {
 }
 
 __device__ inline void mbar_expect_tx(uint64_t* bar, int bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
-               : "memory");
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
 }
 
 __device__ inline void mbar_arrive(uint64_t* bar) {
@@ -113,14 +116,14 @@ __device__ inline void wgmma_bf16<128>(float (&d)[64], uint64_t desc_a, uint64_t
       "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
       "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
       "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
+        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),
+        "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
+        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
+        "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
       : "l"(desc_a), "l"(desc_b), "r"(accumulate));
 }
 
@@ -138,48 +141,60 @@ __device__ inline void wgmma_bf16<256>(float (&d)[128], uint64_t desc_a, uint64_
       "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
       "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
       "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
-        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
-        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
-        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
-        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
-        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
-        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
-        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
+        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),
+        "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
+        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
+        "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]),
+        "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]),
+        "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]),
+        "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]),
+        "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]),
+        "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]),
+        "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]),
+        "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]),
+        "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
       : "l"(desc_a), "l"(desc_b), "r"(accumulate));
 }
 
-// The BM x BN tile of C at block (x, y): see the top of the file.
-template <int BN>
+// Where a tile goes. Plain: C [M, N] (ldc). SwiGLU: B is W12 = [W1; W2] ([2S, K], W2 from row S), and a tile's
+// BN columns are BN / 2 hidden units u of each half, so that a = x W1^T and b = x W2^T of the same units meet in
+// one accumulator: g [M, 2S] (ldc = 2S) gets a at column u and b at S + u, and m [M, S] gets silu(a) b computed
+// from the rounded a and b, as the separate gate kernel computes it from g. N counts units then (N = S).
+struct Epilogue {
+  bf16* C;
+  int ldc;
+  bf16* m;  // SwiGLU only, like S
+  int S;
+};
+
+// The tiles of C: see the top of the file.
+template <int BN, bool kSwiglu>
 __global__ void __launch_bounds__(kThreads, 1)
-    gemm_tn_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b, bf16* C,
-                   int ldc, int M, int N, int K) {
+    gemm_tn_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b, Epilogue e,
+                   int M, int N, int K) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Layout = Tile<BN>;
   constexpr int kStages = Layout::kStages;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);  // the swizzle's 1024-byte atoms
-  uint8_t* out_stage = smem + kStages * Layout::kStageBytes;  // then kConsumers x kOutBytes
+  uint8_t* out_stage = smem + kStages * Layout::kStageBytes;                  // then kConsumers x kOutBytes
   uint64_t* full = reinterpret_cast<uint64_t*>(out_stage + kConsumers * Layout::kOutBytes);
   uint64_t* empty = full + kStages;
   auto tile_a = [&](int s) { return smem + s * Layout::kStageBytes; };
   auto tile_b = [&](int s) { return smem + s * Layout::kStageBytes + kTileBytesA; };
-  const int k_tiles = (K + kBK - 1) / kBK;  // the last one's columns past K arrive as zeros
-  const int n_tiles = (N + BN - 1) / BN, tiles = (M + kBM - 1) / kBM * n_tiles;
+  const int k_tiles = (K + kBK - 1) / kBK;       // the last one's columns past K arrive as zeros
+  constexpr int kTileN = kSwiglu ? BN / 2 : BN;  // columns of C (units, for SwiGLU) a tile covers
+  const int n_tiles = (N + kTileN - 1) / kTileN, tiles = (M + kBM - 1) / kBM * n_tiles;
   const int wg = threadIdx.x / 128, t = threadIdx.x % 128, warp = t / 32, lane = t % 32;
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; s++) {
-      mbar_init(&full[s], 1);                    // the producer's arrive, plus the copies' bytes
-      mbar_init(&empty[s], kConsumers * 4);      // every consumer warp
+      mbar_init(&full[s], 1);                // the producer's arrive, plus the copies' bytes
+      mbar_init(&empty[s], kConsumers * 4);  // every consumer warp
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");  // visible to the copy engine
   }
@@ -192,13 +207,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (wg == 0) {  // producer: one thread keeps the ring full
     if (t == 0)
       for (int tile = blockIdx.x, it = 0; tile < tiles; tile += gridDim.x) {
-        const int m0 = tile / n_tiles * kBM, n0 = tile % n_tiles * BN;
+        const int m0 = tile / n_tiles * kBM, n0 = tile % n_tiles * kTileN;
         for (int kt = 0; kt < k_tiles; kt++, it++) {
           int s = it % kStages;
           mbar_wait(&empty[s], ((it / kStages) & 1) ^ 1);
           mbar_expect_tx(&full[s], Layout::kStageBytes);
           tma_load_2d(tile_a(s), &map_a, kt * kBK, m0, &full[s]);
           tma_load_2d(tile_b(s), &map_b, kt * kBK, n0, &full[s]);
+          if (kSwiglu)  // the same units' rows of W2 below those of W1 (a whole number of 1024-byte atoms down)
+            tma_load_2d(tile_b(s) + BN / 2 * kBK * 2, &map_b, kt * kBK, e.S + n0, &full[s]);
         }
       }
     return;
@@ -208,7 +225,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint8_t* out = out_stage + slice * Layout::kOutBytes;
   float acc[BN / 2];
   for (int tile = blockIdx.x, it = 0; tile < tiles; tile += gridDim.x) {
-    const int m0 = tile / n_tiles * kBM, n0 = tile % n_tiles * BN;
+    const int m0 = tile / n_tiles * kBM, n0 = tile % n_tiles * kTileN;
 #pragma unroll
     for (int i = 0; i < BN / 2; i++) acc[i] = 0.f;
     for (int kt = 0; kt < k_tiles; kt++, it++) {
@@ -239,13 +256,37 @@ __global__ void __launch_bounds__(kThreads, 1)
         *reinterpret_cast<__nv_bfloat162*>(out + (r0 + 8 * h) * Layout::kOutPitch + (8 * j + 2 * (lane % 4)) * 2) =
             __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
     asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");
-    constexpr int kPacksARow = BN / 8;  // 16 bytes each
-    for (int p = t; p < 64 * kPacksARow; p += 128) {
-      const int r = p / kPacksARow, c = (p % kPacksARow) * 8;
-      const int row = m0 + slice * 64 + r, col = n0 + c;
-      if (row < M && col < N)  // N is a multiple of 8: the whole pack is inside
-        *reinterpret_cast<uint4*>(C + (size_t)row * ldc + col) =
-            *reinterpret_cast<const uint4*>(out + r * Layout::kOutPitch + c * 2);
+    if constexpr (kSwiglu) {
+      constexpr int kPacksARow = BN / 16;  // 16-byte packs of units: a at column c, b at BN / 2 + c
+      for (int p = t; p < 64 * kPacksARow; p += 128) {
+        const int r = p / kPacksARow, c = (p % kPacksARow) * 8;
+        const int row = m0 + slice * 64 + r, u = n0 + c;
+        if (row < M && u < N) {  // S is a multiple of 8: the whole pack is inside
+          uint4 a = *reinterpret_cast<const uint4*>(out + r * Layout::kOutPitch + c * 2);
+          uint4 b = *reinterpret_cast<const uint4*>(out + r * Layout::kOutPitch + (BN / 2 + c) * 2);
+          uint4 m;
+          const bf16 *av = reinterpret_cast<const bf16*>(&a), *bv = reinterpret_cast<const bf16*>(&b);
+          bf16* mv = reinterpret_cast<bf16*>(&m);
+#pragma unroll
+          for (int j = 0; j < 8; j++) {  // as swiglu_gate_kernel: zero where the padded W12 rows gave a = b = 0
+            float aj = __bfloat162float(av[j]);
+            mv[j] = __float2bfloat16(aj / (1.f + expf(-aj)) * __bfloat162float(bv[j]));
+          }
+          bf16* g = e.C + (size_t)row * e.ldc;
+          *reinterpret_cast<uint4*>(g + u) = a;
+          *reinterpret_cast<uint4*>(g + e.S + u) = b;
+          *reinterpret_cast<uint4*>(e.m + (size_t)row * e.S + u) = m;
+        }
+      }
+    } else {
+      constexpr int kPacksARow = BN / 8;  // 16 bytes each
+      for (int p = t; p < 64 * kPacksARow; p += 128) {
+        const int r = p / kPacksARow, c = (p % kPacksARow) * 8;
+        const int row = m0 + slice * 64 + r, col = n0 + c;
+        if (row < M && col < N)  // N is a multiple of 8: the whole pack is inside
+          *reinterpret_cast<uint4*>(e.C + (size_t)row * e.ldc + col) =
+              *reinterpret_cast<const uint4*>(out + r * Layout::kOutPitch + c * 2);
+      }
     }
   }
 #else
@@ -284,28 +325,37 @@ CUtensorMap tensor_map(const bf16* p, int rows, int cols, int ld, int box_rows) 
   return map;
 }
 
-int multiprocessors() {
-  static const int count = [] {
-    int device = 0, n = 0;
-    BYTELM_CUDA_CHECK(cudaGetDevice(&device));
-    BYTELM_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
-    return n;
-  }();
-  return count;
+constexpr int kMaxDevices = 64;
+
+int current_device() {
+  int device = 0;
+  BYTELM_CUDA_CHECK(cudaGetDevice(&device));
+  if (device >= kMaxDevices) throw Error("gemm_sm90: device index " + std::to_string(device) + " past 63");
+  return device;
 }
 
-template <int BN>
-void launch(bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K,
+int multiprocessors() {
+  static int count[kMaxDevices] = {};  // 0 = not asked yet (a data race only ever writes the same value)
+  int device = current_device();
+  if (count[device] == 0)
+    BYTELM_CUDA_CHECK(cudaDeviceGetAttribute(&count[device], cudaDevAttrMultiProcessorCount, device));
+  return count[device];
+}
+
+// Tiles of BN columns of the product over the rows of B (box_rows_b a copy: BN, or BN / 2 twice for SwiGLU).
+template <int BN, bool kSwiglu>
+void launch(Epilogue e, const bf16* A, int lda, const bf16* B, int ldb, int rows_b, int M, int N, int K,
             cudaStream_t stream) {
-  static std::once_flag raised;  // the shared-memory limit, once a process (every device here is the same kind)
-  std::call_once(raised, [] {
-    BYTELM_CUDA_CHECK(cudaFuncSetAttribute(gemm_tn_kernel<BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  static std::once_flag raised[kMaxDevices];  // the shared-memory limit, once a device
+  std::call_once(raised[current_device()], [] {
+    BYTELM_CUDA_CHECK(cudaFuncSetAttribute(gemm_tn_kernel<BN, kSwiglu>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            Tile<BN>::kSmemBytes));
   });
-  CUtensorMap map_a = tensor_map(A, M, K, lda, kBM), map_b = tensor_map(B, N, K, ldb, BN);
-  const long tiles = (long)((M + kBM - 1) / kBM) * ((N + BN - 1) / BN);
+  constexpr int kTileN = kSwiglu ? BN / 2 : BN;
+  CUtensorMap map_a = tensor_map(A, M, K, lda, kBM), map_b = tensor_map(B, rows_b, K, ldb, kTileN);
+  const long tiles = (long)((M + kBM - 1) / kBM) * ((N + kTileN - 1) / kTileN);
   const int grid = (int)std::min<long>(tiles, multiprocessors());  // one block an SM (its shared memory)
-  gemm_tn_kernel<BN><<<grid, kThreads, Tile<BN>::kSmemBytes, stream>>>(map_a, map_b, C, ldc, M, N, K);
+  gemm_tn_kernel<BN, kSwiglu><<<grid, kThreads, Tile<BN>::kSmemBytes, stream>>>(map_a, map_b, e, M, N, K);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -314,6 +364,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }  // namespace
 
 bool gemm_sm90_available() {
+#ifdef BYTELM_SM90A  // the kernels were built for sm_90a (CMakeLists.txt), not only compiled to a trap
   static const bool yes = [] {
     int device = 0, major = 0, minor = 0;
     if (cudaGetDevice(&device) != cudaSuccess) return false;
@@ -322,6 +373,9 @@ bool gemm_sm90_available() {
     return major == 9 && minor == 0;
   }();
   return yes;
+#else
+  return false;
+#endif
 }
 
 bool gemm_sm90_fits(const bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K) {
@@ -335,10 +389,31 @@ void gemm_sm90_tn(bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int l
   if (!gemm_sm90_fits(C, ldc, A, lda, B, ldb, M, N, K))
     throw Error("gemm_sm90: M " + std::to_string(M) + ", N " + std::to_string(N) + ", K " + std::to_string(K) +
                 ": N, K and the leading dimensions must be multiples of 8 and the pointers 16-byte aligned");
+  const Epilogue e{C, ldc, nullptr, 0};
   if (tile_n == GemmTileN::n256)
-    launch<256>(C, ldc, A, lda, B, ldb, M, N, K, stream);
+    launch<256, false>(e, A, lda, B, ldb, N, M, N, K, stream);
   else
-    launch<128>(C, ldc, A, lda, B, ldb, M, N, K, stream);
+    launch<128, false>(e, A, lda, B, ldb, N, M, N, K, stream);
+}
+
+bool gemm_sm90_swiglu_fits(const bf16* g, const bf16* m, const bf16* x, int ldx, const bf16* W12, int ldw, int M, int S,
+                           int K) {
+  return M > 0 && S > 0 && K > 0 && S % 8 == 0 && K % 8 == 0 && ldx % 8 == 0 && ldw % 8 == 0 && ldx >= K && ldw >= K &&
+         aligned16(g) && aligned16(m) && aligned16(x) && aligned16(W12);
+}
+
+void gemm_sm90_swiglu(bf16* g, bf16* m, const bf16* x, int ldx, const bf16* W12, int ldw, int M, int S, int K,
+                      GemmTileN tile_n, cudaStream_t stream) {
+  if (!gemm_sm90_available()) throw Error("gemm_sm90_swiglu: needs a GPU of compute capability 9.0");
+  if (!gemm_sm90_swiglu_fits(g, m, x, ldx, W12, ldw, M, S, K))
+    throw Error("gemm_sm90_swiglu: M " + std::to_string(M) + ", S " + std::to_string(S) + ", K " + std::to_string(K) +
+                ": S, K and the leading dimensions must be multiples of 8 and the pointers "
+                "16-byte aligned");
+  const Epilogue e{g, 2 * S, m, S};
+  if (tile_n == GemmTileN::n256)
+    launch<256, true>(e, x, ldx, W12, ldw, 2 * S, M, S, K, stream);
+  else
+    launch<128, true>(e, x, ldx, W12, ldw, 2 * S, M, S, K, stream);
 }
 
 }  // namespace bytelm

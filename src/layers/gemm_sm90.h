@@ -25,4 +25,14 @@ enum class GemmTileN { n128, n256 };
 void gemm_sm90_tn(bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K,
                   GemmTileN tile_n, cudaStream_t stream);
 
+// The SwiGLU forward's first product and its gate in one pass: with W12 = [W1; W2] ([2S, K], ld ldw; W2 from row
+// S), g [M, 2S] = [x W1^T | x W2^T] = [a | b] and m [M, S] = silu(a) b, m computed from the bf16-rounded a and b
+// as swiglu_gate_kernel computes it from g (so the two paths agree where the products do). Rows of W12 that are
+// zero (the padding past H) give zero columns of g and m. Same requirements and errors as gemm_sm90_tn, with S
+// for N.
+bool gemm_sm90_swiglu_fits(const bf16* g, const bf16* m, const bf16* x, int ldx, const bf16* W12, int ldw, int M, int S,
+                           int K);
+void gemm_sm90_swiglu(bf16* g, bf16* m, const bf16* x, int ldx, const bf16* W12, int ldw, int M, int S, int K,
+                      GemmTileN tile_n, cudaStream_t stream);
+
 }  // namespace bytelm
