@@ -1,6 +1,9 @@
+#include <type_traits>
+
 #include "core/bf16.h"
 #include "core/error.h"
 #include "layers/cuda_common.cuh"
+#include "layers/gemm_sm90.h"
 #include "layers/swiglu_cuda.h"
 
 namespace bytelm {
@@ -152,19 +155,28 @@ void swiglu_forward_cuda(A* y, A* g, A* m, const A* x, const A* W12, const A* W3
   if (!packable(g, 2 * S) || !packable(m, S)) throw Error("swiglu_forward_cuda: g and m must be 16-byte aligned");
   Workspace<A> w(workspace, d, S);
   pad_weights(w, W12, W3, d, H, S, stream);
-  gemm_rows_cuda(false, true, N, 2 * S, d, x, d, w.W12p, d, 0.f, g, 2 * S, gemm, stream);  // g = x W12p^T
-  size_t packs = (size_t)N * S / Pack<A>::n;
-  swiglu_gate_kernel<<<blocks_for(packs), kThreads, 0, stream>>>(m, g, packs, H, S);
-  BYTELM_CUDA_CHECK(cudaGetLastError());
+  bool fused = false;  // g and m from one product with the gate in its epilogue (bf16 on Hopper)
+  if constexpr (std::is_same_v<A, bf16>)
+    if (gemm_sm90_available() && gemm_sm90_swiglu_fits(g, m, x, d, w.W12p, d, N, S, d)) {
+      gemm_sm90_swiglu(g, m, x, d, w.W12p, d, N, S, d, GemmTileN::n256, stream);
+      fused = true;
+    }
+  if (!fused) {
+    gemm_rows_cuda(false, true, N, 2 * S, d, x, d, w.W12p, d, 0.f, g, 2 * S, gemm, stream);  // g = x W12p^T
+    size_t packs = (size_t)N * S / Pack<A>::n;
+    swiglu_gate_kernel<<<blocks_for(packs), kThreads, 0, stream>>>(m, g, packs, H, S);
+    BYTELM_CUDA_CHECK(cudaGetLastError());
+  }
   if (residual)
-    gemm_rows_add_cuda(false, true, N, d, S, m, S, w.W3p, S, residual, d, y, d, gemm, stream);  // y = residual + m W3p^T
+    gemm_rows_add_cuda(false, true, N, d, S, m, S, w.W3p, S, residual, d, y, d, gemm,
+                       stream);  // y = residual + m W3p^T
   else
     gemm_rows_cuda(false, true, N, d, S, m, S, w.W3p, S, 0.f, y, d, gemm, stream);  // y = m W3p^T
 }
 
 template <class A>
-void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m,
-                          const A* W12, const A* W3, int N, int d, int H, A* scratch, void* workspace, Gemm gemm,
+void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m, const A* W12,
+                          const A* W3, int N, int d, int H, A* scratch, void* workspace, Gemm gemm,
                           cudaStream_t stream) {
   if (N == 0) return;
   int S = swiglu_stride_cuda(H);
@@ -188,10 +200,10 @@ void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* 
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
-#define BYTELM_INSTANTIATE(A)                                                                                    \
-  template void swiglu_forward_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, const A*, void*, \
-                                       Gemm, cudaStream_t);                                                      \
-  template void swiglu_backward_cuda<A>(A*, float*, float*, const A*, const A*, const A*, const A*, const A*,     \
+#define BYTELM_INSTANTIATE(A)                                                                                          \
+  template void swiglu_forward_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, const A*, void*, Gemm, \
+                                       cudaStream_t);                                                                  \
+  template void swiglu_backward_cuda<A>(A*, float*, float*, const A*, const A*, const A*, const A*, const A*,          \
                                         const A*, int, int, int, A*, void*, Gemm, cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)

@@ -1,4 +1,5 @@
-// CUDA SwiGLU MLP (see swiglu.h): cuBLAS GEMMs around fused elementwise kernels.
+// CUDA SwiGLU MLP (see swiglu.h): cuBLAS GEMMs around fused elementwise kernels; in bf16 on Hopper the first
+// product and the gate are one kernel (gemm_sm90_swiglu).
 //
 // The hidden width H = 4d/3 is often odd (1365 at d=1024): rows of that length
 // are not 16-byte aligned and cuBLAS leaves its tensor-core kernels for slow
