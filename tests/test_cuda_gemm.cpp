@@ -115,6 +115,50 @@ TEST_F(CudaGemmSm90, SwigluEpilogueMatchesTheReference) {
   }
 }
 
+// dg = [dm b silu'(a) | dm silu(a)] with dm = dy W3 rounded to bf16, W3t = W3^T with zero rows past H and g's
+// padding columns zero (as the forward leaves them): dg must be exactly zero there.
+TEST_F(CudaGemmSm90, SwigluBackwardEpilogueMatchesTheReference) {
+  struct Shape {
+    int M, S, H, K;
+  };
+  for (Shape s :
+       {Shape{1, 16, 16, 8}, Shape{300, 88, 85, 520}, Shape{777, 1376, 1365, 512}, Shape{8192, 688, 682, 264}}) {
+    Rng rng((uint64_t)s.M * 17 + s.S);
+    V dy = round_bf16(random_floats((size_t)s.M * s.K, rng)), w3t = round_bf16(random_floats((size_t)s.S * s.K, rng));
+    V g = round_bf16(random_floats((size_t)s.M * 2 * s.S, rng));
+    for (int u = s.H; u < s.S; u++) {
+      for (int k = 0; k < s.K; k++) w3t[(size_t)u * s.K + k] = 0.f;
+      for (int i = 0; i < s.M; i++) g[(size_t)i * 2 * s.S + u] = g[(size_t)i * 2 * s.S + s.S + u] = 0.f;
+    }
+    V dg_ref((size_t)s.M * 2 * s.S);
+    for (int i = 0; i < s.M; i++)
+      for (int u = 0; u < s.S; u++) {
+        double dm = 0;
+        for (int k = 0; k < s.K; k++) dm += (double)dy[(size_t)i * s.K + k] * w3t[(size_t)u * s.K + k];
+        float dmr = round_bf16({(float)dm})[0], a = g[(size_t)i * 2 * s.S + u], b = g[(size_t)i * 2 * s.S + s.S + u];
+        float sg = 1.f / (1.f + std::exp(-a));
+        dg_ref[(size_t)i * 2 * s.S + u] = dmr * b * sg * (1.f + a * (1.f - sg));
+        dg_ref[(size_t)i * 2 * s.S + s.S + u] = dmr * a * sg;
+      }
+    Dev<bf16> ddy(to_bf16(dy)), dw(to_bf16(w3t)), dgin(to_bf16(g)), ddg(dg_ref.size());
+    ASSERT_TRUE(gemm_sm90_swiglu_backward_fits(ddg, ddy, s.K, dw, s.K, dgin, s.M, s.S, s.K));
+    for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256}) {
+      tag = "M" + std::to_string(s.M) + "S" + std::to_string(s.S) + "K" + std::to_string(s.K) +
+            (tile == GemmTileN::n256 ? "/256 " : "/128 ");
+      ddg.poison();
+      gemm_sm90_swiglu_backward(ddg, ddy, s.K, dw, s.K, dgin, s.M, s.S, s.K, tile, stream);
+      BYTELM_CUDA_CHECK(cudaGetLastError());
+      V dg = to_float(ddg.get());
+      expect_close("dg", dg, dg_ref, kBf16Tol);
+      int nonzero_pad = 0;
+      for (int i = 0; i < s.M; i++)
+        for (int u = s.H; u < s.S; u++)
+          nonzero_pad += dg[(size_t)i * 2 * s.S + u] != 0 || dg[(size_t)i * 2 * s.S + s.S + u] != 0;
+      EXPECT_EQ(nonzero_pad, 0) << tag << "padding units not zero";
+    }
+  }
+}
+
 TEST_F(CudaGemmSm90, OperandsThatDoNotFitAreRefused) {
   Dev<bf16> a(64 * 64), b(64 * 64), c(64 * 64);
   EXPECT_FALSE(gemm_sm90_fits(c, 64, a, 64, b, 64, 64, 60, 64));        // N not a multiple of 8
@@ -123,6 +167,8 @@ TEST_F(CudaGemmSm90, OperandsThatDoNotFitAreRefused) {
   EXPECT_THROW(gemm_sm90_tn(c, 64, a, 64, b, 64, 64, 60, 64, GemmTileN::n128, stream), Error);
   EXPECT_FALSE(gemm_sm90_swiglu_fits(c, b, a, 64, b, 64, 32, 60, 64));  // S not a multiple of 8
   EXPECT_THROW(gemm_sm90_swiglu(c, b, a, 64, b, 64, 32, 60, 64, GemmTileN::n256, stream), Error);
+  EXPECT_FALSE(gemm_sm90_swiglu_backward_fits(c, a, 64, b, 60, c, 32, 64, 64));  // ld of W3t not a multiple of 8
+  EXPECT_THROW(gemm_sm90_swiglu_backward(c, a, 64, b, 60, c, 32, 64, 64, GemmTileN::n128, stream), Error);
 }
 
 }  // namespace

@@ -37,8 +37,8 @@ int cmd_bench_gemm(int argc, char** argv) {
               "with tiles of 128 and of 256 columns. One JSON line each: impl, device, commit, M, N, K, ms\n"
               "(median, device events), tflops, and for the sm90 rows rel_diff against cuBLAS's output.\n"
               "The default shapes are the ssm presets' forward products at seq 2048, then 8192^3. Then, at\n"
-              "the three presets' widths, the SwiGLU product with its gate fused (sm90-swiglu-*) beside\n"
-              "cuBLAS's product alone.",
+              "the three presets' widths, the SwiGLU product with its gate fused (sm90-swiglu-*) and the dm\n"
+              "product with the gate's backward fused (sm90-swiglu-bwd-*), each beside cuBLAS's product alone.",
               {{"shapes", "LIST", "products to time, comma-separated MxNxK (default: the ssm presets')"},
                {"warmup", "N", "untimed calls first (default 10)"},
                {"iters", "N", "timed calls (default 50)"}}};

@@ -160,23 +160,31 @@ __device__ inline void wgmma_bf16<256>(float (&d)[128], uint64_t desc_a, uint64_
       : "l"(desc_a), "l"(desc_b), "r"(accumulate));
 }
 
-// Where a tile goes. Plain: C [M, N] (ldc). SwiGLU: B is W12 = [W1; W2] ([2S, K], W2 from row S), and a tile's
-// BN columns are BN / 2 hidden units u of each half, so that a = x W1^T and b = x W2^T of the same units meet in
-// one accumulator: g [M, 2S] (ldc = 2S) gets a at column u and b at S + u, and m [M, S] gets silu(a) b computed
-// from the rounded a and b, as the separate gate kernel computes it from g. N counts units then (N = S).
+// What the epilogue does with a tile.
+// - plain: C [M, N] (ldc) = the product.
+// - swiglu: B is W12 = [W1; W2] ([2S, K], W2 from row S), and a tile's BN columns are BN / 2 hidden units u of each
+//   half, so that a = x W1^T and b = x W2^T of the same units meet in one accumulator: g [M, 2S] (C, ldc = 2S) gets
+//   a at column u and b at S + u, and m [M, S] gets silu(a) b from the rounded a and b, as swiglu_gate_kernel
+//   computes it from g. N counts units (N = S).
+// - swiglu_backward: the product is dm [M, S] = dy W3 (B = W3^T, [S, K]); with a and b read from g [M, 2S], it
+//   writes dg [M, 2S] (C) = [dm b silu'(a) | dm silu(a)] from the rounded dm, as swiglu_gate_backward_kernel does.
+enum class Fuse { plain, swiglu, swiglu_backward };
+
 struct Epilogue {
   bf16* C;
   int ldc;
-  bf16* m;  // SwiGLU only, like S
-  int S;
+  bf16* m;        // swiglu: m [M, S]
+  const bf16* g;  // swiglu_backward: g [M, 2S]
+  int S;          // both SwiGLU modes
 };
 
 // The tiles of C: see the top of the file.
-template <int BN, bool kSwiglu>
+template <int BN, Fuse kFuse>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_tn_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b, Epilogue e,
                    int M, int N, int K) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr bool kSwiglu = kFuse == Fuse::swiglu;
   using Layout = Tile<BN>;
   constexpr int kStages = Layout::kStages;
   extern __shared__ uint8_t smem_raw[];
@@ -278,6 +286,31 @@ __global__ void __launch_bounds__(kThreads, 1)
           *reinterpret_cast<uint4*>(e.m + (size_t)row * e.S + u) = m;
         }
       }
+    } else if constexpr (kFuse == Fuse::swiglu_backward) {
+      constexpr int kPacksARow = BN / 8;  // 16-byte packs of dm, units n0 + c
+      for (int p = t; p < 64 * kPacksARow; p += 128) {
+        const int r = p / kPacksARow, c = (p % kPacksARow) * 8;
+        const int row = m0 + slice * 64 + r, u = n0 + c;
+        if (row < M && u < N) {
+          uint4 dm = *reinterpret_cast<const uint4*>(out + r * Layout::kOutPitch + c * 2);
+          const bf16* g = e.g + (size_t)row * 2 * e.S;
+          uint4 a = *reinterpret_cast<const uint4*>(g + u), b = *reinterpret_cast<const uint4*>(g + e.S + u);
+          uint4 da, db;
+          const bf16 *av = reinterpret_cast<const bf16*>(&a), *bv = reinterpret_cast<const bf16*>(&b),
+                     *dmv = reinterpret_cast<const bf16*>(&dm);
+          bf16 *dav = reinterpret_cast<bf16*>(&da), *dbv = reinterpret_cast<bf16*>(&db);
+#pragma unroll
+          for (int j = 0; j < 8; j++) {  // as swiglu_gate_backward_kernel; zero where W3's padding gave dm = 0
+            float aj = __bfloat162float(av[j]), bj = __bfloat162float(bv[j]), dmj = __bfloat162float(dmv[j]);
+            float sg = 1.f / (1.f + expf(-aj));
+            dav[j] = __float2bfloat16(dmj * bj * sg * (1.f + aj * (1.f - sg)));  // silu'(a) = s (1 + a (1 - s))
+            dbv[j] = __float2bfloat16(dmj * aj * sg);
+          }
+          bf16* dg = e.C + (size_t)row * e.ldc;
+          *reinterpret_cast<uint4*>(dg + u) = da;
+          *reinterpret_cast<uint4*>(dg + e.S + u) = db;
+        }
+      }
     } else {
       constexpr int kPacksARow = BN / 8;  // 16 bytes each
       for (int p = t; p < 64 * kPacksARow; p += 128) {
@@ -343,19 +376,19 @@ int multiprocessors() {
 }
 
 // Tiles of BN columns of the product over the rows of B (box_rows_b a copy: BN, or BN / 2 twice for SwiGLU).
-template <int BN, bool kSwiglu>
+template <int BN, Fuse kFuse>
 void launch(Epilogue e, const bf16* A, int lda, const bf16* B, int ldb, int rows_b, int M, int N, int K,
             cudaStream_t stream) {
   static std::once_flag raised[kMaxDevices];  // the shared-memory limit, once a device
   std::call_once(raised[current_device()], [] {
-    BYTELM_CUDA_CHECK(cudaFuncSetAttribute(gemm_tn_kernel<BN, kSwiglu>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    BYTELM_CUDA_CHECK(cudaFuncSetAttribute(gemm_tn_kernel<BN, kFuse>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            Tile<BN>::kSmemBytes));
   });
-  constexpr int kTileN = kSwiglu ? BN / 2 : BN;
+  constexpr int kTileN = kFuse == Fuse::swiglu ? BN / 2 : BN;
   CUtensorMap map_a = tensor_map(A, M, K, lda, kBM), map_b = tensor_map(B, rows_b, K, ldb, kTileN);
   const long tiles = (long)((M + kBM - 1) / kBM) * ((N + kTileN - 1) / kTileN);
   const int grid = (int)std::min<long>(tiles, multiprocessors());  // one block an SM (its shared memory)
-  gemm_tn_kernel<BN, kSwiglu><<<grid, kThreads, Tile<BN>::kSmemBytes, stream>>>(map_a, map_b, e, M, N, K);
+  gemm_tn_kernel<BN, kFuse><<<grid, kThreads, Tile<BN>::kSmemBytes, stream>>>(map_a, map_b, e, M, N, K);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -389,11 +422,11 @@ void gemm_sm90_tn(bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int l
   if (!gemm_sm90_fits(C, ldc, A, lda, B, ldb, M, N, K))
     throw Error("gemm_sm90: M " + std::to_string(M) + ", N " + std::to_string(N) + ", K " + std::to_string(K) +
                 ": N, K and the leading dimensions must be multiples of 8 and the pointers 16-byte aligned");
-  const Epilogue e{C, ldc, nullptr, 0};
+  const Epilogue e{C, ldc, nullptr, nullptr, 0};
   if (tile_n == GemmTileN::n256)
-    launch<256, false>(e, A, lda, B, ldb, N, M, N, K, stream);
+    launch<256, Fuse::plain>(e, A, lda, B, ldb, N, M, N, K, stream);
   else
-    launch<128, false>(e, A, lda, B, ldb, N, M, N, K, stream);
+    launch<128, Fuse::plain>(e, A, lda, B, ldb, N, M, N, K, stream);
 }
 
 bool gemm_sm90_swiglu_fits(const bf16* g, const bf16* m, const bf16* x, int ldx, const bf16* W12, int ldw, int M, int S,
@@ -409,11 +442,32 @@ void gemm_sm90_swiglu(bf16* g, bf16* m, const bf16* x, int ldx, const bf16* W12,
     throw Error("gemm_sm90_swiglu: M " + std::to_string(M) + ", S " + std::to_string(S) + ", K " + std::to_string(K) +
                 ": S, K and the leading dimensions must be multiples of 8 and the pointers "
                 "16-byte aligned");
-  const Epilogue e{g, 2 * S, m, S};
+  const Epilogue e{g, 2 * S, m, nullptr, S};
   if (tile_n == GemmTileN::n256)
-    launch<256, true>(e, x, ldx, W12, ldw, 2 * S, M, S, K, stream);
+    launch<256, Fuse::swiglu>(e, x, ldx, W12, ldw, 2 * S, M, S, K, stream);
   else
-    launch<128, true>(e, x, ldx, W12, ldw, 2 * S, M, S, K, stream);
+    launch<128, Fuse::swiglu>(e, x, ldx, W12, ldw, 2 * S, M, S, K, stream);
+}
+
+bool gemm_sm90_swiglu_backward_fits(const bf16* dg, const bf16* dy, int lddy, const bf16* W3t, int ldw, const bf16* g,
+                                    int M, int S, int K) {
+  return M > 0 && S > 0 && K > 0 && S % 8 == 0 && K % 8 == 0 && lddy % 8 == 0 && ldw % 8 == 0 && lddy >= K &&
+         ldw >= K && aligned16(dg) && aligned16(dy) && aligned16(W3t) && aligned16(g);
+}
+
+void gemm_sm90_swiglu_backward(bf16* dg, const bf16* dy, int lddy, const bf16* W3t, int ldw, const bf16* g, int M,
+                               int S, int K, GemmTileN tile_n, cudaStream_t stream) {
+  if (!gemm_sm90_available()) throw Error("gemm_sm90_swiglu_backward: needs a GPU of compute capability 9.0");
+  if (!gemm_sm90_swiglu_backward_fits(dg, dy, lddy, W3t, ldw, g, M, S, K))
+    throw Error("gemm_sm90_swiglu_backward: M " + std::to_string(M) + ", S " + std::to_string(S) + ", K " +
+                std::to_string(K) +
+                ": S, K and the leading dimensions must be multiples of 8 and the pointers "
+                "16-byte aligned");
+  const Epilogue e{dg, 2 * S, nullptr, g, S};
+  if (tile_n == GemmTileN::n256)
+    launch<256, Fuse::swiglu_backward>(e, dy, lddy, W3t, ldw, S, M, S, K, stream);
+  else
+    launch<128, Fuse::swiglu_backward>(e, dy, lddy, W3t, ldw, S, M, S, K, stream);
 }
 
 }  // namespace bytelm

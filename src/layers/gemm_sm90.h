@@ -35,4 +35,12 @@ bool gemm_sm90_swiglu_fits(const bf16* g, const bf16* m, const bf16* x, int ldx,
 void gemm_sm90_swiglu(bf16* g, bf16* m, const bf16* x, int ldx, const bf16* W12, int ldw, int M, int S, int K,
                       GemmTileN tile_n, cudaStream_t stream);
 
+// The gate's backward in the epilogue of dm = dy W3: with W3t = W3^T ([S, K], ld ldw; rows past H zero) and g
+// [M, 2S] from the forward, dg [M, 2S] = [dm b silu'(a) | dm silu(a)] from the bf16-rounded dm, as
+// swiglu_gate_backward_kernel computes it from a stored dm, which never reaches memory here.
+bool gemm_sm90_swiglu_backward_fits(const bf16* dg, const bf16* dy, int lddy, const bf16* W3t, int ldw, const bf16* g,
+                                    int M, int S, int K);
+void gemm_sm90_swiglu_backward(bf16* dg, const bf16* dy, int lddy, const bf16* W3t, int ldw, const bf16* g, int M,
+                               int S, int K, GemmTileN tile_n, cudaStream_t stream);
+
 }  // namespace bytelm

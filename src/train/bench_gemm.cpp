@@ -62,14 +62,20 @@ std::vector<std::string> run_gemm_bench(const GemmBenchOptions& o) {
   const Gemm gemm{handle, CUBLAS_COMPUTE_32F, lt.get()};
   std::vector<std::string> lines;
   Rng rng(1);
-  auto run = [&](GemmShape s, bool swiglu) {
+  enum class Mode { plain, swiglu, swiglu_backward };
+  auto run = [&](GemmShape s, Mode mode) {
+    const bool swiglu = mode == Mode::swiglu;
     if (s.M < 1 || s.N < 1 || s.K < 1) throw Error("every shape needs M, N and K of at least 1");
     DeviceBuffer<bf16> a = random_bf16_device((size_t)s.M * s.K, rng), b = random_bf16_device((size_t)s.N * s.K, rng);
     DeviceBuffer<bf16> c_ref, c;
     c_ref.assign_zero((size_t)s.M * s.N);
     c.assign_zero((size_t)s.M * s.N);
-    DeviceBuffer<bf16> m;  // SwiGLU's m [M, S]
+    DeviceBuffer<bf16> m, g, dg;  // swiglu: m [M, S]; its backward: g and dg [M, 2S]
     if (swiglu) m.assign_zero((size_t)s.M * s.N / 2);
+    if (mode == Mode::swiglu_backward) {
+      g = random_bf16_device((size_t)s.M * 2 * s.N, rng);
+      dg.assign_zero((size_t)s.M * 2 * s.N);
+    }
     if (!gemm_sm90_fits(c.data(), s.N, a.data(), s.K, b.data(), s.K, s.M, s.N, s.K))
       throw Error("shape " + std::to_string(s.M) + "x" + std::to_string(s.N) + "x" + std::to_string(s.K) +
                   ": N and K must be multiples of 8");
@@ -91,7 +97,12 @@ std::vector<std::string> run_gemm_bench(const GemmBenchOptions& o) {
     line("cublas", median_ms(stream, o.warmup, o.iters, cublas), -1);
     for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256}) {
       const std::string name = tile == GemmTileN::n128 ? "n128" : "n256";
-      if (swiglu) {
+      if (mode == Mode::swiglu_backward) {
+        auto own = [&] {
+          gemm_sm90_swiglu_backward(dg.data(), a.data(), s.K, b.data(), s.K, g.data(), s.M, s.N, s.K, tile, stream);
+        };
+        line("sm90-swiglu-bwd-" + name, median_ms(stream, o.warmup, o.iters, own), -1);
+      } else if (swiglu) {
         const int S = s.N / 2;
         auto own = [&] {
           gemm_sm90_swiglu(c.data(), m.data(), a.data(), s.K, b.data(), s.K, s.M, S, s.K, tile, stream);
@@ -103,8 +114,9 @@ std::vector<std::string> run_gemm_bench(const GemmBenchOptions& o) {
       }
     }
   };
-  for (const GemmShape& s : o.shapes) run(s, false);
-  for (const GemmShape& s : o.swiglu_shapes) run({s.M, 2 * s.N, s.K}, true);
+  for (const GemmShape& s : o.shapes) run(s, Mode::plain);
+  for (const GemmShape& s : o.swiglu_shapes) run({s.M, 2 * s.N, s.K}, Mode::swiglu);
+  for (const GemmShape& s : o.swiglu_shapes) run(s, Mode::swiglu_backward);
   lt.reset();
   cublasDestroy(handle);
   cudaStreamDestroy(stream);
