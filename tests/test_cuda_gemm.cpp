@@ -21,6 +21,13 @@ class CudaGemmSm90 : public CudaTest {
   }
 };
 
+// Elements of out from `from` on that are not NaN: a poisoned guard area the kernel wrote to.
+int guard_written(const V& out, size_t from) {
+  int n = 0;
+  for (size_t i = from; i < out.size(); i++) n += !std::isnan(out[i]);
+  return n;
+}
+
 // rows x cols of random bf16 values in rows of ld, NaN in the columns past cols.
 V padded_random(int rows, int cols, int ld, Rng& rng) {
   V v((size_t)rows * ld, NAN);
@@ -93,7 +100,8 @@ TEST_F(CudaGemmSm90, SwigluEpilogueMatchesTheReference) {
         g_ref[(size_t)i * 2 * s.S + s.S + u] = br;
         m_ref[(size_t)i * s.S + u] = ar / (1.f + std::exp(-ar)) * br;
       }
-    Dev<bf16> dx(to_bf16(x)), dw(to_bf16(w)), dg(g_ref.size()), dm(m_ref.size());
+    // one guard row past M in each output: it must stay poisoned
+    Dev<bf16> dx(to_bf16(x)), dw(to_bf16(w)), dg(g_ref.size() + 2 * s.S), dm(m_ref.size() + s.S);
     ASSERT_TRUE(gemm_sm90_swiglu_fits(dg, dm, dx, s.K, dw, s.K, s.M, s.S, s.K));
     for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256}) {
       tag = "M" + std::to_string(s.M) + "S" + std::to_string(s.S) + "K" + std::to_string(s.K) +
@@ -103,6 +111,19 @@ TEST_F(CudaGemmSm90, SwigluEpilogueMatchesTheReference) {
       gemm_sm90_swiglu(dg, dm, dx, s.K, dw, s.K, s.M, s.S, s.K, tile, stream);
       BYTELM_CUDA_CHECK(cudaGetLastError());
       V g = to_float(dg.get()), m = to_float(dm.get());
+      EXPECT_EQ(guard_written(g, g_ref.size()) + guard_written(m, m_ref.size()), 0) << tag << "written past row M";
+      g.resize(g_ref.size());
+      m.resize(m_ref.size());
+      // m elementwise against the gate applied to the kernel's own g, as swiglu_gate_kernel would: within a
+      // rounding (the host's exp against the device's expf)
+      int off = 0;
+      for (int i = 0; i < s.M; i++)
+        for (int u = 0; u < s.S; u++) {
+          float a = g[(size_t)i * 2 * s.S + u], b = g[(size_t)i * 2 * s.S + s.S + u];
+          float want = round_bf16({a / (1.f + std::exp(-a)) * b})[0];
+          off += std::fabs(m[(size_t)i * s.S + u] - want) > 0x1p-7f * std::fabs(want);
+        }
+      EXPECT_EQ(off, 0) << tag << "elements of m not the gate of g";
       expect_close("g", g, g_ref, 4e-3);
       expect_close("m", m, m_ref, kBf16Tol);
       int nonzero_pad = 0;
@@ -140,7 +161,7 @@ TEST_F(CudaGemmSm90, SwigluBackwardEpilogueMatchesTheReference) {
         dg_ref[(size_t)i * 2 * s.S + u] = dmr * b * sg * (1.f + a * (1.f - sg));
         dg_ref[(size_t)i * 2 * s.S + s.S + u] = dmr * a * sg;
       }
-    Dev<bf16> ddy(to_bf16(dy)), dw(to_bf16(w3t)), dgin(to_bf16(g)), ddg(dg_ref.size());
+    Dev<bf16> ddy(to_bf16(dy)), dw(to_bf16(w3t)), dgin(to_bf16(g)), ddg(dg_ref.size() + 2 * s.S);  // + a guard row
     ASSERT_TRUE(gemm_sm90_swiglu_backward_fits(ddg, ddy, s.K, dw, s.K, dgin, s.M, s.S, s.K));
     for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256}) {
       tag = "M" + std::to_string(s.M) + "S" + std::to_string(s.S) + "K" + std::to_string(s.K) +
@@ -149,6 +170,8 @@ TEST_F(CudaGemmSm90, SwigluBackwardEpilogueMatchesTheReference) {
       gemm_sm90_swiglu_backward(ddg, ddy, s.K, dw, s.K, dgin, s.M, s.S, s.K, tile, stream);
       BYTELM_CUDA_CHECK(cudaGetLastError());
       V dg = to_float(ddg.get());
+      EXPECT_EQ(guard_written(dg, dg_ref.size()), 0) << tag << "written past row M";
+      dg.resize(dg_ref.size());
       expect_close("dg", dg, dg_ref, kBf16Tol);
       int nonzero_pad = 0;
       for (int i = 0; i < s.M; i++)

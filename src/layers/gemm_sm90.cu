@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <mutex>
 #include <string>
 
@@ -222,7 +223,8 @@ __global__ void __launch_bounds__(kThreads, 1)
           mbar_expect_tx(&full[s], Layout::kStageBytes);
           tma_load_2d(tile_a(s), &map_a, kt * kBK, m0, &full[s]);
           tma_load_2d(tile_b(s), &map_b, kt * kBK, n0, &full[s]);
-          if (kSwiglu)  // the same units' rows of W2 below those of W1 (a whole number of 1024-byte atoms down)
+          if constexpr (kSwiglu)  // the same units' rows of W2 below those of W1 (a whole number of 1024-byte atoms
+                                  // down)
             tma_load_2d(tile_b(s) + BN / 2 * kBK * 2, &map_b, kt * kBK, e.S + n0, &full[s]);
         }
       }
@@ -394,6 +396,35 @@ void launch(Epilogue e, const bf16* A, int lda, const bf16* B, int ldb, int rows
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// The tensor copies' rules: N, K and every leading dimension of an operand a multiple of 8 elements (rows 16-byte
+// aligned), each such ld at least K, every pointer 16-byte aligned.
+bool operands_fit(int M, int N, int K, std::initializer_list<int> lds, std::initializer_list<const void*> ptrs) {
+  if (M < 1 || N < 1 || K < 1 || N % 8 != 0 || K % 8 != 0) return false;
+  for (int ld : lds)
+    if (ld % 8 != 0 || ld < K) return false;
+  for (const void* p : ptrs)
+    if (!aligned16(p)) return false;
+  return true;
+}
+
+// Throws unless the kernels can run: a GPU of compute capability 9.0, and operands that fit (n_name: what N is).
+void check(const char* what, const char* n_name, bool fits, int M, int N, int K) {
+  if (!gemm_sm90_available()) throw Error(std::string(what) + ": needs a GPU of compute capability 9.0");
+  if (!fits)
+    throw Error(std::string(what) + ": M " + std::to_string(M) + ", " + n_name + " " + std::to_string(N) + ", K " +
+                std::to_string(K) + ": " + n_name +
+                ", K and the leading dimensions must be multiples of 8 and the pointers 16-byte aligned");
+}
+
+template <Fuse kFuse>
+void run(Epilogue e, const bf16* A, int lda, const bf16* B, int ldb, int rows_b, int M, int N, int K, GemmTileN tile_n,
+         cudaStream_t stream) {
+  if (tile_n == GemmTileN::n256)
+    launch<256, kFuse>(e, A, lda, B, ldb, rows_b, M, N, K, stream);
+  else
+    launch<128, kFuse>(e, A, lda, B, ldb, rows_b, M, N, K, stream);
+}
+
 }  // namespace
 
 bool gemm_sm90_available() {
@@ -412,62 +443,35 @@ bool gemm_sm90_available() {
 }
 
 bool gemm_sm90_fits(const bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K) {
-  return M > 0 && N > 0 && K > 0 && N % 8 == 0 && K % 8 == 0 && lda % 8 == 0 && ldb % 8 == 0 && ldc % 8 == 0 &&
-         lda >= K && ldb >= K && ldc >= N && aligned16(A) && aligned16(B) && aligned16(C);
+  return operands_fit(M, N, K, {lda, ldb}, {A, B, C}) && ldc % 8 == 0 && ldc >= N;
 }
 
 void gemm_sm90_tn(bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K,
                   GemmTileN tile_n, cudaStream_t stream) {
-  if (!gemm_sm90_available()) throw Error("gemm_sm90: needs a GPU of compute capability 9.0");
-  if (!gemm_sm90_fits(C, ldc, A, lda, B, ldb, M, N, K))
-    throw Error("gemm_sm90: M " + std::to_string(M) + ", N " + std::to_string(N) + ", K " + std::to_string(K) +
-                ": N, K and the leading dimensions must be multiples of 8 and the pointers 16-byte aligned");
-  const Epilogue e{C, ldc, nullptr, nullptr, 0};
-  if (tile_n == GemmTileN::n256)
-    launch<256, Fuse::plain>(e, A, lda, B, ldb, N, M, N, K, stream);
-  else
-    launch<128, Fuse::plain>(e, A, lda, B, ldb, N, M, N, K, stream);
+  check("gemm_sm90_tn", "N", gemm_sm90_fits(C, ldc, A, lda, B, ldb, M, N, K), M, N, K);
+  run<Fuse::plain>({C, ldc, nullptr, nullptr, 0}, A, lda, B, ldb, N, M, N, K, tile_n, stream);
 }
 
 bool gemm_sm90_swiglu_fits(const bf16* g, const bf16* m, const bf16* x, int ldx, const bf16* W12, int ldw, int M, int S,
                            int K) {
-  return M > 0 && S > 0 && K > 0 && S % 8 == 0 && K % 8 == 0 && ldx % 8 == 0 && ldw % 8 == 0 && ldx >= K && ldw >= K &&
-         aligned16(g) && aligned16(m) && aligned16(x) && aligned16(W12);
+  return operands_fit(M, S, K, {ldx, ldw}, {g, m, x, W12});
 }
 
 void gemm_sm90_swiglu(bf16* g, bf16* m, const bf16* x, int ldx, const bf16* W12, int ldw, int M, int S, int K,
                       GemmTileN tile_n, cudaStream_t stream) {
-  if (!gemm_sm90_available()) throw Error("gemm_sm90_swiglu: needs a GPU of compute capability 9.0");
-  if (!gemm_sm90_swiglu_fits(g, m, x, ldx, W12, ldw, M, S, K))
-    throw Error("gemm_sm90_swiglu: M " + std::to_string(M) + ", S " + std::to_string(S) + ", K " + std::to_string(K) +
-                ": S, K and the leading dimensions must be multiples of 8 and the pointers "
-                "16-byte aligned");
-  const Epilogue e{g, 2 * S, m, nullptr, S};
-  if (tile_n == GemmTileN::n256)
-    launch<256, Fuse::swiglu>(e, x, ldx, W12, ldw, 2 * S, M, S, K, stream);
-  else
-    launch<128, Fuse::swiglu>(e, x, ldx, W12, ldw, 2 * S, M, S, K, stream);
+  check("gemm_sm90_swiglu", "S", gemm_sm90_swiglu_fits(g, m, x, ldx, W12, ldw, M, S, K), M, S, K);
+  run<Fuse::swiglu>({g, 2 * S, m, nullptr, S}, x, ldx, W12, ldw, 2 * S, M, S, K, tile_n, stream);
 }
 
 bool gemm_sm90_swiglu_backward_fits(const bf16* dg, const bf16* dy, int lddy, const bf16* W3t, int ldw, const bf16* g,
                                     int M, int S, int K) {
-  return M > 0 && S > 0 && K > 0 && S % 8 == 0 && K % 8 == 0 && lddy % 8 == 0 && ldw % 8 == 0 && lddy >= K &&
-         ldw >= K && aligned16(dg) && aligned16(dy) && aligned16(W3t) && aligned16(g);
+  return operands_fit(M, S, K, {lddy, ldw}, {dg, dy, W3t, g});
 }
 
 void gemm_sm90_swiglu_backward(bf16* dg, const bf16* dy, int lddy, const bf16* W3t, int ldw, const bf16* g, int M,
                                int S, int K, GemmTileN tile_n, cudaStream_t stream) {
-  if (!gemm_sm90_available()) throw Error("gemm_sm90_swiglu_backward: needs a GPU of compute capability 9.0");
-  if (!gemm_sm90_swiglu_backward_fits(dg, dy, lddy, W3t, ldw, g, M, S, K))
-    throw Error("gemm_sm90_swiglu_backward: M " + std::to_string(M) + ", S " + std::to_string(S) + ", K " +
-                std::to_string(K) +
-                ": S, K and the leading dimensions must be multiples of 8 and the pointers "
-                "16-byte aligned");
-  const Epilogue e{dg, 2 * S, nullptr, g, S};
-  if (tile_n == GemmTileN::n256)
-    launch<256, Fuse::swiglu_backward>(e, dy, lddy, W3t, ldw, S, M, S, K, stream);
-  else
-    launch<128, Fuse::swiglu_backward>(e, dy, lddy, W3t, ldw, S, M, S, K, stream);
+  check("gemm_sm90_swiglu_backward", "S", gemm_sm90_swiglu_backward_fits(dg, dy, lddy, W3t, ldw, g, M, S, K), M, S, K);
+  run<Fuse::swiglu_backward>({dg, 2 * S, nullptr, g, S}, dy, lddy, W3t, ldw, S, M, S, K, tile_n, stream);
 }
 
 }  // namespace bytelm

@@ -1,8 +1,7 @@
-// Own matrix product for Hopper (sm_90a: TMA copies and wgmma), beside the cuBLASLt ones of linear_cuda.h.
-// cuBLASLt's epilogues cannot apply the SwiGLU gate or the SSM's skip to a tile, so each of those costs a pass over
-// the product's output; a product of our own can do that work while the tile is in registers. This is its first
-// step, the plain product, checked against a reference (tests/test_cuda_gemm.cpp) and timed against cuBLASLt
-// (`bytelm bench-gemm`) before any layer uses it.
+// Own matrix products for Hopper (sm_90a: TMA copies and wgmma), beside the cuBLASLt ones of linear_cuda.h.
+// cuBLASLt's epilogues cannot apply the SwiGLU gate or its backward to a tile, so each costs a pass over the
+// product's output; these do that work while the tile is on chip. The plain product is timed against cuBLAS by
+// `bytelm bench-gemm`; the SwiGLU layer (swiglu.cu) uses the two fused ones in bf16 on Hopper.
 #pragma once
 #include <cuda_runtime.h>
 

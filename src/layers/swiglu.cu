@@ -153,12 +153,14 @@ struct Workspace {
 // Packs of n elements in rows of d.
 size_t row_packs_of(size_t rows, int d, int n) { return rows * ((d + n - 1) / n); }
 
+// W12p, and W3p unless W3 is null.
 template <class T>
 void pad_weights(Workspace<T> w, const T* W12, const T* W3, int d, int H, int S, cudaStream_t stream) {
   constexpr int n = Pack<T>::n;
   pad_w12_kernel<<<blocks_for(row_packs_of(2 * S, d, n)), kThreads, 0, stream>>>(
       w.W12p, W12, d, H, S, packable(W12, d) && packable(w.W12p, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
+  if (!W3) return;
   pad_columns_kernel<<<blocks_for(row_packs_of(d, S, n)), kThreads, 0, stream>>>(w.W3p, W3, d, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
@@ -204,17 +206,20 @@ void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* 
   if (!packable(g, 2 * S) || !packable(scratch, S))
     throw Error("swiglu_backward_cuda: g and scratch must be 16-byte aligned");
   Workspace<A> w(workspace, d, S);
-  pad_weights(w, W12, W3, d, H, S, stream);
   bool fused = false;  // dg from the dm product with the gate's backward in its epilogue (bf16 on Hopper)
   if constexpr (std::is_same_v<A, bf16>)
-    if (gemm_sm90_available() && gemm_sm90_swiglu_backward_fits(dg, dy, d, w.W3t, d, g, N, S, d)) {
+    fused = gemm_sm90_available() && gemm_sm90_swiglu_backward_fits(dg, dy, d, w.W3t, d, g, N, S, d);
+  pad_weights(w, W12, fused ? nullptr : W3, d, H, S, stream);  // the fused product reads W3 transposed instead
+  if (fused) {
+    if constexpr (std::is_same_v<A, bf16>) {
       transpose_pad_kernel<<<dim3((S + 31) / 32, (d + 31) / 32), dim3(32, 8), 0, stream>>>(w.W3t, W3, d, H, S);
       BYTELM_CUDA_CHECK(cudaGetLastError());
       gemm_sm90_swiglu_backward(dg, dy, d, w.W3t, d, g, N, S, d, GemmTileN::n256, stream);
-      fused = true;
     }
-  if (!fused) gemm_rows_cuda(false, false, N, S, d, dy, d, w.W3p, S, 0.f, dm, S, gemm, stream);  // dm = dy W3p
-  gemm_rows_cuda(true, false, d, S, N, dy, d, m, S, 0.f, w.dWp, S, gemm, stream);                // dW3p = dy^T m
+  } else {
+    gemm_rows_cuda(false, false, N, S, d, dy, d, w.W3p, S, 0.f, dm, S, gemm, stream);  // dm = dy W3p
+  }
+  gemm_rows_cuda(true, false, d, S, N, dy, d, m, S, 0.f, w.dWp, S, gemm, stream);  // dW3p = dy^T m
   add_unpadded_kernel<<<blocks_for(row_packs_of(d, S, Pack<float>::n)), kThreads, 0, stream>>>(dW3, w.dWp, d, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   if (!fused) {
