@@ -66,15 +66,28 @@ __device__ inline void mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
 }
 
+// Whether the phase of `parity` has completed (try_wait itself waits a while before it answers no).
+__device__ inline bool mbar_try_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done;
+  asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+               : "=r"(done)
+               : "r"(smem_addr(bar)), "r"(parity)
+               : "memory");
+  return done;
+}
+
 // Waits until the phase of `parity` has completed. A fresh barrier is in phase 0, so waiting on parity 1 returns
-// at once: that is how the producer's first pass over the ring finds every stage free.
+// at once: that is how the producer's first pass over the ring finds every stage free. A wait of more than four
+// seconds is a broken hand-over, never a slow one: trap, so that the launch fails with an error instead of hanging
+// the GPU (and a device call's whole time).
 __device__ inline void mbar_wait(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n.reg .pred done;\nwait_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait_%=;\n}\n" ::"r"(smem_addr(bar)),
-      "r"(parity)
-      : "memory");
+  if (mbar_try_wait(bar, parity)) return;
+  uint64_t start, now;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  while (!mbar_try_wait(bar, parity)) {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    if (now - start > 4000000000ull) __trap();
+  }
 }
 
 // The box at (column c, row r) of the tensor `map` into dst, completing on `bar` (a transaction of the box's bytes).
