@@ -35,20 +35,20 @@ constexpr int kBM = 128, kBK = 64;
 constexpr int kConsumers = 2;                     // warpgroups that multiply, 64 rows each
 constexpr int kThreads = 128 * (1 + kConsumers);  // the copy warpgroup first
 constexpr int kTileBytesA = kBM * kBK * 2;        // 16 KB
+constexpr int kOutPitch = 128 * 2;                // a consumer's staging row: 128 columns of bf16
+constexpr int kOutBytes = 64 * kOutPitch;         // its 64 rows
 
 template <int BN>
 struct Tile {
-  static constexpr int kStages = BN == 256 ? 3 : 5;  // as many as fit beside the output's staging
+  static constexpr int kStages = BN == 256 ? 4 : 6;  // as many as fit beside the output's staging
   static constexpr int kBytesB = BN * kBK * 2;
   static constexpr int kStageBytes = kTileBytesA + kBytesB;
-  // a consumer's 64 x BN output in rows padded by 16 bytes: the fragment stores hit 32 different banks
-  static constexpr int kOutPitch = BN * 2 + 16;
-  static constexpr int kOutBytes = 64 * kOutPitch;
-  // the stages, each consumer's output, then 2 kStages mbarriers; 1 KB more to align the base to 1024 bytes
+  // the stages, each consumer's staging rows (64 x 128 columns), then 2 kStages mbarriers; 1 KB more to align the
+  // base to 1024 bytes
   static constexpr int kSmemBytes = kStages * kStageBytes + kConsumers * kOutBytes + 2 * kStages * 8 + 1024;
   // the descriptors' base offset 0 and the 32-byte k steps hold only on 1024-byte aligned tiles
   static_assert(kStageBytes % 1024 == 0 && kTileBytesA % 1024 == 0 && (BN / 2 * kBK * 2) % 1024 == 0);
-  static_assert(kOutPitch % 16 == 0 && kOutBytes % 16 == 0);
+  static_assert(BN % 128 == 0, "the epilogue leaves in passes of 128 columns");
   static_assert(kSmemBytes <= 232448, "more shared memory than a block may have");
 };
 
@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);  // the swizzle's 1024-byte atoms
   uint8_t* out_stage = smem + kStages * Layout::kStageBytes;                  // then kConsumers x kOutBytes
-  uint64_t* full = reinterpret_cast<uint64_t*>(out_stage + kConsumers * Layout::kOutBytes);
+  uint64_t* full = reinterpret_cast<uint64_t*>(out_stage + kConsumers * kOutBytes);
   uint64_t* empty = full + kStages;
   auto tile_a = [&](int s) { return smem + s * Layout::kStageBytes; };
   auto tile_b = [&](int s) { return smem + s * Layout::kStageBytes + kTileBytesA; };
@@ -245,7 +245,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   const int slice = wg - 1;  // rows [64 slice, 64 slice + 64) of each tile
-  uint8_t* out = out_stage + slice * Layout::kOutBytes;
+  uint8_t* out = out_stage + slice * kOutBytes;
   float acc[BN / 2];
   for (int tile = blockIdx.x, it = 0; tile < tiles; tile += gridDim.x) {
     const int m0 = tile / n_tiles * kBM, n0 = tile % n_tiles * kTileN;
@@ -268,72 +268,65 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (lane == 0) mbar_arrive(&empty[(it - 1) % kStages]);  // the tile's last stage
 
     // The accumulator's layout (m64nN, f32): warp w holds rows 16 w + lane / 4 (+ 8), and in each 8-column group
-    // j the columns 8 j + 2 (lane % 4) + {0, 1}: acc[4 j + 2 h + e] is row + 8 h, column + e. Into this consumer's
-    // staging rows as bf16 pairs (once its last tile's rows have left), then out a row at a time.
-    asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");  // this warpgroup's 128 threads only
+    // j the columns 8 j + 2 (lane % 4) + {0, 1}: acc[4 j + 2 h + e] is row + 8 h, column + e. The tile leaves in
+    // passes of 128 columns through this consumer's staging rows (256 bytes; the 16-byte chunks XOR-swizzled by
+    // row, so that the fragment stores and the row reads both spread over the 32 banks): pass p holds columns
+    // [64 p, 64 p + 64) of each half of the tile, so that a SwiGLU unit's a and b (tile columns u and BN / 2 + u)
+    // meet in one pass, at chunks q and q + 8.
     const int r0 = warp * 16 + lane / 4;
+    auto chunk_at = [&](int r, int q) { return out + r * kOutPitch + ((q ^ (r & 7)) * 16); };
 #pragma unroll
-    for (int j = 0; j < BN / 8; j++)
+    for (int pass = 0; pass < BN / 128; pass++) {
+      asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");  // this warpgroup's last rows have left
 #pragma unroll
-      for (int h = 0; h < 2; h++)
-        *reinterpret_cast<__nv_bfloat162*>(out + (r0 + 8 * h) * Layout::kOutPitch + (8 * j + 2 * (lane % 4)) * 2) =
-            __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-    asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");
-    if constexpr (kSwiglu) {
-      constexpr int kPacksARow = BN / 16;  // 16-byte packs of units: a at column c, b at BN / 2 + c
-      for (int p = t; p < 64 * kPacksARow; p += 128) {
-        const int r = p / kPacksARow, c = (p % kPacksARow) * 8;
-        const int row = m0 + slice * 64 + r, u = n0 + c;
-        if (row < M && u < N) {  // S is a multiple of 8: the whole pack is inside
-          uint4 a = *reinterpret_cast<const uint4*>(out + r * Layout::kOutPitch + c * 2);
-          uint4 b = *reinterpret_cast<const uint4*>(out + r * Layout::kOutPitch + (BN / 2 + c) * 2);
+      for (int q = 0; q < 16; q++) {
+        const int j = (q < 8 ? 0 : BN / 16) + 8 * pass + q % 8;  // the fragment's 8-column group in chunk q
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+          *reinterpret_cast<__nv_bfloat162*>(chunk_at(r0 + 8 * h, q) + (lane % 4) * 4) =
+              __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+      }
+      asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");
+      constexpr int kChunks = kSwiglu ? 8 : 16;  // SwiGLU: a thread takes a unit's a chunk and its b chunk
+      for (int p = t; p < 64 * kChunks; p += 128) {
+        const int r = p / kChunks, q = p % kChunks, row = m0 + slice * 64 + r;
+        const int n = n0 + (q < 8 ? 0 : BN / 2) + 64 * pass + 8 * (q % 8);  // column (unit) of C its chunk holds
+        if (row >= M || n >= N) continue;  // N (or S) is a multiple of 8: a chunk is all in or all out
+        const uint4 v = *reinterpret_cast<const uint4*>(chunk_at(r, q));
+        if constexpr (kSwiglu) {
+          const uint4 b = *reinterpret_cast<const uint4*>(chunk_at(r, q + 8));
           uint4 m;
-          const bf16 *av = reinterpret_cast<const bf16*>(&a), *bv = reinterpret_cast<const bf16*>(&b);
+          const bf16 *av = reinterpret_cast<const bf16*>(&v), *bv = reinterpret_cast<const bf16*>(&b);
           bf16* mv = reinterpret_cast<bf16*>(&m);
 #pragma unroll
-          for (int j = 0; j < 8; j++) {  // as swiglu_gate_kernel: zero where the padded W12 rows gave a = b = 0
-            float aj = __bfloat162float(av[j]);
-            mv[j] = __float2bfloat16(aj / (1.f + expf(-aj)) * __bfloat162float(bv[j]));
+          for (int k = 0; k < 8; k++) {  // as swiglu_gate_kernel: zero where the padded W12 rows gave a = b = 0
+            float ak = __bfloat162float(av[k]);
+            mv[k] = __float2bfloat16(ak / (1.f + expf(-ak)) * __bfloat162float(bv[k]));
           }
           bf16* g = e.C + (size_t)row * e.ldc;
-          *reinterpret_cast<uint4*>(g + u) = a;
-          *reinterpret_cast<uint4*>(g + e.S + u) = b;
-          *reinterpret_cast<uint4*>(e.m + (size_t)row * e.S + u) = m;
-        }
-      }
-    } else if constexpr (kFuse == Fuse::swiglu_backward) {
-      constexpr int kPacksARow = BN / 8;  // 16-byte packs of dm, units n0 + c
-      for (int p = t; p < 64 * kPacksARow; p += 128) {
-        const int r = p / kPacksARow, c = (p % kPacksARow) * 8;
-        const int row = m0 + slice * 64 + r, u = n0 + c;
-        if (row < M && u < N) {
-          uint4 dm = *reinterpret_cast<const uint4*>(out + r * Layout::kOutPitch + c * 2);
+          *reinterpret_cast<uint4*>(g + n) = v;
+          *reinterpret_cast<uint4*>(g + e.S + n) = b;
+          *reinterpret_cast<uint4*>(e.m + (size_t)row * e.S + n) = m;
+        } else if constexpr (kFuse == Fuse::swiglu_backward) {
           const bf16* g = e.g + (size_t)row * 2 * e.S;
-          uint4 a = *reinterpret_cast<const uint4*>(g + u), b = *reinterpret_cast<const uint4*>(g + e.S + u);
+          const uint4 a = *reinterpret_cast<const uint4*>(g + n), b = *reinterpret_cast<const uint4*>(g + e.S + n);
           uint4 da, db;
           const bf16 *av = reinterpret_cast<const bf16*>(&a), *bv = reinterpret_cast<const bf16*>(&b),
-                     *dmv = reinterpret_cast<const bf16*>(&dm);
+                     *dmv = reinterpret_cast<const bf16*>(&v);
           bf16 *dav = reinterpret_cast<bf16*>(&da), *dbv = reinterpret_cast<bf16*>(&db);
 #pragma unroll
-          for (int j = 0; j < 8; j++) {  // as swiglu_gate_backward_kernel; zero where W3's padding gave dm = 0
-            float aj = __bfloat162float(av[j]), bj = __bfloat162float(bv[j]), dmj = __bfloat162float(dmv[j]);
-            float sg = 1.f / (1.f + expf(-aj));
-            dav[j] = __float2bfloat16(dmj * bj * sg * (1.f + aj * (1.f - sg)));  // silu'(a) = s (1 + a (1 - s))
-            dbv[j] = __float2bfloat16(dmj * aj * sg);
+          for (int k = 0; k < 8; k++) {  // as swiglu_gate_backward_kernel; zero where W3's padding gave dm = 0
+            float ak = __bfloat162float(av[k]), bk = __bfloat162float(bv[k]), dmk = __bfloat162float(dmv[k]);
+            float sg = 1.f / (1.f + expf(-ak));
+            dav[k] = __float2bfloat16(dmk * bk * sg * (1.f + ak * (1.f - sg)));  // silu'(a) = s (1 + a (1 - s))
+            dbv[k] = __float2bfloat16(dmk * ak * sg);
           }
           bf16* dg = e.C + (size_t)row * e.ldc;
-          *reinterpret_cast<uint4*>(dg + u) = da;
-          *reinterpret_cast<uint4*>(dg + e.S + u) = db;
+          *reinterpret_cast<uint4*>(dg + n) = da;
+          *reinterpret_cast<uint4*>(dg + e.S + n) = db;
+        } else {
+          *reinterpret_cast<uint4*>(e.C + (size_t)row * e.ldc + n) = v;
         }
-      }
-    } else {
-      constexpr int kPacksARow = BN / 8;  // 16 bytes each
-      for (int p = t; p < 64 * kPacksARow; p += 128) {
-        const int r = p / kPacksARow, c = (p % kPacksARow) * 8;
-        const int row = m0 + slice * 64 + r, col = n0 + c;
-        if (row < M && col < N)  // N is a multiple of 8: the whole pack is inside
-          *reinterpret_cast<uint4*>(e.C + (size_t)row * e.ldc + col) =
-              *reinterpret_cast<const uint4*>(out + r * Layout::kOutPitch + c * 2);
       }
     }
   }
