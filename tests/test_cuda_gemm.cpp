@@ -21,6 +21,8 @@ class CudaGemmSm90 : public CudaTest {
   }
 };
 
+constexpr GemmTileN kTiles[] = {GemmTileN::n128, GemmTileN::n256, GemmTileN::n128_pingpong};
+
 // Elements of out from `from` on that are not NaN: a poisoned guard area the kernel wrote to.
 int guard_written(const V& out, size_t from) {
   int n = 0;
@@ -55,9 +57,9 @@ TEST_F(CudaGemmSm90, MatchesTheReferenceAtEveryEdge) {
       }
     Dev<bf16> da(to_bf16(a)), db(to_bf16(b)), dc((size_t)s.M * ldc);
     ASSERT_TRUE(gemm_sm90_fits(dc, ldc, da, lda, db, ldb, s.M, s.N, s.K));
-    for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256}) {
-      tag = "M" + std::to_string(s.M) + "N" + std::to_string(s.N) + "K" + std::to_string(s.K) +
-            (tile == GemmTileN::n256 ? "/256 " : "/128 ");
+    for (GemmTileN tile : kTiles) {
+      tag = "M" + std::to_string(s.M) + "N" + std::to_string(s.N) + "K" + std::to_string(s.K) + "/" +
+            gemm_tile_name(tile) + " ";
       dc.poison();
       gemm_sm90_tn(dc, ldc, da, lda, db, ldb, s.M, s.N, s.K, tile, stream);
       BYTELM_CUDA_CHECK(cudaGetLastError());
@@ -103,9 +105,9 @@ TEST_F(CudaGemmSm90, SwigluEpilogueMatchesTheReference) {
     // one guard row past M in each output: it must stay poisoned
     Dev<bf16> dx(to_bf16(x)), dw(to_bf16(w)), dg(g_ref.size() + 2 * s.S), dm(m_ref.size() + s.S);
     ASSERT_TRUE(gemm_sm90_swiglu_fits(dg, dm, dx, s.K, dw, s.K, s.M, s.S, s.K));
-    for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256}) {
-      tag = "M" + std::to_string(s.M) + "S" + std::to_string(s.S) + "K" + std::to_string(s.K) +
-            (tile == GemmTileN::n256 ? "/256 " : "/128 ");
+    for (GemmTileN tile : kTiles) {
+      tag = "M" + std::to_string(s.M) + "S" + std::to_string(s.S) + "K" + std::to_string(s.K) + "/" +
+            gemm_tile_name(tile) + " ";
       dg.poison();
       dm.poison();
       gemm_sm90_swiglu(dg, dm, dx, s.K, dw, s.K, s.M, s.S, s.K, tile, stream);
@@ -163,9 +165,9 @@ TEST_F(CudaGemmSm90, SwigluBackwardEpilogueMatchesTheReference) {
       }
     Dev<bf16> ddy(to_bf16(dy)), dw(to_bf16(w3t)), dgin(to_bf16(g)), ddg(dg_ref.size() + 2 * s.S);  // + a guard row
     ASSERT_TRUE(gemm_sm90_swiglu_backward_fits(ddg, ddy, s.K, dw, s.K, dgin, s.M, s.S, s.K));
-    for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256}) {
-      tag = "M" + std::to_string(s.M) + "S" + std::to_string(s.S) + "K" + std::to_string(s.K) +
-            (tile == GemmTileN::n256 ? "/256 " : "/128 ");
+    for (GemmTileN tile : kTiles) {
+      tag = "M" + std::to_string(s.M) + "S" + std::to_string(s.S) + "K" + std::to_string(s.K) + "/" +
+            gemm_tile_name(tile) + " ";
       ddg.poison();
       gemm_sm90_swiglu_backward(ddg, ddy, s.K, dw, s.K, dgin, s.M, s.S, s.K, tile, stream);
       BYTELM_CUDA_CHECK(cudaGetLastError());

@@ -36,16 +36,20 @@ constexpr int kConsumers = 2;                     // warpgroups that multiply, 6
 constexpr int kThreads = 128 * (1 + kConsumers);  // the copy warpgroup first
 constexpr int kTileBytesA = kBM * kBK * 2;        // 16 KB
 constexpr int kOutPitch = 128 * 2;                // a consumer's staging row: 128 columns of bf16
-constexpr int kOutBytes = 64 * kOutPitch;         // its 64 rows
 
-template <int BN>
+// Two schedules. Cooperative: both consumers work on each tile, 64 rows each, and store it together while the
+// tensor cores wait. Pingpong (BN 128 only: a consumer then holds all 128 rows, 128 accumulators a thread): the
+// consumers take the block's tiles in turn, and one stores its tile while the other multiplies the next.
+template <int BN, bool kPingpong>
 struct Tile {
-  static constexpr int kStages = BN == 256 ? 4 : 6;  // as many as fit beside the output's staging
+  static_assert(!kPingpong || BN == 128, "pingpong keeps a whole 128 x BN tile in one warpgroup's registers");
+  static constexpr int kRows = kPingpong ? 128 : 64;  // rows of a tile one consumer multiplies and stores
+  static constexpr int kStages = kPingpong ? 5 : BN == 256 ? 4 : 6;  // as many as fit beside the staging
   static constexpr int kBytesB = BN * kBK * 2;
   static constexpr int kStageBytes = kTileBytesA + kBytesB;
-  // the stages, each consumer's staging rows (64 x 128 columns), then 2 kStages mbarriers; 1 KB more to align the
-  // base to 1024 bytes
-  static constexpr int kSmemBytes = kStages * kStageBytes + kConsumers * kOutBytes + 2 * kStages * 8 + 1024;
+  static constexpr int kOutBytes = kRows * kOutPitch;  // a consumer's staging rows (128 columns each)
+  // the stages, each consumer's staging, then 2 kStages + 2 mbarriers; 1 KB more to align the base to 1024 bytes
+  static constexpr int kSmemBytes = kStages * kStageBytes + kConsumers * kOutBytes + (2 * kStages + 2) * 8 + 1024;
   // the descriptors' base offset 0 and the 32-byte k steps hold only on 1024-byte aligned tiles
   static_assert(kStageBytes % 1024 == 0 && kTileBytesA % 1024 == 0 && (BN / 2 * kBK * 2) % 1024 == 0);
   static_assert(BN % 128 == 0, "the epilogue leaves in passes of 128 columns");
@@ -193,19 +197,21 @@ struct Epilogue {
 };
 
 // The tiles of C: see the top of the file.
-template <int BN, Fuse kFuse>
+template <int BN, Fuse kFuse, bool kPingpong>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_tn_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b, Epilogue e,
                    int M, int N, int K) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr bool kSwiglu = kFuse == Fuse::swiglu;
-  using Layout = Tile<BN>;
+  using Layout = Tile<BN, kPingpong>;
+  constexpr int kHalves = kPingpong ? 2 : 1;  // m64 row slices a consumer multiplies
   constexpr int kStages = Layout::kStages;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);  // the swizzle's 1024-byte atoms
   uint8_t* out_stage = smem + kStages * Layout::kStageBytes;                  // then kConsumers x kOutBytes
-  uint64_t* full = reinterpret_cast<uint64_t*>(out_stage + kConsumers * kOutBytes);
+  uint64_t* full = reinterpret_cast<uint64_t*>(out_stage + kConsumers * Layout::kOutBytes);
   uint64_t* empty = full + kStages;
+  uint64_t* turn = empty + kStages;  // pingpong: turn[c] completes when the other consumer's products are done
   auto tile_a = [&](int s) { return smem + s * Layout::kStageBytes; };
   auto tile_b = [&](int s) { return smem + s * Layout::kStageBytes + kTileBytesA; };
   const int k_tiles = (K + kBK - 1) / kBK;       // the last one's columns past K arrive as zeros
@@ -215,9 +221,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; s++) {
-      mbar_init(&full[s], 1);                // the producer's arrive, plus the copies' bytes
-      mbar_init(&empty[s], kConsumers * 4);  // every consumer warp
+      mbar_init(&full[s], 1);                                  // the producer's arrive, plus the copies' bytes
+      mbar_init(&empty[s], (kPingpong ? 1 : kConsumers) * 4);  // every warp of the consumers that read it
     }
+    for (int c = 0; c < 2; c++) mbar_init(&turn[c], 4);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");  // visible to the copy engine
   }
   __syncthreads();
@@ -244,28 +251,46 @@ __global__ void __launch_bounds__(kThreads, 1)
     return;
   }
 
-  const int slice = wg - 1;  // rows [64 slice, 64 slice + 64) of each tile
-  uint8_t* out = out_stage + slice * kOutBytes;
-  float acc[BN / 2];
-  for (int tile = blockIdx.x, it = 0; tile < tiles; tile += gridDim.x) {
-    const int m0 = tile / n_tiles * kBM, n0 = tile % n_tiles * kTileN;
+  const int slice = wg - 1;  // cooperative: rows [64 slice, 64 slice + 64) of each tile; pingpong: tiles i % 2
+  uint8_t* out = out_stage + slice * Layout::kOutBytes;
+  float acc[kHalves][BN / 2];
+  for (int tile = blockIdx.x, i = 0; tile < tiles; tile += gridDim.x, i++) {  // i: the block's i-th tile
+    if (kPingpong && i % 2 != slice) continue;
+    const int m0 = tile / n_tiles * kBM, n0 = tile % n_tiles * kTileN, it0 = i * k_tiles;
+    // Pingpong: start multiplying only once the other consumer has multiplied its tile before this one, so that the
+    // stages this tile waits for are never a whole ring ahead of the ones the other still reads (a parity wait
+    // cannot tell phase p from p + 2). turn[1]'s phase n: consumer 0's n-th tile is done; turn[0]'s: consumer 1's.
+    if constexpr (kPingpong) {
+      if (slice == 1)
+        mbar_wait(&turn[1], (i / 2) & 1);
+      else if (i >= 2)
+        mbar_wait(&turn[0], (i / 2 - 1) & 1);
+    }
 #pragma unroll
-    for (int i = 0; i < BN / 2; i++) acc[i] = 0.f;
-    for (int kt = 0; kt < k_tiles; kt++, it++) {
-      int s = it % kStages;
+    for (int hh = 0; hh < kHalves; hh++)
+#pragma unroll
+      for (int k = 0; k < BN / 2; k++) acc[hh][k] = 0.f;
+    for (int kt = 0; kt < k_tiles; kt++) {
+      const int it = it0 + kt, s = it % kStages;
       mbar_wait(&full[s], (it / kStages) & 1);
-      const uint8_t* a = tile_a(s) + slice * 64 * kBK * 2;
       const uint8_t* b = tile_b(s);
       wgmma_fence();
 #pragma unroll
       for (int k = 0; k < kBK / 16; k++)  // k16 steps: 32 bytes along the swizzled 128-byte rows
-        wgmma_bf16<BN>(acc, smem_desc(a + 32 * k), smem_desc(b + 32 * k), kt > 0 || k > 0);
+#pragma unroll
+        for (int hh = 0; hh < kHalves; hh++) {
+          const uint8_t* a = tile_a(s) + (kPingpong ? hh : slice) * 64 * kBK * 2;
+          wgmma_bf16<BN>(acc[hh], smem_desc(a + 32 * k), smem_desc(b + 32 * k), kt > 0 || k > 0);
+        }
       wgmma_commit();
       wgmma_wait<1>();  // the previous stage's products have read their operands: hand that stage back
       if (kt > 0 && lane == 0) mbar_arrive(&empty[(it - 1) % kStages]);
     }
     wgmma_wait<0>();
-    if (lane == 0) mbar_arrive(&empty[(it - 1) % kStages]);  // the tile's last stage
+    if (lane == 0) {
+      mbar_arrive(&empty[(it0 + k_tiles - 1) % kStages]);  // the tile's last stage
+      if constexpr (kPingpong) mbar_arrive(&turn[1 - slice]);
+    }
 
     // The accumulator's layout (m64nN, f32): warp w holds rows 16 w + lane / 4 (+ 8), and in each 8-column group
     // j the columns 8 j + 2 (lane % 4) + {0, 1}: acc[4 j + 2 h + e] is row + 8 h, column + e. The tile leaves in
@@ -273,23 +298,25 @@ __global__ void __launch_bounds__(kThreads, 1)
     // row, so that the fragment stores and the row reads both spread over the 32 banks): pass p holds columns
     // [64 p, 64 p + 64) of each half of the tile, so that a SwiGLU unit's a and b (tile columns u and BN / 2 + u)
     // meet in one pass, at chunks q and q + 8.
-    const int r0 = warp * 16 + lane / 4;
+    const int r0 = warp * 16 + lane / 4;  // + 64 hh for the pingpong consumer's second row slice
     auto chunk_at = [&](int r, int q) { return out + r * kOutPitch + ((q ^ (r & 7)) * 16); };
 #pragma unroll
     for (int pass = 0; pass < BN / 128; pass++) {
       asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");  // this warpgroup's last rows have left
 #pragma unroll
-      for (int q = 0; q < 16; q++) {
-        const int j = (q < 8 ? 0 : BN / 16) + 8 * pass + q % 8;  // the fragment's 8-column group in chunk q
+      for (int hh = 0; hh < kHalves; hh++)
 #pragma unroll
-        for (int h = 0; h < 2; h++)
-          *reinterpret_cast<__nv_bfloat162*>(chunk_at(r0 + 8 * h, q) + (lane % 4) * 4) =
-              __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-      }
+        for (int q = 0; q < 16; q++) {
+          const int j = (q < 8 ? 0 : BN / 16) + 8 * pass + q % 8;  // the fragment's 8-column group in chunk q
+#pragma unroll
+          for (int h = 0; h < 2; h++)
+            *reinterpret_cast<__nv_bfloat162*>(chunk_at(64 * hh + r0 + 8 * h, q) + (lane % 4) * 4) =
+                __floats2bfloat162_rn(acc[hh][4 * j + 2 * h], acc[hh][4 * j + 2 * h + 1]);
+        }
       asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");
       constexpr int kChunks = kSwiglu ? 8 : 16;  // SwiGLU: a thread takes a unit's a chunk and its b chunk
-      for (int p = t; p < 64 * kChunks; p += 128) {
-        const int r = p / kChunks, q = p % kChunks, row = m0 + slice * 64 + r;
+      for (int p = t; p < Layout::kRows * kChunks; p += 128) {
+        const int r = p / kChunks, q = p % kChunks, row = m0 + (kPingpong ? 0 : slice * 64) + r;
         const int n = n0 + (q < 8 ? 0 : BN / 2) + 64 * pass + 8 * (q % 8);  // column (unit) of C its chunk holds
         if (row >= M || n >= N) continue;  // N (or S) is a multiple of 8: a chunk is all in or all out
         const uint4 v = *reinterpret_cast<const uint4*>(chunk_at(r, q));
@@ -384,19 +411,21 @@ int multiprocessors() {
 }
 
 // Tiles of BN columns of the product over the rows of B (box_rows_b a copy: BN, or BN / 2 twice for SwiGLU).
-template <int BN, Fuse kFuse>
+template <int BN, Fuse kFuse, bool kPingpong>
 void launch(Epilogue e, const bf16* A, int lda, const bf16* B, int ldb, int rows_b, int M, int N, int K,
             cudaStream_t stream) {
   static std::once_flag raised[kMaxDevices];  // the shared-memory limit, once a device
   std::call_once(raised[current_device()], [] {
-    BYTELM_CUDA_CHECK(cudaFuncSetAttribute(gemm_tn_kernel<BN, kFuse>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           Tile<BN>::kSmemBytes));
+    BYTELM_CUDA_CHECK(cudaFuncSetAttribute(gemm_tn_kernel<BN, kFuse, kPingpong>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           Tile<BN, kPingpong>::kSmemBytes));
   });
   constexpr int kTileN = kFuse == Fuse::swiglu ? BN / 2 : BN;
   CUtensorMap map_a = tensor_map(A, M, K, lda, kBM), map_b = tensor_map(B, rows_b, K, ldb, kTileN);
   const long tiles = (long)((M + kBM - 1) / kBM) * ((N + kTileN - 1) / kTileN);
   const int grid = (int)std::min<long>(tiles, multiprocessors());  // one block an SM (its shared memory)
-  gemm_tn_kernel<BN, kFuse><<<grid, kThreads, Tile<BN>::kSmemBytes, stream>>>(map_a, map_b, e, M, N, K);
+  gemm_tn_kernel<BN, kFuse, kPingpong>
+      <<<grid, kThreads, Tile<BN, kPingpong>::kSmemBytes, stream>>>(map_a, map_b, e, M, N, K);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -426,12 +455,18 @@ template <Fuse kFuse>
 void run(Epilogue e, const bf16* A, int lda, const bf16* B, int ldb, int rows_b, int M, int N, int K, GemmTileN tile_n,
          cudaStream_t stream) {
   if (tile_n == GemmTileN::n256)
-    launch<256, kFuse>(e, A, lda, B, ldb, rows_b, M, N, K, stream);
+    launch<256, kFuse, false>(e, A, lda, B, ldb, rows_b, M, N, K, stream);
+  else if (tile_n == GemmTileN::n128_pingpong)
+    launch<128, kFuse, true>(e, A, lda, B, ldb, rows_b, M, N, K, stream);
   else
-    launch<128, kFuse>(e, A, lda, B, ldb, rows_b, M, N, K, stream);
+    launch<128, kFuse, false>(e, A, lda, B, ldb, rows_b, M, N, K, stream);
 }
 
 }  // namespace
+
+const char* gemm_tile_name(GemmTileN tile) {
+  return tile == GemmTileN::n256 ? "n256" : tile == GemmTileN::n128_pingpong ? "n128-pingpong" : "n128";
+}
 
 bool gemm_sm90_available() {
 #ifdef BYTELM_SM90A  // the kernels were built for sm_90a (CMakeLists.txt), not only compiled to a trap

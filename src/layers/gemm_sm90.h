@@ -16,8 +16,10 @@ bool gemm_sm90_available();
 // pointers 16-byte aligned, ld >= the row's length.
 bool gemm_sm90_fits(const bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K);
 
-// Columns of C a block computes: 128 (64 accumulators a thread) or 256 (128; fewer blocks re-read A).
-enum class GemmTileN { n128, n256 };
+// A block's tiles: 128 x 128 or 128 x 256 (fewer blocks re-read A), both warpgroups on each tile; or 128 x 128 with
+// the two warpgroups taking tiles in turn (pingpong: one stores while the other multiplies).
+enum class GemmTileN { n128, n256, n128_pingpong };
+const char* gemm_tile_name(GemmTileN tile);  // "n128", "n256", "n128-pingpong"
 
 // Row-major C[M,N] (ldc) = A[M,K] (lda) B[N,K]^T (ldb): the forward product y = x W^T. bf16 in and out, fp32
 // accumulation. Throws Error where !gemm_sm90_available() or the operands do not fit. Queued on stream; no sync.

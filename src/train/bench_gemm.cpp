@@ -95,8 +95,8 @@ std::vector<std::string> run_gemm_bench(const GemmBenchOptions& o) {
       gemm_rows_cuda(false, true, s.M, s.N, s.K, a.data(), s.K, b.data(), s.K, 0.f, c_ref.data(), s.N, gemm, stream);
     };
     line("cublas", median_ms(stream, o.warmup, o.iters, cublas), -1);
-    for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256}) {
-      const std::string name = tile == GemmTileN::n128 ? "n128" : "n256";
+    for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256, GemmTileN::n128_pingpong}) {
+      const std::string name = gemm_tile_name(tile);
       if (mode == Mode::swiglu_backward) {
         auto own = [&] {
           gemm_sm90_swiglu_backward(dg.data(), a.data(), s.K, b.data(), s.K, g.data(), s.M, s.N, s.K, tile, stream);

@@ -22,12 +22,12 @@ struct GemmBenchOptions {
   int warmup = 10, iters = 50;
 };
 
-// JSON lines, three a shape: impl ("cublas", "sm90-n128", "sm90-n256"), device, commit, M, N, K, ms (median,
-// device events), tflops, and for the sm90 rows rel_diff, ||C - C_cublas|| / ||C_cublas||. Then three a SwiGLU
-// shape, N = 2S: cuBLAS's product alone ("cublas", the gate not counted) and "sm90-swiglu-n128/n256" (product,
-// gate and the extra write of m; rel_diff of g); then three a shape with N = S for the backward: cuBLAS's dm
-// product alone and "sm90-swiglu-bwd-*" (dm's product, reading g, writing dg; no rel_diff). Error without a CUDA
-// build or a GPU of compute capability 9.0.
+// JSON lines, four a shape: impl ("cublas", then "sm90-" and each tiling's gemm_tile_name: n128, n256,
+// n128-pingpong), device, commit, M, N, K, ms (median, device events), tflops, and for the sm90 rows rel_diff,
+// ||C - C_cublas|| / ||C_cublas||. Then four a SwiGLU shape, N = 2S: cuBLAS's product alone ("cublas", the gate not
+// counted) and "sm90-swiglu-*" (product, gate and the extra write of m; rel_diff of g); then four a shape with N = S
+// for the backward: cuBLAS's dm product alone and "sm90-swiglu-bwd-*" (dm's product, reading g, writing dg; no
+// rel_diff). Error without a CUDA build or a GPU of compute capability 9.0.
 std::vector<std::string> run_gemm_bench(const GemmBenchOptions& o);
 
 }  // namespace bytelm
