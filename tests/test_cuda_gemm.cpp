@@ -45,7 +45,9 @@ TEST_F(CudaGemmSm90, MatchesTheReferenceAtEveryEdge) {
   for (Shape s : {Shape{128, 128, 64, 0}, Shape{1, 8, 8, 0}, Shape{300, 264, 520, 8}, Shape{1000, 136, 1376, 0},
                   Shape{777, 2752, 512, 16}, Shape{2048, 512, 1376, 0},
                   // many tiles a block (the persistent loop), 5 stages a tile: the ring wraps mid-tile
-                  Shape{8192, 1376, 264, 0}}) {
+                  Shape{8192, 1376, 264, 0},
+                  // and 3 stages a tile: the pingpong consumers' turns come faster than the ring wraps
+                  Shape{8192, 1376, 136, 0}}) {
     Rng rng((uint64_t)s.M * 7919 + s.N * 31 + s.K);
     const int lda = s.K + s.pad, ldb = s.K + s.pad, ldc = s.N + s.pad;
     V a = padded_random(s.M, s.K, lda, rng), b = padded_random(s.N, s.K, ldb, rng), ref;

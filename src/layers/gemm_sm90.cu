@@ -4,15 +4,15 @@
 //
 // A block (one an SM, persistent) computes BM x BN tiles of C in turn with three warpgroups: the first only
 // issues the tensor-memory copies (TMA) of the A and B tiles, BK = 64 columns of K at a time, into a ring of
-// shared-memory stages; the other two each multiply 64 of the tile's 128 rows by all BN columns (wgmma
-// m64nBNk16, four a stage) and keep the 64 x BN accumulator in registers. Two mbarriers a stage hand it over:
-// `full` completes when both copies have landed (the copy engine counts the bytes), `empty` when all eight
-// consumer warps are done reading it. Tiles use the 128-byte swizzle, the layout TMA writes and wgmma's
-// descriptors read: rows of 64 bf16 (128 bytes) in atoms of 8 rows (1024 bytes), so the tile bases are 1024-byte
-// aligned. The finished accumulator goes through shared memory on its way out, so that each warp stores whole
-// rows in 16-byte packs: straight from the registers, a warp's store covered 8 rows x 16 bytes, half of every
-// 32-byte sector it touched (the first version, 1d8ddbb, took 2.2x cuBLAS's time at 65536 x 1376 x 256, where
-// writing C is most of the work).
+// shared-memory stages; the other two multiply (wgmma m64nBNk16, four a stage), either both on each tile, 64 of
+// its 128 rows each (cooperative), or each on every other tile, all 128 rows (pingpong, see Tile), and keep the
+// accumulator in registers. Two mbarriers a stage hand it over: `full` completes when both copies have landed
+// (the copy engine counts the bytes), `empty` when every consumer warp that reads the stage is done with it. Tiles use
+// the 128-byte swizzle, the layout TMA writes and wgmma's descriptors read: rows of 64 bf16 (128 bytes) in atoms of 8
+// rows (1024 bytes), so the tile bases are 1024-byte aligned. The finished accumulator goes through shared memory on
+// its way out, so that each warp stores whole rows in 16-byte packs: straight from the registers, a warp's store
+// covered 8 rows x 16 bytes, half of every 32-byte sector it touched (the first version, 1d8ddbb, took 2.2x cuBLAS's
+// time at 65536 x 1376 x 256, where writing C is most of the work).
 #include <cuda.h>  // CUtensorMap and its enums (the encode function comes from the runtime's entry point)
 #include <cuda_runtime.h>
 
