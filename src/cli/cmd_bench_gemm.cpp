@@ -29,13 +29,17 @@ std::vector<GemmShape> parse_shapes(const std::string& text) {
 }  // namespace
 
 int cmd_bench_gemm(int argc, char** argv) {
-  Command cmd{"bench-gemm", "Time bytelm's own sm90 matrix product against cuBLAS on the GPU; JSON lines.",
+  Command cmd{"bench-gemm",
+              "Time bytelm's own sm90 matrix product against cuBLAS on the GPU; JSON lines.",
               "[--shapes MxNxK,...] [--warmup N --iters N]",
               "For each shape, C[M,N] = A[M,K] B[N,K]^T in bf16 with fp32 accumulation (the forward product\n"
               "y = x W^T), through cuBLAS as the models run it and through the sm90 kernel (TMA copies, wgmma)\n"
-              "with tiles of 128 and of 256 columns. One JSON line each: impl, device, commit, M, N, K, ms\n"
-              "(median, device events), tflops, and for the sm90 rows rel_diff against cuBLAS's output.\n"
-              "The default shapes are the ssm presets' forward products at seq 2048, then 8192^3.",
+              "with tiles of 128 and of 256 columns, and with 128 in turn (pingpong). One JSON line each:\n"
+              "impl, device, commit, M, N, K, ms (median, device events), tflops, and for the sm90 rows\n"
+              "rel_diff against cuBLAS's output.\n"
+              "The default shapes are the ssm presets' forward products at seq 2048, then 8192^3. Then, at\n"
+              "the three presets' widths, the SwiGLU product with its gate fused (sm90-swiglu-*) and the dm\n"
+              "product with the gate's backward fused (sm90-swiglu-bwd-*), each beside cuBLAS's product alone.",
               {{"shapes", "LIST", "products to time, comma-separated MxNxK (default: the ssm presets')"},
                {"warmup", "N", "untimed calls first (default 10)"},
                {"iters", "N", "timed calls (default 50)"}}};

@@ -62,23 +62,31 @@ std::vector<std::string> run_gemm_bench(const GemmBenchOptions& o) {
   const Gemm gemm{handle, CUBLAS_COMPUTE_32F, lt.get()};
   std::vector<std::string> lines;
   Rng rng(1);
-  for (const GemmShape& s : o.shapes) {
+  enum class Mode { plain, swiglu, swiglu_backward };
+  auto run = [&](GemmShape s, Mode mode) {
+    const bool swiglu = mode == Mode::swiglu;
     if (s.M < 1 || s.N < 1 || s.K < 1) throw Error("every shape needs M, N and K of at least 1");
     DeviceBuffer<bf16> a = random_bf16_device((size_t)s.M * s.K, rng), b = random_bf16_device((size_t)s.N * s.K, rng);
     DeviceBuffer<bf16> c_ref, c;
     c_ref.assign_zero((size_t)s.M * s.N);
     c.assign_zero((size_t)s.M * s.N);
+    DeviceBuffer<bf16> m, g, dg;  // swiglu: m [M, S]; its backward: g and dg [M, 2S]
+    if (swiglu) m.assign_zero((size_t)s.M * s.N / 2);
+    if (mode == Mode::swiglu_backward) {
+      g = random_bf16_device((size_t)s.M * 2 * s.N, rng);
+      dg.assign_zero((size_t)s.M * 2 * s.N);
+    }
     if (!gemm_sm90_fits(c.data(), s.N, a.data(), s.K, b.data(), s.K, s.M, s.N, s.K))
       throw Error("shape " + std::to_string(s.M) + "x" + std::to_string(s.N) + "x" + std::to_string(s.K) +
                   ": N and K must be multiples of 8");
     const double flops = 2.0 * s.M * s.N * s.K;
-    auto line = [&](const char* impl, double ms, double diff) {
+    auto line = [&](const std::string& impl, double ms, double diff) {
       char buf[512];
       int n = std::snprintf(buf, sizeof buf,
                             "{\"impl\":\"%s\",\"device\":%s,\"commit\":%s,\"M\":%d,\"N\":%d,\"K\":%d,\"ms\":%.4f,"
                             "\"tflops\":%.1f",
-                            impl, json_quote(prop.name).c_str(), json_quote(bytelm_git_commit).c_str(), s.M, s.N,
-                            s.K, ms, flops / (ms * 1e-3) / 1e12);
+                            impl.c_str(), json_quote(prop.name).c_str(), json_quote(bytelm_git_commit).c_str(), s.M,
+                            s.N, s.K, ms, flops / (ms * 1e-3) / 1e12);
       if (diff >= 0) n += std::snprintf(buf + n, sizeof buf - n, ",\"rel_diff\":%.2e", diff);
       std::snprintf(buf + n, sizeof buf - n, "}");
       lines.push_back(buf);
@@ -87,12 +95,28 @@ std::vector<std::string> run_gemm_bench(const GemmBenchOptions& o) {
       gemm_rows_cuda(false, true, s.M, s.N, s.K, a.data(), s.K, b.data(), s.K, 0.f, c_ref.data(), s.N, gemm, stream);
     };
     line("cublas", median_ms(stream, o.warmup, o.iters, cublas), -1);
-    for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256}) {
-      auto own = [&] { gemm_sm90_tn(c.data(), s.N, a.data(), s.K, b.data(), s.K, s.M, s.N, s.K, tile, stream); };
-      double ms = median_ms(stream, o.warmup, o.iters, own);
-      line(tile == GemmTileN::n128 ? "sm90-n128" : "sm90-n256", ms, rel_diff(c, c_ref, (size_t)s.M * s.N));
+    for (GemmTileN tile : {GemmTileN::n128, GemmTileN::n256, GemmTileN::n128_pingpong}) {
+      const std::string name = gemm_tile_name(tile);
+      if (mode == Mode::swiglu_backward) {
+        auto own = [&] {
+          gemm_sm90_swiglu_backward(dg.data(), a.data(), s.K, b.data(), s.K, g.data(), s.M, s.N, s.K, tile, stream);
+        };
+        line("sm90-swiglu-bwd-" + name, median_ms(stream, o.warmup, o.iters, own), -1);
+      } else if (swiglu) {
+        const int S = s.N / 2;
+        auto own = [&] {
+          gemm_sm90_swiglu(c.data(), m.data(), a.data(), s.K, b.data(), s.K, s.M, S, s.K, tile, stream);
+        };
+        line("sm90-swiglu-" + name, median_ms(stream, o.warmup, o.iters, own), rel_diff(c, c_ref, c.size()));
+      } else {
+        auto own = [&] { gemm_sm90_tn(c.data(), s.N, a.data(), s.K, b.data(), s.K, s.M, s.N, s.K, tile, stream); };
+        line("sm90-" + name, median_ms(stream, o.warmup, o.iters, own), rel_diff(c, c_ref, c.size()));
+      }
     }
-  }
+  };
+  for (const GemmShape& s : o.shapes) run(s, Mode::plain);
+  for (const GemmShape& s : o.swiglu_shapes) run({s.M, 2 * s.N, s.K}, Mode::swiglu);
+  for (const GemmShape& s : o.swiglu_shapes) run(s, Mode::swiglu_backward);
   lt.reset();
   cublasDestroy(handle);
   cudaStreamDestroy(stream);
