@@ -1,7 +1,8 @@
 // Own matrix products for Hopper (sm_90a: TMA copies and wgmma), beside the cuBLASLt ones of linear_cuda.h.
 // cuBLASLt's epilogues cannot apply the SwiGLU gate or its backward to a tile, so each costs a pass over the
 // product's output; these do that work while the tile is on chip. `bytelm bench-gemm` times all three against
-// cuBLAS; the SwiGLU layer (swiglu.cu) uses the two fused ones in bf16 on Hopper.
+// cuBLAS. No layer uses them yet: on an H100 (cac857f) the fused ones took longer than cuBLAS's product plus the
+// separate gate kernel, because a block's epilogue stalls its tensor cores (bench/NOTES_gemm.md).
 #pragma once
 #include <cuda_runtime.h>
 

@@ -1,9 +1,6 @@
-#include <type_traits>
-
 #include "core/bf16.h"
 #include "core/error.h"
 #include "layers/cuda_common.cuh"
-#include "layers/gemm_sm90.h"
 #include "layers/swiglu_cuda.h"
 
 namespace bytelm {
@@ -118,49 +115,28 @@ __global__ void add_unpadded_w12_kernel(float* dW12, const float* dW12p, int d, 
   store_pack(row, c0, d, vec, a);
 }
 
-// W3t [S, d] = W3^T (W3 [d, H]) with zero rows past H: the B operand of the fused gate backward, which reads
-// its products' operands along K (gemm_sm90.h). 32 x 32 tiles through shared memory, so that the reads and the
-// writes both run along rows.
-template <class T>
-__global__ void transpose_pad_kernel(T* W3t, const T* W3, int d, int H, int S) {
-  __shared__ float tile[32][33];  // one column of padding: the transposed reads fall in different banks
-  const int u0 = blockIdx.x * 32, k0 = blockIdx.y * 32;
-  for (int i = threadIdx.y; i < 32; i += blockDim.y) {  // row k0 + i of W3
-    int k = k0 + i, u = u0 + threadIdx.x;
-    tile[i][threadIdx.x] = k < d && u < H ? (float)W3[(size_t)k * H + u] : 0.f;
-  }
-  __syncthreads();
-  for (int i = threadIdx.y; i < 32; i += blockDim.y) {  // row u0 + i of W3t
-    int u = u0 + i, k = k0 + threadIdx.x;
-    if (u < S && k < d) W3t[(size_t)u * d + k] = T(tile[threadIdx.x][i]);
-  }
-}
-
-// The workspace: padded weight copies W12p [2S, d], W3p [d, S] and W3t [S, d] (type T), then fp32 room for a
-// padded weight gradient (dW3p [d, S], later dW12p [2S, d]).
+// The workspace: padded weight copies W12p [2S, d] and W3p [d, S] (type T), then fp32 room for a padded
+// weight gradient (dW3p [d, S], later dW12p [2S, d]).
 template <class T>
 struct Workspace {
-  T *W12p, *W3p, *W3t;
+  T *W12p, *W3p;
   float* dWp;
   Workspace(void* base, int d, int S) {
     W12p = (T*)base;
     W3p = W12p + (size_t)2 * S * d;
-    W3t = W3p + (size_t)d * S;
-    dWp = (float*)(W3t + (size_t)S * d);
+    dWp = (float*)(W3p + (size_t)d * S);
   }
 };
 
 // Packs of n elements in rows of d.
 size_t row_packs_of(size_t rows, int d, int n) { return rows * ((d + n - 1) / n); }
 
-// W12p, and W3p unless W3 is null.
 template <class T>
 void pad_weights(Workspace<T> w, const T* W12, const T* W3, int d, int H, int S, cudaStream_t stream) {
   constexpr int n = Pack<T>::n;
   pad_w12_kernel<<<blocks_for(row_packs_of(2 * S, d, n)), kThreads, 0, stream>>>(
       w.W12p, W12, d, H, S, packable(W12, d) && packable(w.W12p, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  if (!W3) return;
   pad_columns_kernel<<<blocks_for(row_packs_of(d, S, n)), kThreads, 0, stream>>>(w.W3p, W3, d, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
@@ -176,28 +152,19 @@ void swiglu_forward_cuda(A* y, A* g, A* m, const A* x, const A* W12, const A* W3
   if (!packable(g, 2 * S) || !packable(m, S)) throw Error("swiglu_forward_cuda: g and m must be 16-byte aligned");
   Workspace<A> w(workspace, d, S);
   pad_weights(w, W12, W3, d, H, S, stream);
-  bool fused = false;  // g and m from one product with the gate in its epilogue (bf16 on Hopper)
-  if constexpr (std::is_same_v<A, bf16>)
-    if (gemm_sm90_available() && gemm_sm90_swiglu_fits(g, m, x, d, w.W12p, d, N, S, d)) {
-      gemm_sm90_swiglu(g, m, x, d, w.W12p, d, N, S, d, GemmTileN::n128, stream);
-      fused = true;
-    }
-  if (!fused) {
-    gemm_rows_cuda(false, true, N, 2 * S, d, x, d, w.W12p, d, 0.f, g, 2 * S, gemm, stream);  // g = x W12p^T
-    size_t packs = (size_t)N * S / Pack<A>::n;
-    swiglu_gate_kernel<<<blocks_for(packs), kThreads, 0, stream>>>(m, g, packs, H, S);
-    BYTELM_CUDA_CHECK(cudaGetLastError());
-  }
+  gemm_rows_cuda(false, true, N, 2 * S, d, x, d, w.W12p, d, 0.f, g, 2 * S, gemm, stream);  // g = x W12p^T
+  size_t packs = (size_t)N * S / Pack<A>::n;
+  swiglu_gate_kernel<<<blocks_for(packs), kThreads, 0, stream>>>(m, g, packs, H, S);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
   if (residual)
-    gemm_rows_add_cuda(false, true, N, d, S, m, S, w.W3p, S, residual, d, y, d, gemm,
-                       stream);  // y = residual + m W3p^T
+    gemm_rows_add_cuda(false, true, N, d, S, m, S, w.W3p, S, residual, d, y, d, gemm, stream);  // y = residual + m W3p^T
   else
     gemm_rows_cuda(false, true, N, d, S, m, S, w.W3p, S, 0.f, y, d, gemm, stream);  // y = m W3p^T
 }
 
 template <class A>
-void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m, const A* W12,
-                          const A* W3, int N, int d, int H, A* scratch, void* workspace, Gemm gemm,
+void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m,
+                          const A* W12, const A* W3, int N, int d, int H, A* scratch, void* workspace, Gemm gemm,
                           cudaStream_t stream) {
   if (N == 0) return;
   int S = swiglu_stride_cuda(H);
@@ -206,27 +173,14 @@ void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* 
   if (!packable(g, 2 * S) || !packable(scratch, S))
     throw Error("swiglu_backward_cuda: g and scratch must be 16-byte aligned");
   Workspace<A> w(workspace, d, S);
-  bool fused = false;  // dg from the dm product with the gate's backward in its epilogue (bf16 on Hopper)
-  if constexpr (std::is_same_v<A, bf16>)
-    fused = gemm_sm90_available() && gemm_sm90_swiglu_backward_fits(dg, dy, d, w.W3t, d, g, N, S, d);
-  pad_weights(w, W12, fused ? nullptr : W3, d, H, S, stream);  // the fused product reads W3 transposed instead
-  if (fused) {
-    if constexpr (std::is_same_v<A, bf16>) {
-      transpose_pad_kernel<<<dim3((S + 31) / 32, (d + 31) / 32), dim3(32, 8), 0, stream>>>(w.W3t, W3, d, H, S);
-      BYTELM_CUDA_CHECK(cudaGetLastError());
-      gemm_sm90_swiglu_backward(dg, dy, d, w.W3t, d, g, N, S, d, GemmTileN::n128, stream);
-    }
-  } else {
-    gemm_rows_cuda(false, false, N, S, d, dy, d, w.W3p, S, 0.f, dm, S, gemm, stream);  // dm = dy W3p
-  }
-  gemm_rows_cuda(true, false, d, S, N, dy, d, m, S, 0.f, w.dWp, S, gemm, stream);  // dW3p = dy^T m
+  pad_weights(w, W12, W3, d, H, S, stream);
+  gemm_rows_cuda(false, false, N, S, d, dy, d, w.W3p, S, 0.f, dm, S, gemm, stream);  // dm = dy W3p
+  gemm_rows_cuda(true, false, d, S, N, dy, d, m, S, 0.f, w.dWp, S, gemm, stream);    // dW3p = dy^T m
   add_unpadded_kernel<<<blocks_for(row_packs_of(d, S, Pack<float>::n)), kThreads, 0, stream>>>(dW3, w.dWp, d, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
-  if (!fused) {
-    size_t packs = (size_t)N * S / Pack<A>::n;
-    swiglu_gate_backward_kernel<<<blocks_for(packs), kThreads, 0, stream>>>(dg, dm, g, packs, H, S);
-    BYTELM_CUDA_CHECK(cudaGetLastError());
-  }
+  size_t packs = (size_t)N * S / Pack<A>::n;
+  swiglu_gate_backward_kernel<<<blocks_for(packs), kThreads, 0, stream>>>(dg, dm, g, packs, H, S);
+  BYTELM_CUDA_CHECK(cudaGetLastError());
   gemm_rows_cuda(false, false, N, d, 2 * S, dg, 2 * S, w.W12p, d, 0.f, dx, d, gemm, stream);  // dx = dg W12p
   gemm_rows_cuda(true, false, 2 * S, d, N, dg, 2 * S, x, d, 0.f, w.dWp, d, gemm, stream);     // dW12p = dg^T x
   add_unpadded_w12_kernel<<<blocks_for(row_packs_of(2 * H, d, Pack<float>::n)), kThreads, 0, stream>>>(
@@ -234,10 +188,10 @@ void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* 
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
-#define BYTELM_INSTANTIATE(A)                                                                                          \
-  template void swiglu_forward_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, const A*, void*, Gemm, \
-                                       cudaStream_t);                                                                  \
-  template void swiglu_backward_cuda<A>(A*, float*, float*, const A*, const A*, const A*, const A*, const A*,          \
+#define BYTELM_INSTANTIATE(A)                                                                                    \
+  template void swiglu_forward_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, const A*, void*, \
+                                       Gemm, cudaStream_t);                                                      \
+  template void swiglu_backward_cuda<A>(A*, float*, float*, const A*, const A*, const A*, const A*, const A*,     \
                                         const A*, int, int, int, A*, void*, Gemm, cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)

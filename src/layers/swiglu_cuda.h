@@ -1,5 +1,4 @@
-// CUDA SwiGLU MLP (see swiglu.h): cuBLAS GEMMs around fused elementwise kernels; in bf16 on Hopper the first
-// product and the gate are one kernel (gemm_sm90_swiglu), and so are dm's product and the gate's backward.
+// CUDA SwiGLU MLP (see swiglu.h): cuBLAS GEMMs around fused elementwise kernels.
 //
 // The hidden width H = 4d/3 is often odd (1365 at d=1024): rows of that length
 // are not 16-byte aligned and cuBLAS leaves its tensor-core kernels for slow
@@ -20,11 +19,10 @@
 namespace bytelm {
 
 inline int swiglu_stride_cuda(int H) { return (H + 15) / 16 * 16; }
-// Bytes of workspace both passes need: padded copies of W12, W3 and W3^T (4 d S elements of A; W3^T for the
-// fused gate backward), then for the backward the padded weight gradients (2 d S floats, dW3p and later dW12p in
-// the same place).
+// Bytes of workspace both passes need: padded copies of W12 and W3 (3 d S elements of A), then for the
+// backward the padded weight gradients (2 d S floats, dW3p and later dW12p in the same place).
 inline size_t swiglu_workspace_bytes_cuda(int d, int H, size_t sizeof_a) {
-  return 4 * (size_t)d * swiglu_stride_cuda(H) * sizeof_a + 2 * (size_t)d * swiglu_stride_cuda(H) * sizeof(float);
+  return 3 * (size_t)d * swiglu_stride_cuda(H) * sizeof_a + 2 * (size_t)d * swiglu_stride_cuda(H) * sizeof(float);
 }
 
 // y = residual + SwiGLU(x) when residual is given (the sum in the last product's epilogue: gemm.lt must be set),
