@@ -12,7 +12,9 @@
 // rows (1024 bytes), so the tile bases are 1024-byte aligned. The finished accumulator goes through shared memory on
 // its way out, so that each warp stores whole rows in 16-byte packs: straight from the registers, a warp's store
 // covered 8 rows x 16 bytes, half of every 32-byte sector it touched (the first version, 1d8ddbb, took 2.2x cuBLAS's
-// time at 65536 x 1376 x 256, where writing C is most of the work).
+// time at 65536 x 1376 x 256, where writing C is most of the work). The fused epilogues (see Fuse) hand their boxes
+// to TMA stores instead: with the consumers' own stores they stalled the tensor cores for the 1.5-2x bytes they
+// move, and lost to cuBLAS plus a separate gate kernel (cac857f).
 #include <cuda.h>  // CUtensorMap and its enums (the encode function comes from the runtime's entry point)
 #include <cuda_runtime.h>
 
@@ -36,20 +38,49 @@ constexpr int kConsumers = 2;                     // warpgroups that multiply, 6
 constexpr int kThreads = 128 * (1 + kConsumers);  // the copy warpgroup first
 constexpr int kTileBytesA = kBM * kBK * 2;        // 16 KB
 constexpr int kOutPitch = 128 * 2;                // a consumer's staging row: 128 columns of bf16
+constexpr int kBoxBytes = 64 * 64 * 2;            // a fused epilogue's box: 64 rows of 64 columns, 8 KB
+
+// What the epilogue does with a tile.
+// - plain: C [M, N] (ldc) = the product, stored by the consumers' threads from a staging area.
+// - swiglu: B is W12 = [W1; W2] ([2S, K], W2 from row S), and a tile's 128 columns are 64 hidden units u of each
+//   half, so that a = x W1^T and b = x W2^T of the same units meet in one thread's accumulators (columns c and
+//   c + 64): g [M, 2S] gets a at column u and b at S + u, and m [M, S] gets silu(a) b from the rounded a and b, as
+//   swiglu_gate_kernel computes it from g. N counts units (N = S). Tensor maps: g's a half, g's b half, m.
+// - swiglu_backward: the product is dm [M, S] = dy W3 (B = W3^T, [S, K]); with a and b from g [M, 2S], it writes
+//   dg [M, 2S] = [dm b silu'(a) | dm silu(a)] from the rounded dm, as swiglu_gate_backward_kernel does. Tensor
+//   maps: dg's a half, dg's b half, g's a half, g's b half.
+// The fused epilogues leave through the tensor-memory engine (TMA stores from 64 x 64 boxes), so the consumers
+// multiply the next tile while their last one is written; the backward's g boxes are loaded by TMA when its tile
+// starts, so they have landed by its epilogue, and da and db overwrite them in place.
+enum class Fuse { plain, swiglu, swiglu_backward };
+
+struct Epilogue {
+  bf16* C;  // plain
+  int ldc;  // plain
+  int S;    // both SwiGLU modes
+  CUtensorMap map[4];  // the fused modes' outputs and inputs, each [M, S] in boxes of 64 x 64 (see Fuse)
+};
 
 // Two schedules. Cooperative: both consumers work on each tile, 64 rows each, and store it together while the
 // tensor cores wait. Pingpong (BN 128 only: a consumer then holds all 128 rows, 128 accumulators a thread): the
 // consumers take the block's tiles in turn, and one stores its tile while the other multiplies the next.
-template <int BN, bool kPingpong>
+template <int BN, Fuse kFuse, bool kPingpong>
 struct Tile {
   static_assert(!kPingpong || BN == 128, "pingpong keeps a whole 128 x BN tile in one warpgroup's registers");
+  static_assert(kFuse == Fuse::plain || BN == 128, "a fused epilogue stages its whole tile: room for BN 128 only");
   static constexpr int kRows = kPingpong ? 128 : 64;  // rows of a tile one consumer multiplies and stores
-  static constexpr int kStages = kPingpong ? 5 : BN == 256 ? 4 : 6;  // as many as fit beside the staging
+  // A consumer's staging: plain, kRows rows of 128 columns; swiglu, the a, b and m boxes of each 64 rows; the
+  // backward, g's (then dg's) a and b boxes of both 64-unit halves of the tile, for each 64 rows.
+  static constexpr int kBoxes = kFuse == Fuse::swiglu ? 3 : 4;
+  static constexpr int kOutBytes = kFuse == Fuse::plain ? kRows * kOutPitch : kRows / 64 * kBoxes * kBoxBytes;
+  // as many stages as fit beside the staging
+  static constexpr int kStages = kFuse == Fuse::plain ? (kPingpong ? 5 : BN == 256 ? 4 : 6)
+                                 : kPingpong                 ? (kFuse == Fuse::swiglu ? 4 : 3)
+                                                             : 5;
   static constexpr int kBytesB = BN * kBK * 2;
   static constexpr int kStageBytes = kTileBytesA + kBytesB;
-  static constexpr int kOutBytes = kRows * kOutPitch;  // a consumer's staging rows (128 columns each)
-  // the stages, each consumer's staging, then 2 kStages + 2 mbarriers; 1 KB more to align the base to 1024 bytes
-  static constexpr int kSmemBytes = kStages * kStageBytes + kConsumers * kOutBytes + (2 * kStages + 2) * 8 + 1024;
+  // the stages, each consumer's staging, then 2 kStages + 4 mbarriers; 1 KB more to align the base to 1024 bytes
+  static constexpr int kSmemBytes = kStages * kStageBytes + kConsumers * kOutBytes + (2 * kStages + 4) * 8 + 1024;
   // the descriptors' base offset 0 and the 32-byte k steps hold only on 1024-byte aligned tiles
   static_assert(kStageBytes % 1024 == 0 && kTileBytesA % 1024 == 0 && (BN / 2 * kBK * 2) % 1024 == 0);
   static_assert(BN % 128 == 0, "the epilogue leaves in passes of 128 columns");
@@ -102,6 +133,42 @@ __device__ inline void tma_load_2d(void* dst, const CUtensorMap* map, int c, int
       "l"(map), "r"(c), "r"(r), "r"(smem_addr(bar))
       : "memory");
 }
+
+// The box at (column c, row r) of the tensor `map` from src, in this thread's bulk group. Out-of-bounds parts of
+// the box are not written.
+__device__ inline void tma_store_2d(const CUtensorMap* map, int c, int r, const void* src) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(map), "r"(c),
+               "r"(r), "r"(smem_addr(src))
+               : "memory");
+}
+__device__ inline void tma_store_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Waits until this thread's committed stores have read their shared memory (kRead), or are done.
+template <bool kRead>
+__device__ inline void tma_store_wait() {
+  if constexpr (kRead)
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+  else
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+}
+// Orders this thread's shared-memory accesses before later ones of the tensor-memory engine (the async proxy).
+__device__ inline void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// The 128 threads of one warpgroup (named barrier id: 0 is __syncthreads').
+__device__ inline void warpgroup_sync(int id) { asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory"); }
+
+// Where the two bf16 of an accumulator pair sit in a 64 x 64 box in the 128-byte swizzle (TMA's layout): row r,
+// 8-column group q, the pair's place (lane % 4) in it. The 8 rows a warp's fragment spans fall in 8 different
+// 16-byte chunks, so its 32 lanes cover the 32 banks.
+__device__ inline __nv_bfloat162* box_pair(uint8_t* box, int r, int q, int lane) {
+  return reinterpret_cast<__nv_bfloat162*>(box + r * 128 + ((q ^ (r & 7)) << 4) + (lane % 4) * 4);
+}
+
+// The gate's backward, as swiglu_gate_backward_kernel computes it: da = dm b silu'(a) with
+// silu'(a) = s (1 + a (1 - s)), s = sigmoid(a); db = dm silu(a). Zero where W3's padding gave dm = 0.
+__device__ inline float gate_da(float dm, float a, float b) {
+  const float sg = 1.f / (1.f + expf(-a));
+  return dm * b * sg * (1.f + a * (1.f - sg));
+}
+__device__ inline float gate_db(float dm, float a) { return dm * a * (1.f / (1.f + expf(-a))); }
 
 // A wgmma shared-memory descriptor for a K-major tile in the 128-byte swizzle: start address, leading byte offset
 // (unused by this swizzle for K-major; 16 by convention), stride byte offset 1024 (one 8-row atom to the next),
@@ -178,32 +245,14 @@ __device__ inline void wgmma_bf16<256>(float (&d)[128], uint64_t desc_a, uint64_
       : "l"(desc_a), "l"(desc_b), "r"(accumulate));
 }
 
-// What the epilogue does with a tile.
-// - plain: C [M, N] (ldc) = the product.
-// - swiglu: B is W12 = [W1; W2] ([2S, K], W2 from row S), and a tile's BN columns are BN / 2 hidden units u of each
-//   half, so that a = x W1^T and b = x W2^T of the same units meet in one accumulator: g [M, 2S] (C, ldc = 2S) gets
-//   a at column u and b at S + u, and m [M, S] gets silu(a) b from the rounded a and b, as swiglu_gate_kernel
-//   computes it from g. N counts units (N = S).
-// - swiglu_backward: the product is dm [M, S] = dy W3 (B = W3^T, [S, K]); with a and b read from g [M, 2S], it
-//   writes dg [M, 2S] (C) = [dm b silu'(a) | dm silu(a)] from the rounded dm, as swiglu_gate_backward_kernel does.
-enum class Fuse { plain, swiglu, swiglu_backward };
-
-struct Epilogue {
-  bf16* C;
-  int ldc;
-  bf16* m;        // swiglu: m [M, S]
-  const bf16* g;  // swiglu_backward: g [M, 2S]
-  int S;          // both SwiGLU modes
-};
-
 // The tiles of C: see the top of the file.
 template <int BN, Fuse kFuse, bool kPingpong>
 __global__ void __launch_bounds__(kThreads, 1)
-    gemm_tn_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b, Epilogue e,
-                   int M, int N, int K) {
+    gemm_tn_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
+                   const __grid_constant__ Epilogue e, int M, int N, int K) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr bool kSwiglu = kFuse == Fuse::swiglu;
-  using Layout = Tile<BN, kPingpong>;
+  using Layout = Tile<BN, kFuse, kPingpong>;
   constexpr int kHalves = kPingpong ? 2 : 1;  // m64 row slices a consumer multiplies
   constexpr int kStages = Layout::kStages;
   extern __shared__ uint8_t smem_raw[];
@@ -212,6 +261,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint64_t* full = reinterpret_cast<uint64_t*>(out_stage + kConsumers * Layout::kOutBytes);
   uint64_t* empty = full + kStages;
   uint64_t* turn = empty + kStages;  // pingpong: turn[c] completes when the other consumer's products are done
+  uint64_t* g_full = turn + 2;       // the backward: g_full[c] completes when consumer c's g boxes have landed
   auto tile_a = [&](int s) { return smem + s * Layout::kStageBytes; };
   auto tile_b = [&](int s) { return smem + s * Layout::kStageBytes + kTileBytesA; };
   const int k_tiles = (K + kBK - 1) / kBK;       // the last one's columns past K arrive as zeros
@@ -224,7 +274,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       mbar_init(&full[s], 1);                                  // the producer's arrive, plus the copies' bytes
       mbar_init(&empty[s], (kPingpong ? 1 : kConsumers) * 4);  // every warp of the consumers that read it
     }
-    for (int c = 0; c < 2; c++) mbar_init(&turn[c], 4);
+    for (int c = 0; c < 2; c++) {
+      mbar_init(&turn[c], 4);
+      mbar_init(&g_full[c], 1);  // the consumer's own arrive, plus the copies' bytes
+    }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");  // visible to the copy engine
   }
   __syncthreads();
@@ -257,6 +310,17 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int tile = blockIdx.x, i = 0; tile < tiles; tile += gridDim.x, i++) {  // i: the block's i-th tile
     if (kPingpong && i % 2 != slice) continue;
     const int m0 = tile / n_tiles * kBM, n0 = tile % n_tiles * kTileN, it0 = i * k_tiles;
+    const int ci = kPingpong ? i / 2 : i;                  // this consumer's own tile count
+    const int row0 = m0 + (kPingpong ? 0 : 64 * slice);   // this consumer's first row (+ 64 hh)
+    auto box = [&](int hh, int k) { return out + (hh * Layout::kBoxes + k) * kBoxBytes; };  // fused: box k
+    if constexpr (kFuse == Fuse::swiglu_backward)
+      if (t == 0) {  // g's boxes for this tile's epilogue, in flight while it multiplies
+        tma_store_wait<true>();  // once the last tile's dg stores have read the boxes
+        mbar_expect_tx(&g_full[slice], Layout::kOutBytes);
+        for (int hh = 0; hh < kHalves; hh++)
+          for (int k = 0; k < 4; k++)  // a, b of units [n0, n0 + 64), then a, b of [n0 + 64, n0 + 128)
+            tma_load_2d(box(hh, k), &e.map[2 + k % 2], n0 + 64 * (k / 2), row0 + 64 * hh, &g_full[slice]);
+      }
     // Pingpong: start multiplying only once the other consumer has multiplied its tile before this one, so that the
     // stages this tile waits for are never a whole ring ahead of the ones the other still reads (a parity wait
     // cannot tell phase p from p + 2). turn[1]'s phase n: consumer 0's n-th tile is done; turn[0]'s: consumer 1's.
@@ -293,70 +357,91 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
 
     // The accumulator's layout (m64nN, f32): warp w holds rows 16 w + lane / 4 (+ 8), and in each 8-column group
-    // j the columns 8 j + 2 (lane % 4) + {0, 1}: acc[4 j + 2 h + e] is row + 8 h, column + e. The tile leaves in
-    // passes of 128 columns through this consumer's staging rows (256 bytes; the 16-byte chunks XOR-swizzled by
-    // row, so that the fragment stores and the row reads both spread over the 32 banks): pass p holds columns
-    // [64 p, 64 p + 64) of each half of the tile, so that a SwiGLU unit's a and b (tile columns u and BN / 2 + u)
-    // meet in one pass, at chunks q and q + 8.
+    // j the columns 8 j + 2 (lane % 4) + {0, 1}: acc[4 j + 2 h + e] is row + 8 h, column + e.
     const int r0 = warp * 16 + lane / 4;  // + 64 hh for the pingpong consumer's second row slice
-    auto chunk_at = [&](int r, int q) { return out + r * kOutPitch + ((q ^ (r & 7)) * 16); };
+    if constexpr (kFuse == Fuse::plain) {
+      // The tile leaves in passes of 128 columns through this consumer's staging rows (256 bytes; the 16-byte
+      // chunks XOR-swizzled by row, so that the fragment stores and the row reads both spread over the 32 banks),
+      // each warp then storing whole rows in 16-byte packs: straight from the registers, a warp's store covered 8
+      // rows x 16 bytes, half of every 32-byte sector it touched.
+      auto chunk_at = [&](int r, int q) { return out + r * kOutPitch + ((q ^ (r & 7)) * 16); };
 #pragma unroll
-    for (int pass = 0; pass < BN / 128; pass++) {
-      asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");  // this warpgroup's last rows have left
+      for (int pass = 0; pass < BN / 128; pass++) {
+        warpgroup_sync(1 + slice);  // this warpgroup's last rows have left
+#pragma unroll
+        for (int hh = 0; hh < kHalves; hh++)
+#pragma unroll
+          for (int q = 0; q < 16; q++) {
+            const int j = 16 * pass + q;  // the fragment's 8-column group in chunk q
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+              *reinterpret_cast<__nv_bfloat162*>(chunk_at(64 * hh + r0 + 8 * h, q) + (lane % 4) * 4) =
+                  __floats2bfloat162_rn(acc[hh][4 * j + 2 * h], acc[hh][4 * j + 2 * h + 1]);
+          }
+        warpgroup_sync(1 + slice);
+        for (int p = t; p < Layout::kRows * 16; p += 128) {
+          const int r = p / 16, q = p % 16, row = m0 + (kPingpong ? 0 : slice * 64) + r, n = n0 + 128 * pass + 8 * q;
+          if (row < M && n < N)  // N is a multiple of 8: a chunk is all in or all out
+            *reinterpret_cast<uint4*>(e.C + (size_t)row * e.ldc + n) = *reinterpret_cast<const uint4*>(chunk_at(r, q));
+        }
+      }
+    } else if constexpr (kFuse == Fuse::swiglu) {
+      if (t == 0) tma_store_wait<true>();  // the last tile's stores have read the boxes
+      warpgroup_sync(1 + slice);
 #pragma unroll
       for (int hh = 0; hh < kHalves; hh++)
 #pragma unroll
-        for (int q = 0; q < 16; q++) {
-          const int j = (q < 8 ? 0 : BN / 16) + 8 * pass + q % 8;  // the fragment's 8-column group in chunk q
+        for (int j = 0; j < 8; j++)  // a in columns 8 j.., b of the same units in 64 + 8 j..
 #pragma unroll
-          for (int h = 0; h < 2; h++)
-            *reinterpret_cast<__nv_bfloat162*>(chunk_at(64 * hh + r0 + 8 * h, q) + (lane % 4) * 4) =
-                __floats2bfloat162_rn(acc[hh][4 * j + 2 * h], acc[hh][4 * j + 2 * h + 1]);
-        }
-      asm volatile("bar.sync %0, 128;\n" ::"r"(1 + slice) : "memory");
-      constexpr int kChunks = kSwiglu ? 8 : 16;  // SwiGLU: a thread takes a unit's a chunk and its b chunk
-      for (int p = t; p < Layout::kRows * kChunks; p += 128) {
-        const int r = p / kChunks, q = p % kChunks, row = m0 + (kPingpong ? 0 : slice * 64) + r;
-        const int n = n0 + (q < 8 ? 0 : BN / 2) + 64 * pass + 8 * (q % 8);  // column (unit) of C its chunk holds
-        if (row >= M || n >= N) continue;  // N (or S) is a multiple of 8: a chunk is all in or all out
-        const uint4 v = *reinterpret_cast<const uint4*>(chunk_at(r, q));
-        if constexpr (kSwiglu) {
-          const uint4 b = *reinterpret_cast<const uint4*>(chunk_at(r, q + 8));
-          uint4 m;
-          const bf16 *av = reinterpret_cast<const bf16*>(&v), *bv = reinterpret_cast<const bf16*>(&b);
-          bf16* mv = reinterpret_cast<bf16*>(&m);
-#pragma unroll
-          for (int k = 0; k < 8; k++) {  // as swiglu_gate_kernel: zero where the padded W12 rows gave a = b = 0
-            float ak = __bfloat162float(av[k]);
-            mv[k] = __float2bfloat16(ak / (1.f + expf(-ak)) * __bfloat162float(bv[k]));
+          for (int h = 0; h < 2; h++) {
+            const int r = r0 + 8 * h;
+            const __nv_bfloat162 a = __floats2bfloat162_rn(acc[hh][4 * j + 2 * h], acc[hh][4 * j + 2 * h + 1]);
+            const __nv_bfloat162 b =
+                __floats2bfloat162_rn(acc[hh][4 * (j + 8) + 2 * h], acc[hh][4 * (j + 8) + 2 * h + 1]);
+            const float2 af = __bfloat1622float2(a), bf = __bfloat1622float2(b);
+            *box_pair(box(hh, 0), r, j, lane) = a;
+            *box_pair(box(hh, 1), r, j, lane) = b;
+            // as swiglu_gate_kernel: zero where the padded W12 rows gave a = b = 0
+            *box_pair(box(hh, 2), r, j, lane) =
+                __floats2bfloat162_rn(af.x / (1.f + expf(-af.x)) * bf.x, af.y / (1.f + expf(-af.y)) * bf.y);
           }
-          bf16* g = e.C + (size_t)row * e.ldc;
-          *reinterpret_cast<uint4*>(g + n) = v;
-          *reinterpret_cast<uint4*>(g + e.S + n) = b;
-          *reinterpret_cast<uint4*>(e.m + (size_t)row * e.S + n) = m;
-        } else if constexpr (kFuse == Fuse::swiglu_backward) {
-          const bf16* g = e.g + (size_t)row * 2 * e.S;
-          const uint4 a = *reinterpret_cast<const uint4*>(g + n), b = *reinterpret_cast<const uint4*>(g + e.S + n);
-          uint4 da, db;
-          const bf16 *av = reinterpret_cast<const bf16*>(&a), *bv = reinterpret_cast<const bf16*>(&b),
-                     *dmv = reinterpret_cast<const bf16*>(&v);
-          bf16 *dav = reinterpret_cast<bf16*>(&da), *dbv = reinterpret_cast<bf16*>(&db);
+    } else {
+      mbar_wait(&g_full[slice], ci & 1);  // g's boxes, loaded when the tile started
 #pragma unroll
-          for (int k = 0; k < 8; k++) {  // as swiglu_gate_backward_kernel; zero where W3's padding gave dm = 0
-            float ak = __bfloat162float(av[k]), bk = __bfloat162float(bv[k]), dmk = __bfloat162float(dmv[k]);
-            float sg = 1.f / (1.f + expf(-ak));
-            dav[k] = __float2bfloat16(dmk * bk * sg * (1.f + ak * (1.f - sg)));  // silu'(a) = s (1 + a (1 - s))
-            dbv[k] = __float2bfloat16(dmk * ak * sg);
+      for (int hh = 0; hh < kHalves; hh++)
+#pragma unroll
+        for (int j = 0; j < 16; j++)  // units 8 j..: in the boxes of half j / 8, at group j % 8
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const int r = r0 + 8 * h;
+            const float2 dm =
+                __bfloat1622float2(__floats2bfloat162_rn(acc[hh][4 * j + 2 * h], acc[hh][4 * j + 2 * h + 1]));
+            __nv_bfloat162* pa = box_pair(box(hh, 2 * (j / 8)), r, j % 8, lane);
+            __nv_bfloat162* pb = box_pair(box(hh, 2 * (j / 8) + 1), r, j % 8, lane);
+            const float2 a = __bfloat1622float2(*pa), b = __bfloat1622float2(*pb);
+            *pa = __floats2bfloat162_rn(gate_da(dm.x, a.x, b.x), gate_da(dm.y, a.y, b.y));
+            *pb = __floats2bfloat162_rn(gate_db(dm.x, a.x), gate_db(dm.y, a.y));
           }
-          bf16* dg = e.C + (size_t)row * e.ldc;
-          *reinterpret_cast<uint4*>(dg + n) = da;
-          *reinterpret_cast<uint4*>(dg + e.S + n) = db;
-        } else {
-          *reinterpret_cast<uint4*>(e.C + (size_t)row * e.ldc + n) = v;
+    }
+    if constexpr (kFuse != Fuse::plain) {
+      fence_proxy_async();  // the boxes' writes before the stores read them
+      warpgroup_sync(1 + slice);
+      if (t == 0) {
+#pragma unroll
+        for (int hh = 0; hh < kHalves; hh++) {
+          const int row = row0 + 64 * hh;
+          if constexpr (kFuse == Fuse::swiglu) {
+            for (int k = 0; k < 3; k++) tma_store_2d(&e.map[k], n0, row, box(hh, k));  // g's a, g's b, m
+          } else {
+            for (int k = 0; k < 4; k++) tma_store_2d(&e.map[k % 2], n0 + 64 * (k / 2), row, box(hh, k));
+          }
         }
+        tma_store_commit();
       }
     }
   }
+  if constexpr (kFuse != Fuse::plain)
+    if (t == 0) tma_store_wait<false>();  // the shared memory stays until the last stores are done
 #else
   __trap();  // built without sm_90a: gemm_sm90_available() is false and nothing launches this
 #endif
@@ -378,8 +463,8 @@ EncodeTiled encode_tiled() {
   return fn;
 }
 
-// A row-major [rows, cols] bf16 matrix (leading dimension ld) read in boxes of box_rows x 64 columns, 128-byte
-// swizzled; reads past its edges fill zeros.
+// A row-major [rows, cols] bf16 matrix (leading dimension ld) read or written in boxes of box_rows x 64 columns,
+// 128-byte swizzled; reads past its edges fill zeros, writes past them are dropped.
 CUtensorMap tensor_map(const bf16* p, int rows, int cols, int ld, int box_rows) {
   CUtensorMap map;
   cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows};
@@ -412,20 +497,20 @@ int multiprocessors() {
 
 // Tiles of BN columns of the product over the rows of B (box_rows_b a copy: BN, or BN / 2 twice for SwiGLU).
 template <int BN, Fuse kFuse, bool kPingpong>
-void launch(Epilogue e, const bf16* A, int lda, const bf16* B, int ldb, int rows_b, int M, int N, int K,
+void launch(const Epilogue& e, const bf16* A, int lda, const bf16* B, int ldb, int rows_b, int M, int N, int K,
             cudaStream_t stream) {
   static std::once_flag raised[kMaxDevices];  // the shared-memory limit, once a device
   std::call_once(raised[current_device()], [] {
     BYTELM_CUDA_CHECK(cudaFuncSetAttribute(gemm_tn_kernel<BN, kFuse, kPingpong>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           Tile<BN, kPingpong>::kSmemBytes));
+                                           Tile<BN, kFuse, kPingpong>::kSmemBytes));
   });
   constexpr int kTileN = kFuse == Fuse::swiglu ? BN / 2 : BN;
   CUtensorMap map_a = tensor_map(A, M, K, lda, kBM), map_b = tensor_map(B, rows_b, K, ldb, kTileN);
   const long tiles = (long)((M + kBM - 1) / kBM) * ((N + kTileN - 1) / kTileN);
   const int grid = (int)std::min<long>(tiles, multiprocessors());  // one block an SM (its shared memory)
   gemm_tn_kernel<BN, kFuse, kPingpong>
-      <<<grid, kThreads, Tile<BN, kPingpong>::kSmemBytes, stream>>>(map_a, map_b, e, M, N, K);
+      <<<grid, kThreads, Tile<BN, kFuse, kPingpong>::kSmemBytes, stream>>>(map_a, map_b, e, M, N, K);
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -452,11 +537,14 @@ void check(const char* what, const char* n_name, bool fits, int M, int N, int K)
 }
 
 template <Fuse kFuse>
-void run(Epilogue e, const bf16* A, int lda, const bf16* B, int ldb, int rows_b, int M, int N, int K, GemmTileN tile_n,
-         cudaStream_t stream) {
-  if (tile_n == GemmTileN::n256)
-    launch<256, kFuse, false>(e, A, lda, B, ldb, rows_b, M, N, K, stream);
-  else if (tile_n == GemmTileN::n128_pingpong)
+void run(const Epilogue& e, const bf16* A, int lda, const bf16* B, int ldb, int rows_b, int M, int N, int K,
+         GemmTileN tile_n, cudaStream_t stream) {
+  if (tile_n == GemmTileN::n256) {
+    if constexpr (kFuse == Fuse::plain)
+      launch<256, kFuse, false>(e, A, lda, B, ldb, rows_b, M, N, K, stream);
+    else
+      throw Error("gemm_sm90: the fused products take n128 or n128-pingpong tiles (no room to stage 256 columns)");
+  } else if (tile_n == GemmTileN::n128_pingpong)
     launch<128, kFuse, true>(e, A, lda, B, ldb, rows_b, M, N, K, stream);
   else
     launch<128, kFuse, false>(e, A, lda, B, ldb, rows_b, M, N, K, stream);
@@ -490,7 +578,10 @@ bool gemm_sm90_fits(const bf16* C, int ldc, const bf16* A, int lda, const bf16* 
 void gemm_sm90_tn(bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int ldb, int M, int N, int K,
                   GemmTileN tile_n, cudaStream_t stream) {
   check("gemm_sm90_tn", "N", gemm_sm90_fits(C, ldc, A, lda, B, ldb, M, N, K), M, N, K);
-  run<Fuse::plain>({C, ldc, nullptr, nullptr, 0}, A, lda, B, ldb, N, M, N, K, tile_n, stream);
+  Epilogue e{};
+  e.C = C;
+  e.ldc = ldc;
+  run<Fuse::plain>(e, A, lda, B, ldb, N, M, N, K, tile_n, stream);
 }
 
 bool gemm_sm90_swiglu_fits(const bf16* g, const bf16* m, const bf16* x, int ldx, const bf16* W12, int ldw, int M, int S,
@@ -501,7 +592,12 @@ bool gemm_sm90_swiglu_fits(const bf16* g, const bf16* m, const bf16* x, int ldx,
 void gemm_sm90_swiglu(bf16* g, bf16* m, const bf16* x, int ldx, const bf16* W12, int ldw, int M, int S, int K,
                       GemmTileN tile_n, cudaStream_t stream) {
   check("gemm_sm90_swiglu", "S", gemm_sm90_swiglu_fits(g, m, x, ldx, W12, ldw, M, S, K), M, S, K);
-  run<Fuse::swiglu>({g, 2 * S, m, nullptr, S}, x, ldx, W12, ldw, 2 * S, M, S, K, tile_n, stream);
+  Epilogue e{};
+  e.S = S;
+  e.map[0] = tensor_map(g, M, S, 2 * S, 64);      // a
+  e.map[1] = tensor_map(g + S, M, S, 2 * S, 64);  // b
+  e.map[2] = tensor_map(m, M, S, S, 64);
+  run<Fuse::swiglu>(e, x, ldx, W12, ldw, 2 * S, M, S, K, tile_n, stream);
 }
 
 bool gemm_sm90_swiglu_backward_fits(const bf16* dg, const bf16* dy, int lddy, const bf16* W3t, int ldw, const bf16* g,
@@ -512,7 +608,13 @@ bool gemm_sm90_swiglu_backward_fits(const bf16* dg, const bf16* dy, int lddy, co
 void gemm_sm90_swiglu_backward(bf16* dg, const bf16* dy, int lddy, const bf16* W3t, int ldw, const bf16* g, int M,
                                int S, int K, GemmTileN tile_n, cudaStream_t stream) {
   check("gemm_sm90_swiglu_backward", "S", gemm_sm90_swiglu_backward_fits(dg, dy, lddy, W3t, ldw, g, M, S, K), M, S, K);
-  run<Fuse::swiglu_backward>({dg, 2 * S, nullptr, g, S}, dy, lddy, W3t, ldw, S, M, S, K, tile_n, stream);
+  Epilogue e{};
+  e.S = S;
+  e.map[0] = tensor_map(dg, M, S, 2 * S, 64);      // da
+  e.map[1] = tensor_map(dg + S, M, S, 2 * S, 64);  // db
+  e.map[2] = tensor_map(g, M, S, 2 * S, 64);       // a
+  e.map[3] = tensor_map(g + S, M, S, 2 * S, 64);   // b
+  run<Fuse::swiglu_backward>(e, dy, lddy, W3t, ldw, S, M, S, K, tile_n, stream);
 }
 
 }  // namespace bytelm

@@ -31,7 +31,7 @@ void gemm_sm90_tn(bf16* C, int ldc, const bf16* A, int lda, const bf16* B, int l
 // S), g [M, 2S] = [x W1^T | x W2^T] = [a | b] and m [M, S] = silu(a) b, m computed from the bf16-rounded a and b
 // as swiglu_gate_kernel computes it from g (so the two paths agree where the products do). Rows of W12 that are
 // zero (the padding past H) give zero columns of g and m. Same requirements and errors as gemm_sm90_tn, with S
-// for N.
+// for N; tile_n is n128 or n128_pingpong (n256 throws: a tile's outputs are staged whole in shared memory).
 bool gemm_sm90_swiglu_fits(const bf16* g, const bf16* m, const bf16* x, int ldx, const bf16* W12, int ldw, int M, int S,
                            int K);
 void gemm_sm90_swiglu(bf16* g, bf16* m, const bf16* x, int ldx, const bf16* W12, int ldw, int M, int S, int K,
@@ -39,7 +39,8 @@ void gemm_sm90_swiglu(bf16* g, bf16* m, const bf16* x, int ldx, const bf16* W12,
 
 // The gate's backward in the epilogue of dm = dy W3: with W3t = W3^T ([S, K], ld ldw; rows past H zero) and g
 // [M, 2S] from the forward, dg [M, 2S] = [dm b silu'(a) | dm silu(a)] from the bf16-rounded dm, as
-// swiglu_gate_backward_kernel computes it from a stored dm, which never reaches memory here.
+// swiglu_gate_backward_kernel computes it from a stored dm, which never reaches memory here. Tiles as
+// gemm_sm90_swiglu.
 bool gemm_sm90_swiglu_backward_fits(const bf16* dg, const bf16* dy, int lddy, const bf16* W3t, int ldw, const bf16* g,
                                     int M, int S, int K);
 void gemm_sm90_swiglu_backward(bf16* dg, const bf16* dy, int lddy, const bf16* W3t, int ldw, const bf16* g, int M,
