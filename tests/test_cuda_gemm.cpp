@@ -79,14 +79,18 @@ TEST_F(CudaGemmSm90, MatchesTheReferenceAtEveryEdge) {
   }
 }
 
+// The SwiGLU products' shapes: rows, padded units S, real units H (the rest zero padding), K; one row, edges, and
+// the ssm presets' widths.
+struct SwigluShape {
+  int M, S, H, K;
+};
+constexpr SwigluShape kSwigluShapes[] = {
+    {1, 16, 16, 8}, {300, 88, 85, 520}, {777, 1376, 1365, 512}, {8192, 688, 682, 264}};
+
 // g = [x W1^T | x W2^T] and m = silu(a) b from the rounded a and b, with W12's rows past H zero in both halves
 // (the padding the SwiGLU layer gives it): g and m must be exactly zero there.
 TEST_F(CudaGemmSm90, SwigluEpilogueMatchesTheReference) {
-  struct Shape {
-    int M, S, H, K;
-  };
-  for (Shape s :
-       {Shape{1, 16, 16, 8}, Shape{300, 88, 85, 520}, Shape{777, 1376, 1365, 512}, Shape{8192, 688, 682, 264}}) {
+  for (SwigluShape s : kSwigluShapes) {
     Rng rng((uint64_t)s.M * 131 + s.S);
     V x = round_bf16(random_floats((size_t)s.M * s.K, rng)), w = round_bf16(random_floats((size_t)2 * s.S * s.K, rng));
     for (int half = 0; half < 2; half++)
@@ -144,11 +148,7 @@ TEST_F(CudaGemmSm90, SwigluEpilogueMatchesTheReference) {
 // dg = [dm b silu'(a) | dm silu(a)] with dm = dy W3 rounded to bf16, W3t = W3^T with zero rows past H and g's
 // padding columns zero (as the forward leaves them): dg must be exactly zero there.
 TEST_F(CudaGemmSm90, SwigluBackwardEpilogueMatchesTheReference) {
-  struct Shape {
-    int M, S, H, K;
-  };
-  for (Shape s :
-       {Shape{1, 16, 16, 8}, Shape{300, 88, 85, 520}, Shape{777, 1376, 1365, 512}, Shape{8192, 688, 682, 264}}) {
+  for (SwigluShape s : kSwigluShapes) {
     Rng rng((uint64_t)s.M * 17 + s.S);
     V dy = round_bf16(random_floats((size_t)s.M * s.K, rng)), w3t = round_bf16(random_floats((size_t)s.S * s.K, rng));
     V g = round_bf16(random_floats((size_t)s.M * 2 * s.S, rng));
