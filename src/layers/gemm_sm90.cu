@@ -14,7 +14,8 @@
 // covered 8 rows x 16 bytes, half of every 32-byte sector it touched (the first version, 1d8ddbb, took 2.2x cuBLAS's
 // time at 65536 x 1376 x 256, where writing C is most of the work). The fused epilogues (see Fuse) hand their boxes
 // to TMA stores instead: with the consumers' own stores they stalled the tensor cores for the 1.5-2x bytes they
-// move, and lost to cuBLAS plus a separate gate kernel (cac857f).
+// move (cac857f). They are faster so (69049ed), but still slower than cuBLAS's product plus a separate gate kernel;
+// bench/NOTES_gemm.md has the figures and what to look at next.
 #include <cuda.h>  // CUtensorMap and its enums (the encode function comes from the runtime's entry point)
 #include <cuda_runtime.h>
 
@@ -55,15 +56,16 @@ constexpr int kBoxBytes = 64 * 64 * 2;            // a fused epilogue's box: 64 
 enum class Fuse { plain, swiglu, swiglu_backward };
 
 struct Epilogue {
-  bf16* C;  // plain
-  int ldc;  // plain
-  int S;    // both SwiGLU modes
+  bf16* C;             // plain
+  int ldc;             // plain
+  int S;               // both SwiGLU modes
   CUtensorMap map[4];  // the fused modes' outputs and inputs, each [M, S] in boxes of 64 x 64 (see Fuse)
 };
 
-// Two schedules. Cooperative: both consumers work on each tile, 64 rows each, and store it together while the
-// tensor cores wait. Pingpong (BN 128 only: a consumer then holds all 128 rows, 128 accumulators a thread): the
-// consumers take the block's tiles in turn, and one stores its tile while the other multiplies the next.
+// Two schedules. Cooperative: both consumers work on each tile, 64 rows each, and store it together (or, fused,
+// stage it for the TMA stores) while the tensor cores wait. Pingpong (BN 128 only: a consumer then holds all 128 rows,
+// 128 accumulators a thread): the consumers take the block's tiles in turn, and one stores its tile while the other
+// multiplies the next.
 template <int BN, Fuse kFuse, bool kPingpong>
 struct Tile {
   static_assert(!kPingpong || BN == 128, "pingpong keeps a whole 128 x BN tile in one warpgroup's registers");
@@ -74,9 +76,9 @@ struct Tile {
   static constexpr int kBoxes = kFuse == Fuse::swiglu ? 3 : 4;
   static constexpr int kOutBytes = kFuse == Fuse::plain ? kRows * kOutPitch : kRows / 64 * kBoxes * kBoxBytes;
   // as many stages as fit beside the staging
-  static constexpr int kStages = kFuse == Fuse::plain ? (kPingpong ? 5 : BN == 256 ? 4 : 6)
-                                 : kPingpong                 ? (kFuse == Fuse::swiglu ? 4 : 3)
-                                                             : 5;
+  static constexpr int kPlainStages = kPingpong ? 5 : BN == 256 ? 4 : 6;
+  static constexpr int kFusedStages = !kPingpong ? 5 : kFuse == Fuse::swiglu ? 4 : 3;
+  static constexpr int kStages = kFuse == Fuse::plain ? kPlainStages : kFusedStages;
   static constexpr int kBytesB = BN * kBK * 2;
   static constexpr int kStageBytes = kTileBytesA + kBytesB;
   // the stages, each consumer's staging, then 2 kStages + 4 mbarriers; 1 KB more to align the base to 1024 bytes
@@ -310,11 +312,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int tile = blockIdx.x, i = 0; tile < tiles; tile += gridDim.x, i++) {  // i: the block's i-th tile
     if (kPingpong && i % 2 != slice) continue;
     const int m0 = tile / n_tiles * kBM, n0 = tile % n_tiles * kTileN, it0 = i * k_tiles;
-    const int ci = kPingpong ? i / 2 : i;                  // this consumer's own tile count
-    const int row0 = m0 + (kPingpong ? 0 : 64 * slice);   // this consumer's first row (+ 64 hh)
+    const int ci = kPingpong ? i / 2 : i;                // this consumer's own tile count
+    const int row0 = m0 + (kPingpong ? 0 : 64 * slice);  // this consumer's first row (+ 64 hh)
     auto box = [&](int hh, int k) { return out + (hh * Layout::kBoxes + k) * kBoxBytes; };  // fused: box k
     if constexpr (kFuse == Fuse::swiglu_backward)
-      if (t == 0) {  // g's boxes for this tile's epilogue, in flight while it multiplies
+      if (t == 0) {              // g's boxes for this tile's epilogue, in flight while it multiplies
         tma_store_wait<true>();  // once the last tile's dg stores have read the boxes
         mbar_expect_tx(&g_full[slice], Layout::kOutBytes);
         for (int hh = 0; hh < kHalves; hh++)
