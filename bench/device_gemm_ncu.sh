@@ -24,6 +24,6 @@ profile() {  # name mangled-pattern launches-to-skip
   keys+="|Registers Per|Warp Cycles Per Issued|Issue Slots Busy"
   grep -E "^ +($keys)" "$out/ncu_$1.txt" | head -12
 }
-profile plain_pingpong 'gemm_tn_kernelILi128ELNS0_4FuseE0ELb1E' 1
-profile swiglu_pingpong 'gemm_tn_kernelILi128ELNS0_4FuseE1ELb1E' 6
-profile swiglu_backward 'gemm_tn_kernelILi128ELNS0_4FuseE2ELb0E' 6
+profile plain_pingpong '.*gemm_tn_kernelILi128ELNS0_4FuseE0ELb1E.*' 1
+profile swiglu_pingpong '.*gemm_tn_kernelILi128ELNS0_4FuseE1ELb1E.*' 6
+profile swiglu_backward '.*gemm_tn_kernelILi128ELNS0_4FuseE2ELb0E.*' 6
