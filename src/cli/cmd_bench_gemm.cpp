@@ -39,7 +39,8 @@ int cmd_bench_gemm(int argc, char** argv) {
               "rel_diff against cuBLAS's output.\n"
               "The default shapes are the ssm presets' forward products at seq 2048, then 8192^3. Then, at\n"
               "the three presets' widths, the SwiGLU product with its gate fused (sm90-swiglu-*) and the dm\n"
-              "product with the gate's backward fused (sm90-swiglu-bwd-*), each beside cuBLAS's product alone.",
+              "product with the gate's backward fused (sm90-swiglu-bwd-*), each beside cuBLAS's product alone\n"
+              "and with each tiling it takes (their staging leaves no room for some 256-column tiles).",
               {{"shapes", "LIST", "products to time, comma-separated MxNxK (default: the ssm presets')"},
                {"warmup", "N", "untimed calls first (default 10)"},
                {"iters", "N", "timed calls (default 50)"}}};
