@@ -3,8 +3,8 @@
 # throughput at the three sizes (seq 2048, patch 2), and an Nsight Compute kernel table at the sizes in NCU
 # (default "2m 100m"), and op by op with each matrix product by shape (bench --profile) at the sizes in PROFILE
 # (default "100m"). With BASE=DIR (binaries of the commit to compare against, say main's, built the same way and
-# carried too), the same benches and tables run for those binaries in this call, each size base then new, so that
-# the ratios come from one card. With GEMM=1, first `bytelm bench-gemm` (the own sm90 products against cuBLAS,
+# carried too; or several folders, "DIR1 DIR2"), the same benches and tables run for those binaries in this call,
+# each size base(s) then new, so that the ratios come from one card. With GEMM=1, first `bytelm bench-gemm` (the own sm90 products against cuBLAS,
 # bench/NOTES_gemm.md) into gemm_bench.jsonl.
 # Staged on the dev machine by bench/stage_device.sh (BASE=... for the base binaries).
 #   device run: bash bench/device_unpack.sh && BASE=.devbin_base bash bench/device_ab.sh     carry: .devpack
@@ -29,7 +29,7 @@ for dev in cuda cpu; do
 done
 declare -A size=([2m]="256 4 64" [10m]="512 6 32" [100m]="1024 16 16")
 bins=(.devbin)
-[ -n "${BASE:-}" ] && bins=("$BASE" .devbin)
+[ -n "${BASE:-}" ] && bins=($BASE .devbin)  # BASE may name several folders: "A B" benches A, B, then .devbin
 for s in 2m 10m 100m; do
   set -- ${size[$s]}
   for bin in "${bins[@]}"; do
