@@ -6,7 +6,8 @@
 # carried too; or several folders, "DIR1 DIR2"), the same benches and tables run for those binaries in this call,
 # each size base(s) then new, so that the ratios come from one card. With GEMM=1, first `bytelm bench-gemm` (the
 # own sm90 products against cuBLAS, bench/NOTES_gemm.md) into gemm_bench.jsonl. Every step has a time limit, so a
-# kernel that hangs costs minutes, not the call.
+# kernel that hangs costs minutes, not the call. NCU_DETAIL=REGEX adds Nsight's full sections for those kernels.
+# Everything comes back in ab_all.tar (the summaries beside it), since a call returns at most 8 files.
 # Staged on the dev machine by bench/stage_device.sh (BASE=... for the base binaries).
 #   device run: bash bench/device_unpack.sh && BASE=.devbin_base bash bench/device_ab.sh     carry: .devpack
 set -uo pipefail
@@ -59,3 +60,16 @@ for s in ${PROFILE-100m}; do
     --steps 5 --profile > "$out/profile_$s.txt" 2>&1
   head -${PROFILE_LINES:-40} "$out/profile_$s.txt"
 done
+# Nsight's full sections (throughput, stalls, occupancy) for the kernels NCU_DETAIL names (a regex), .devbin at
+# 10m: the first NCU_DETAIL_COUNT [8] matching launches (after NCU_DETAIL_SKIP [0] of them), as text
+if [ -n "${NCU_DETAIL:-}" ]; then
+  set -- ${size[10m]}
+  timeout 300 ncu --set full -k "regex:$NCU_DETAIL" --launch-skip "${NCU_DETAIL_SKIP:-0}" \
+    -c "${NCU_DETAIL_COUNT:-8}" --page details .devbin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 \
+    --batch $3 --seq 2048 --warmup 1 --steps 1 > "$out/ncu_detail_10m.txt" 2>&1
+  grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Theoretical Occ" \
+    "$out/ncu_detail_10m.txt" | head -${NCU_DETAIL_LINES:-60}
+fi
+# A call brings back at most 8 files: everything goes into one tarball as well, and only the summaries stay beside it
+tar -C "$out" -cf /tmp/ab_all.tar . && mv /tmp/ab_all.tar "$out/ab_all.tar"
+find "$out" -maxdepth 1 -type f ! -name ab_all.tar ! -name gpu.txt ! -name cuda_tests.log ! -name 'bench_*.jsonl' -delete
