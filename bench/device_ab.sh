@@ -6,7 +6,8 @@
 # carried too; or several folders, "DIR1 DIR2"), the same benches and tables run for those binaries in this call,
 # each size base(s) then new, so that the ratios come from one card. With GEMM=1, first `bytelm bench-gemm` (the
 # own sm90 products against cuBLAS, bench/NOTES_gemm.md) into gemm_bench.jsonl. Every step has a time limit, so a
-# kernel that hangs costs minutes, not the call. NCU_DETAIL=REGEX adds Nsight's full sections for those kernels.
+# kernel that hangs costs minutes, not the call. NCU_DETAIL=REGEX adds Nsight's full sections for those kernels;
+# VARIANTS="NAME=VALUE ..." benches .devbin again under each setting.
 # Everything comes back in ab_all.tar (the summaries beside it), since a call returns at most 8 files.
 # Staged on the dev machine by bench/stage_device.sh (BASE=... for the base binaries).
 #   device run: bash bench/device_unpack.sh && BASE=.devbin_base bash bench/device_ab.sh     carry: .devpack
@@ -33,21 +34,27 @@ done
 declare -A size=([2m]="256 4 64" [10m]="512 6 32" [100m]="1024 16 16")
 bins=(.devbin)
 [ -n "${BASE:-}" ] && bins=($BASE .devbin)  # BASE may name several folders: "A B" benches A, B, then .devbin
+# VARIANTS="NAME=VALUE ...": .devbin again under each environment setting (an experiment's switch), as
+# .devbin@NAME=VALUE; its files are named with the setting
+for v in ${VARIANTS:-}; do bins+=(".devbin@$v"); done
+dir_of() { echo "${1%%@*}"; }                                            # ENTRY's binaries
+env_of() { [[ $1 == *@* ]] && echo "${1#*@}"; }                          # its setting, if any
+tag_of() { local t=${1#.}; t=${t//@/_}; echo "${t//=/_}"; }              # its part of a file name
 for s in 2m 10m 100m; do
   set -- ${size[$s]}
   for bin in "${bins[@]}"; do
     echo -n "$bin $s: "
-    timeout 120 $bin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 5 \
-      --steps 20 2>&1 | tee -a "$out/bench_${bin#.}.jsonl"
+    env $(env_of $bin) timeout 120 $(dir_of $bin)/bytelm bench --device cuda --d $1 --layers $2 --patch 2 \
+      --batch $3 --seq 2048 --warmup 5 --steps 20 2>&1 | tee -a "$out/bench_$(tag_of $bin).jsonl"
   done
 done
 for s in ${NCU-2m 100m}; do
   set -- ${size[$s]}
   for bin in "${bins[@]}"; do
-    name="ncu_${bin#.}_$s"
-    timeout 240 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv $bin/bytelm bench \
-      --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 1 --steps 1 > "$out/$name.csv" \
-      2> "$out/$name.err"
+    name="ncu_$(tag_of $bin)_$s"
+    env $(env_of $bin) timeout 240 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum \
+      --csv $(dir_of $bin)/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 1 \
+      --steps 1 > "$out/$name.csv" 2> "$out/$name.err"
     python3 bench/ncu_summary.py "$out/$name.csv" 2 > "$out/$name.txt"
     echo "== $bin $s"
     head -${NCU_LINES:-30} "$out/$name.txt"
@@ -60,16 +67,22 @@ for s in ${PROFILE-100m}; do
     --steps 5 --profile > "$out/profile_$s.txt" 2>&1
   head -${PROFILE_LINES:-40} "$out/profile_$s.txt"
 done
-# Nsight's full sections (throughput, stalls, occupancy) for the kernels NCU_DETAIL names (a regex), .devbin at
-# 10m: the first NCU_DETAIL_COUNT [8] matching launches (after NCU_DETAIL_SKIP [0] of them), as text
+# Nsight's full sections (throughput, stalls, occupancy) for the kernels NCU_DETAIL names (a regex), at 10m, for
+# each entry of NCU_DETAIL_BINS [.devbin]: the first NCU_DETAIL_COUNT [8] matching launches (after NCU_DETAIL_SKIP
+# [0] of them), as text
 if [ -n "${NCU_DETAIL:-}" ]; then
   set -- ${size[10m]}
-  timeout 300 ncu --set full -k "regex:$NCU_DETAIL" --launch-skip "${NCU_DETAIL_SKIP:-0}" \
-    -c "${NCU_DETAIL_COUNT:-8}" --page details .devbin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 \
-    --batch $3 --seq 2048 --warmup 1 --steps 1 > "$out/ncu_detail_10m.txt" 2>&1
-  grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Theoretical Occ" \
-    "$out/ncu_detail_10m.txt" | head -${NCU_DETAIL_LINES:-60}
+  for bin in ${NCU_DETAIL_BINS:-.devbin}; do
+    name="ncu_detail_$(tag_of $bin)_10m.txt"
+    env $(env_of $bin) timeout 300 ncu --set full -k "regex:$NCU_DETAIL" --launch-skip "${NCU_DETAIL_SKIP:-0}" \
+      -c "${NCU_DETAIL_COUNT:-8}" --page details $(dir_of $bin)/bytelm bench --device cuda --d $1 --layers $2 \
+      --patch 2 --batch $3 --seq 2048 --warmup 1 --steps 1 > "$out/$name" 2>&1
+    echo "== details $bin"
+    grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per" \
+      "$out/$name" | head -${NCU_DETAIL_LINES:-60}
+  done
 fi
 # A call brings back at most 8 files: everything goes into one tarball as well, and only the summaries stay beside it
 tar -C "$out" -cf /tmp/ab_all.tar . && mv /tmp/ab_all.tar "$out/ab_all.tar"
-find "$out" -maxdepth 1 -type f ! -name ab_all.tar ! -name gpu.txt ! -name cuda_tests.log ! -name 'bench_*.jsonl' -delete
+find "$out" -maxdepth 1 -type f ! -name ab_all.tar ! -name gpu.txt ! -name cuda_tests.log ! -name 'bench_*.jsonl' \
+  -delete
