@@ -34,12 +34,12 @@ done
 declare -A size=([2m]="256 4 64" [10m]="512 6 32" [100m]="1024 16 16")
 bins=(.devbin)
 [ -n "${BASE:-}" ] && bins=($BASE .devbin)  # BASE may name several folders: "A B" benches A, B, then .devbin
-# VARIANTS="NAME=VALUE ...": .devbin again under each environment setting (an experiment's switch), as
-# .devbin@NAME=VALUE; its files are named with the setting
+# VARIANTS="NAME=VALUE ...": .devbin again under each environment setting (an experiment's switch; several joined
+# by commas, A=1,B=2), as .devbin@NAME=VALUE; its files are named with the setting
 for v in ${VARIANTS:-}; do bins+=(".devbin@$v"); done
 dir_of() { echo "${1%%@*}"; }                                            # ENTRY's binaries
-env_of() { [[ $1 == *@* ]] && echo "${1#*@}"; }                          # its setting, if any
-tag_of() { local t=${1#.}; t=${t//@/_}; echo "${t//=/_}"; }              # its part of a file name
+env_of() { [[ $1 == *@* ]] && echo "${1#*@}" | tr , ' '; }              # its settings, if any
+tag_of() { local t=${1#.}; t=${t//[@,]/_}; echo "${t//=/_}"; }           # its part of a file name
 for s in 2m 10m 100m; do
   set -- ${size[$s]}
   for bin in "${bins[@]}"; do
