@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # One device call while tuning the ssm family's step: the CUDA tests, the trainer end to end, bytelm's training
-# throughput at the three sizes (seq 2048, patch 2), and an Nsight Compute kernel table at the sizes in NCU
-# (default "2m 100m"), and op by op with each matrix product by shape (bench --profile) at the sizes in PROFILE
-# (default "100m"). With BASE=DIR (binaries of the commit to compare against, say main's, built the same way and
-# carried too; or several folders, "DIR1 DIR2"), the same benches and tables run for those binaries in this call,
-# each size base(s) then new, so that the ratios come from one card. With GEMM=1, first `bytelm bench-gemm` (the
-# own sm90 products against cuBLAS, bench/NOTES_gemm.md) into gemm_bench.jsonl. Every step has a time limit, so a
-# kernel that hangs costs minutes, not the call. NCU_DETAIL=REGEX adds Nsight's full sections for those kernels;
-# VARIANTS="NAME=VALUE ..." benches .devbin again under each setting.
-# Everything comes back in ab_all.tar (the summaries beside it), since a call returns at most 8 files.
+# throughput at the three sizes (seq 2048, patch 2), an Nsight Compute kernel table (time, and the DRAM
+# bytes and bandwidth of each kernel) at the sizes in NCU (default "2m 100m"), and op by op with each matrix product
+# by shape (bench --profile) at the sizes in PROFILE (default "100m").
+# - BASE=DIR (binaries of the commit to compare against, say main's, built the same way and carried too; or
+#   several folders, "DIR1 DIR2"): the same benches and tables for those binaries in this call, each size base(s)
+#   then new, so that the ratios come from one card.
+# - VARIANTS="NAME=VALUE ...": .devbin again under each environment setting.
+# - GEMM=1: first `bytelm bench-gemm` (the own sm90 products against cuBLAS, bench/NOTES_gemm.md).
+# - NCU_DETAIL=REGEX: Nsight's full sections for those kernels.
+# Every step has a time limit, so a kernel that hangs costs minutes, not the call. Everything comes back in
+# ab_all.tar (the summaries beside it), since a call returns at most 8 files.
 # Staged on the dev machine by bench/stage_device.sh (BASE=... for the base binaries).
 #   device run: bash bench/device_unpack.sh && BASE=.devbin_base bash bench/device_ab.sh     carry: .devpack
 set -uo pipefail
@@ -52,9 +54,10 @@ for s in ${NCU-2m 100m}; do
   set -- ${size[$s]}
   for bin in "${bins[@]}"; do
     name="ncu_$(tag_of $bin)_$s"
-    env $(env_of $bin) timeout 240 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum \
-      --csv $(dir_of $bin)/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 1 \
-      --steps 1 > "$out/$name.csv" 2> "$out/$name.err"
+    env $(env_of $bin) timeout 240 ncu --clock-control none --cache-control none \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum --csv $(dir_of $bin)/bytelm \
+      bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 1 --steps 1 \
+      > "$out/$name.csv" 2> "$out/$name.err"
     python3 bench/ncu_summary.py "$out/$name.csv" 2 > "$out/$name.txt"
     echo "== $bin $s"
     head -${NCU_LINES:-30} "$out/$name.txt"
