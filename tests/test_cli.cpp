@@ -306,6 +306,10 @@ TEST_F(Cli, CompareTablePutsPiecesOfAStudyTogether) {
   EXPECT_EQ(got[2].rfind("none ", 0), 0u) << r.out;
   EXPECT_EQ(got[3].rfind("attn ", 0), 0u) << r.out;
   EXPECT_NE(got[3].find(" pass"), std::string::npos) << r.out;
+  EXPECT_NE(got[0].find("leakcheck  commit"), std::string::npos) << r.out;  // and the device after it
+  EXPECT_NE(got[0].find(" device"), std::string::npos) << r.out;
+  EXPECT_NE(got[3].find(std::string(" ") + bytelm_git_commit + " "), std::string::npos) << r.out;
+  EXPECT_NE(got[3].find(" cpu"), std::string::npos) << r.out;
   expect_clean_error(run("compare --table " + a + "/compare.jsonl --table " + a + "/compare.jsonl"),
                      "a run named 'mean' is in");
   expect_clean_error(run("compare --table " + (dir / "nope.jsonl").string()), "no such file");

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/git_commit.h"
 #include "core/json.h"
 #include "file_testing.h"
 #include "train/compare.h"
@@ -83,6 +84,8 @@ TEST_F(Compare, TrainsEveryRunAndAFailedOneDoesNotStopTheRest) {
   EXPECT_EQ(lines[0].find("name")->as_string("name"), "p1");
   EXPECT_EQ(lines[0].find("steps")->as_int("steps"), rows[0].steps);
   EXPECT_EQ(lines[0].find("leakcheck")->as_string("leakcheck"), "pass");
+  EXPECT_EQ(lines[0].find("commit")->as_string("commit"), std::string(bytelm_git_commit));
+  EXPECT_EQ(lines[0].find("device_name")->as_string("device_name").rfind("cpu", 0), 0u) << "the device that ran it";
   EXPECT_EQ(lines[0].find("error")->kind, Json::Kind::Null);
   EXPECT_EQ(lines[2].find("model_config")->find("patch")->as_int("patch"), 2);
   EXPECT_EQ(lines[1].find("best_val_bpb")->kind, Json::Kind::Null);
@@ -114,12 +117,27 @@ TEST_F(Compare, RowsReadBackAsWritten) {
     EXPECT_EQ(b.leakcheck, a.leakcheck);
     EXPECT_EQ(b.error, a.error);
     EXPECT_EQ(b.run_dir, a.run_dir);
+    EXPECT_EQ(b.commit, a.commit);
+    EXPECT_EQ(b.device_name, a.device_name);
     EXPECT_EQ(model_config_json(b.cfg.model), model_config_json(a.cfg.model));
     EXPECT_EQ(train_config_json(b.cfg.train), train_config_json(a.cfg.train));
     EXPECT_EQ(compare_row_json(b), compare_row_json(a)) << "written again, the line is the same";
   }
   EXPECT_NEAR(back[0].bytes_per_s, rows[0].bytes_per_s, 0.5);  // written rounded to a byte
   EXPECT_TRUE(std::isnan(back[1].bytes_per_s) || back[1].steps == 0);
+
+  // a row written before rows recorded their commit and device reads back without them
+  std::string old_line = compare_row_json(rows[0]);
+  for (const char* key : {",\"commit\":", ",\"device_name\":"}) {
+    size_t at = old_line.find(key), end = old_line.find(',', at + 1);
+    old_line.erase(at, end - at);
+  }
+  fs::path old_file = dir / "old.jsonl";
+  std::ofstream(old_file) << old_line << "\n";
+  std::vector<CompareRow> old_rows = read_compare_rows(old_file.string());
+  ASSERT_EQ(old_rows.size(), 1u) << old_line;
+  EXPECT_TRUE(old_rows[0].commit.empty() && old_rows[0].device_name.empty());
+  EXPECT_EQ(old_rows[0].steps, rows[0].steps);
 
   auto message = [](const std::string& path) { return testing::error_message([&] { read_compare_rows(path); }); };
   fs::path missing = dir / "nope.jsonl", empty = dir / "empty.jsonl", other = dir / "other.jsonl";

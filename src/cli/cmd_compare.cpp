@@ -75,15 +75,20 @@ std::string bpb_text(double bpb) {
   return s;
 }
 
-// Left-aligned columns wide enough for their widest cell; a failed run's error follows its row.
+// Left-aligned columns wide enough for their widest cell; a failed run's error follows its row. The commit and the
+// device that ran each row, where the rows recorded them (a study joined from several calls may mix them).
 std::string format_table(const std::vector<CompareRow>& rows) {
+  bool recorded = std::any_of(rows.begin(), rows.end(), [](const CompareRow& r) { return !r.commit.empty(); });
   std::vector<std::vector<std::string>> cells = {
       {"name", "params", "steps", "bytes/s", "best val bpb", "final val bpb", "leakcheck"}};
+  if (recorded) cells[0].insert(cells[0].end(), {"commit", "device"});
   for (const CompareRow& r : rows) {
     bool trained = r.steps > 0;
+    auto or_dash = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
     cells.push_back({r.name, r.params > 0 ? thousands(r.params) : "-", trained ? thousands(r.steps) : "-",
                      trained ? format_rate(r.bytes_per_s) : "-", bpb_text(r.best_val_bpb), bpb_text(r.final_val_bpb),
-                     r.leakcheck.empty() ? "-" : r.leakcheck});
+                     or_dash(r.leakcheck)});
+    if (recorded) cells.back().insert(cells.back().end(), {or_dash(r.commit), or_dash(r.device_name)});
   }
   std::vector<size_t> width(cells[0].size(), 0);
   for (const auto& line : cells)
@@ -140,9 +145,10 @@ int cmd_compare(int argc, char** argv) {
               "sets neither eval_every nor eval_seconds validates and checkpoints every --seconds/10 seconds\n"
               "(eval_seconds), so a fast model spends no larger share of its clock on that than a slow one.\n"
               "Prints a table to stdout (name, params, steps, bytes/s, best and final validation bits per\n"
-              "byte, leak check verdict) and the path of DIR/compare.jsonl, which holds the same rows as JSON\n"
-              "(one object a line, with each run's config), rewritten after every run. Exits 1 if a run\n"
-              "failed. Refuses a DIR that already holds compare.jsonl or a directory named like a run.\n"
+              "byte, leak check verdict, the bytelm commit and the device) and the path of DIR/compare.jsonl,\n"
+              "which holds the same rows as JSON (one object a line, with each run's config), rewritten\n"
+              "after every run. Exits 1 if a run failed. Refuses a DIR that already holds compare.jsonl or\n"
+              "a directory named like a run.\n"
               "Example, patching or not at d256 L4 and seq 1024, 10 minutes each:\n"
               "  bytelm compare --data data/tinyshakespeare.txt --out runs/patching --seconds 600 \\\n"
               "      --run mean=ssm-2m,seq=1024 --run none=ssm-2m,seq=1024,patch=1\n"

@@ -72,6 +72,23 @@ double train_activation_floats_per_byte(const ModelConfig& m) {
   return (6 * d + 256 + 4) + (L / P + ssm_byte_rate_blocks(m)) * (5 * d + 3 * H + 4 + d) + 3 * d;
 }
 
+std::string device_description(const std::string& device) {
+  if (device == "cpu") {
+    std::string name = "cpu";
+#ifdef _OPENMP
+    name += " (" + std::to_string(omp_get_max_threads()) + " threads)";
+#endif
+    return name;
+  }
+#ifdef BYTELM_WITH_CUDA
+  cudaDeviceProp prop;
+  BYTELM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  return prop.name;
+#else
+  throw Error("device " + device + ": this build of bytelm has no CUDA");
+#endif
+}
+
 std::string run_bench(const BenchOptions& o) {
   const TrainConfig& t = o.cfg.train;
   validate(o.cfg);
@@ -96,17 +113,11 @@ std::string run_bench(const BenchOptions& o) {
     loss = stepper.run(x.data(), y.data(), t.batch, t.seq, t, s, lr_at(t, s)).loss;
   };
   for (int s = 0; s < o.warmup; s++) one_step(s);
-  std::string device_name = "cpu";
-#ifdef _OPENMP
-  device_name += " (" + std::to_string(omp_get_max_threads()) + " threads)";
-#endif
+  std::string device_name = device_description(model->on_gpu() ? "cuda" : "cpu");
   double peak_tflops = 0;
 #ifdef BYTELM_WITH_CUDA
   if (model->on_gpu()) {
     BYTELM_CUDA_CHECK(cudaDeviceSynchronize());
-    cudaDeviceProp prop;
-    BYTELM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    device_name = prop.name;
     peak_tflops = 989.0;  // H100/H200 SXM dense bf16 tensor-core peak, the usual MFU yardstick
   }
 #endif

@@ -20,6 +20,9 @@ struct BenchOptions {
 // bytes_per_s, flops_per_byte, tflops, mfu (against the bf16 dense peak on GPUs), peak_gib, loss_bpb.
 std::string run_bench(const BenchOptions& opt);
 
+// What runs a model on `device` (cpu, cuda, cuda-fp32): "cpu (N threads)", or the name of CUDA device 0.
+std::string device_description(const std::string& device);
+
 // Matrix-product FLOPs of one training step per byte (forward + backward = 3x forward).
 double train_flops_per_byte(const ModelConfig& m);
 

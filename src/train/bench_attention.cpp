@@ -7,6 +7,7 @@
 #include "core/git_commit.h"
 #include "core/json.h"
 #include "core/rng.h"
+#include "train/bench.h"
 #ifdef BYTELM_WITH_CUDA
 #include <cuda_runtime.h>
 
@@ -45,8 +46,7 @@ std::vector<std::string> run_attention_bench(const AttentionBenchOptions& o) {
   const bf16 *q = qkv.data(), *k = q + H * Dh, *v = q + 2 * H * Dh;
   const float scale = 1.f / std::sqrt((float)Dh);
 
-  cudaDeviceProp prop;
-  BYTELM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  const std::string device_name = device_description("cuda");
   cudaStream_t stream;
   BYTELM_CUDA_CHECK(cudaStreamCreate(&stream));
   std::vector<std::string> lines;
@@ -67,7 +67,7 @@ std::vector<std::string> run_attention_bench(const AttentionBenchOptions& o) {
       std::snprintf(buf, sizeof buf,
                     "{\"impl\":\"bytelm\",\"device\":%s,\"commit\":%s,\"B\":%d,\"T\":%d,\"H\":%d,\"Dh\":%d,"
                     "\"pass\":\"%s\",\"ms\":%.4f,\"tflops\":%.1f}",
-                    json_quote(prop.name).c_str(), json_quote(bytelm_git_commit).c_str(), B, T, H, Dh, pass, ms,
+                    json_quote(device_name).c_str(), json_quote(bytelm_git_commit).c_str(), B, T, H, Dh, pass, ms,
                     flops / (ms * 1e-3) / 1e12);
       lines.push_back(buf);
     }

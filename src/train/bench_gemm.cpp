@@ -7,6 +7,7 @@
 #include "core/git_commit.h"
 #include "core/json.h"
 #include "core/rng.h"
+#include "train/bench.h"
 #ifdef BYTELM_WITH_CUDA
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -48,8 +49,7 @@ std::vector<std::string> run_gemm_bench(const GemmBenchOptions& o) {
   if (!cuda_available()) throw Error("no CUDA device to time the products on");
   if (!gemm_sm90_available()) throw Error("the sm90 product needs a GPU of compute capability 9.0");
   if (o.warmup < 0 || o.iters < 1) throw Error("--iters must be positive, --warmup non-negative");
-  cudaDeviceProp prop;
-  BYTELM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  const std::string device_name = device_description("cuda");
   cudaStream_t stream;
   BYTELM_CUDA_CHECK(cudaStreamCreate(&stream));
   cublasHandle_t handle;
@@ -85,7 +85,7 @@ std::vector<std::string> run_gemm_bench(const GemmBenchOptions& o) {
       int n = std::snprintf(buf, sizeof buf,
                             "{\"impl\":\"%s\",\"device\":%s,\"commit\":%s,\"M\":%d,\"N\":%d,\"K\":%d,\"ms\":%.4f,"
                             "\"tflops\":%.1f",
-                            impl.c_str(), json_quote(prop.name).c_str(), json_quote(bytelm_git_commit).c_str(), s.M,
+                            impl.c_str(), json_quote(device_name).c_str(), json_quote(bytelm_git_commit).c_str(), s.M,
                             s.N, s.K, ms, flops / (ms * 1e-3) / 1e12);
       if (diff >= 0) n += std::snprintf(buf + n, sizeof buf - n, ",\"rel_diff\":%.2e", diff);
       std::snprintf(buf + n, sizeof buf - n, "}");

@@ -9,11 +9,14 @@
 #include <memory>
 #include <new>
 #include <set>
+#include <utility>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/git_commit.h"
 #include "core/json.h"
 #include "infer/leakcheck.h"
+#include "train/bench.h"
 #include "train/trainer.h"
 
 namespace bytelm {
@@ -71,7 +74,10 @@ std::string compare_row_json(const CompareRow& r) {
          ",\"seconds\":" + json_number(std::round(r.seconds * 100) / 100) +
          ",\"leakcheck\":" + (r.leakcheck.empty() ? "null" : json_quote(r.leakcheck)) +
          ",\"run_dir\":" + json_quote(r.run_dir) + ",\"error\":" + (r.error.empty() ? "null" : json_quote(r.error)) +
-         ",\"interrupted\":" + (r.interrupted ? "true" : "false") + ",\"model_config\":" + model_config_json(r.cfg.model) +
+         ",\"interrupted\":" + (r.interrupted ? "true" : "false") +
+         ",\"commit\":" + (r.commit.empty() ? "null" : json_quote(r.commit)) +
+         ",\"device_name\":" + (r.device_name.empty() ? "null" : json_quote(r.device_name)) +
+         ",\"model_config\":" + model_config_json(r.cfg.model) +
          ",\"train_config\":" + train_config_json(r.cfg.train) + "}";
 }
 
@@ -110,6 +116,8 @@ std::vector<CompareRow> read_compare_rows(const std::string& path) {
     r.run_dir = field("run_dir").as_string(where + " run_dir");
     r.error = text_or_empty("error");
     r.interrupted = field("interrupted").as_bool(where + " interrupted");
+    for (auto [key, to] : {std::pair{"commit", &r.commit}, std::pair{"device_name", &r.device_name}})
+      if (const Json* v = j.find(key); v && v->kind != Json::Kind::Null) *to = v->as_string(where + " " + key);
     apply_config_json(r.cfg, field("model_config"), where + " model_config");
     apply_config_json(r.cfg, field("train_config"), where + " train_config");
     rows.push_back(std::move(r));
@@ -146,6 +154,7 @@ std::vector<CompareRow> compare(const CompareJob& job) {
     row.cfg = run.cfg;
     row.family = run.cfg.model.arch;
     row.run_dir = (fs::path(job.out) / run.name).string();
+    row.commit = bytelm_git_commit;
     try {
       validate(run.cfg);
       row.params = param_count(run.cfg.model);
@@ -169,6 +178,7 @@ std::vector<CompareRow> compare(const CompareJob& job) {
       row.seconds = report.seconds;
       row.best_val_bpb = best_val_bpb((fs::path(row.run_dir) / "metrics.jsonl").string());
       row.interrupted = report.interrupted;
+      row.device_name = device_description(job.device);
     } catch (const std::bad_alloc&) {
       row.error = "out of memory (try a smaller batch, seq or model)";
     } catch (const std::exception& e) {  // bytelm's Error and the filesystem's alike: the row says why, the next run goes on

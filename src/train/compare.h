@@ -40,6 +40,8 @@ struct CompareRow {
   std::string run_dir;
   std::string error;             // why the run failed (the other fields then hold what was known); empty if it did not
   bool interrupted = false;      // stopped by SIGINT/SIGTERM (checkpointed); the runs after it were not started
+  std::string commit;            // the bytelm that ran it (empty in rows written before rows recorded it)
+  std::string device_name;       // what it trained on (device_description); empty where the run failed first
 };
 
 // Runs every config in order: the leak check on a fresh model of it (seq min(seq, 256), 2 sequences, batch 4),
@@ -52,7 +54,8 @@ struct CompareRow {
 std::vector<CompareRow> compare(const CompareJob& job);
 
 // One line of compare.jsonl: name, family, params, steps, bytes_per_s, best_val_bpb, final_val_bpb, seconds,
-// leakcheck, run_dir, error (null unless failed), interrupted, and the run's model and train configs.
+// leakcheck, run_dir, error (null unless failed), interrupted, commit, device_name (null if unknown), and the run's
+// model and train configs.
 std::string compare_row_json(const CompareRow& row);
 
 // The rows of a compare.jsonl, as compare() wrote them (compare_row_json), so a study run in pieces (one call
