@@ -668,8 +668,8 @@ TEST_F(CudaLayers, Bf16TunedProducts) {
 
 TEST_F(CudaLayers, Bf16LayerNorm) {
   // C = 130 takes the backward's blocks of up to 256 threads (dx accumulated onto is loaded a row ahead), C = 2100
-  // those of up to 1024
-  for (auto [N, C] : {std::pair{301, 130}, std::pair{300, 2100}}) {
+  // those of up to 1024; at N = 20000 both grids are one wave (layernorm.cu), whose row groups walk many rows each
+  for (auto [N, C] : {std::pair{301, 130}, std::pair{300, 2100}, std::pair{20000, 520}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
     tag = "bf16 N=" + std::to_string(N) + " ";
     Rng rng(202 + C);
@@ -710,8 +710,9 @@ TEST_F(CudaLayers, Bf16DiagSsm) {
 
 TEST_F(CudaLayers, Bf16SkipLayerNorm) {
   // C = 1024 is the ssm-100m width (rows of several warps); C = 6000 takes blocks of 750 threads and, for the
-  // backward's three column sums, more than 48 KB of shared memory
-  for (auto [N, C] : {std::pair{301, 1024}, std::pair{65, 6000}}) {
+  // backward's three column sums, more than 48 KB of shared memory; N = 20000 rows of 512 fill more than the one
+  // wave of blocks the grids have, so each row group walks many rows
+  for (auto [N, C] : {std::pair{301, 1024}, std::pair{65, 6000}, std::pair{20000, 512}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
     Rng rng(205 + C);
     V x = round_bf16(random_floats(N * C, rng, 2.0, 0.5)), y = round_bf16(random_floats(N * C, rng)),
