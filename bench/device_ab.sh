@@ -4,8 +4,10 @@
 # (default "2m 100m"), and op by op with each matrix product by shape (bench --profile) at the sizes in PROFILE
 # (default "100m"). With BASE=DIR (binaries of the commit to compare against, say main's, built the same way and
 # carried too; or several folders, "DIR1 DIR2"), the same benches and tables run for those binaries in this call,
-# each size base(s) then new, so that the ratios come from one card. With GEMM=1, first `bytelm bench-gemm` (the own sm90 products against cuBLAS,
-# bench/NOTES_gemm.md) into gemm_bench.jsonl.
+# each size base(s) then new, so that the ratios come from one card. With GEMM=1, first `bytelm bench-gemm` (the
+# own sm90 products against cuBLAS, bench/NOTES_gemm.md) into gemm_bench.jsonl. Every step has a time limit, so a
+# kernel that hangs costs minutes, not the call. NCU_DETAIL=REGEX adds Nsight's full sections for those kernels.
+# Everything comes back in ab_all.tar (the summaries beside it), since a call returns at most 8 files.
 # Staged on the dev machine by bench/stage_device.sh (BASE=... for the base binaries).
 #   device run: bash bench/device_unpack.sh && BASE=.devbin_base bash bench/device_ab.sh     carry: .devpack
 set -uo pipefail
@@ -14,18 +16,19 @@ out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 # the tests, with every recorded error (expect_close's properties) in the XML; the own products' (CudaGemm*) in a
 # process of their own first, so that a kernel that traps cannot take the other tests' CUDA context with it
-.devbin/bytelm_tests --gtest_filter='CudaGemm*' --gtest_output=xml:"$out/cuda_gemm_tests.xml" \
+timeout 300 .devbin/bytelm_tests --gtest_filter='CudaGemm*' --gtest_output=xml:"$out/cuda_gemm_tests.xml" \
   > "$out/cuda_tests.log" 2>&1
-.devbin/bytelm_tests --gtest_filter='Cuda*:-CudaGemm*' --gtest_output=xml:"$out/cuda_tests.xml" \
+timeout 300 .devbin/bytelm_tests --gtest_filter='Cuda*:-CudaGemm*' --gtest_output=xml:"$out/cuda_tests.xml" \
   >> "$out/cuda_tests.log" 2>&1
 grep -E "^\[  (PASSED|FAILED) |FAILED|Failure|Expected|Which is|error" "$out/cuda_tests.log" | head -40
-[ "${GEMM:-0}" = 1 ] && .devbin/bytelm bench-gemm --iters 20 > "$out/gemm_bench.jsonl" 2>&1
+[ "${GEMM:-0}" = 1 ] && timeout 300 .devbin/bytelm bench-gemm --iters 20 > "$out/gemm_bench.jsonl" 2>&1
 # the trainer end to end: graph replays with evaluations in between, then the checkpoint evaluated on GPU and CPU
 rm -rf /tmp/ab_run
-.devbin/bytelm train --device cuda --preset ssm-2m --steps 60 --eval-every 30 --batch 16 --seq 512 --quiet \
+timeout 180 .devbin/bytelm train --device cuda --preset ssm-2m --steps 60 --eval-every 30 --batch 16 --seq 512 --quiet \
   --data data/tinyshakespeare.txt --out /tmp/ab_run 2>&1 | tail -2 | tee "$out/train.txt"
 for dev in cuda cpu; do
-  .devbin/bytelm eval --device $dev --quiet --ckpt /tmp/ab_run --data data/tinyshakespeare.txt | tee -a "$out/eval.jsonl"
+  timeout 120 .devbin/bytelm eval --device $dev --quiet --ckpt /tmp/ab_run --data data/tinyshakespeare.txt |
+    tee -a "$out/eval.jsonl"
 done
 declare -A size=([2m]="256 4 64" [10m]="512 6 32" [100m]="1024 16 16")
 bins=(.devbin)
@@ -34,15 +37,15 @@ for s in 2m 10m 100m; do
   set -- ${size[$s]}
   for bin in "${bins[@]}"; do
     echo -n "$bin $s: "
-    $bin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 5 --steps 20 2>&1 |
-      tee -a "$out/bench_${bin#.}.jsonl"
+    timeout 120 $bin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 5 \
+      --steps 20 2>&1 | tee -a "$out/bench_${bin#.}.jsonl"
   done
 done
 for s in ${NCU-2m 100m}; do
   set -- ${size[$s]}
   for bin in "${bins[@]}"; do
     name="ncu_${bin#.}_$s"
-    ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv $bin/bytelm bench \
+    timeout 240 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv $bin/bytelm bench \
       --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 1 --steps 1 > "$out/$name.csv" \
       2> "$out/$name.err"
     python3 bench/ncu_summary.py "$out/$name.csv" 2 > "$out/$name.txt"
@@ -53,7 +56,20 @@ done
 for s in ${PROFILE-100m}; do
   set -- ${size[$s]}
   echo "== profile $s"
-  .devbin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 3 --steps 5 --profile \
-    > "$out/profile_$s.txt" 2>&1
+  timeout 240 .devbin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 --batch $3 --seq 2048 --warmup 3 \
+    --steps 5 --profile > "$out/profile_$s.txt" 2>&1
   head -${PROFILE_LINES:-40} "$out/profile_$s.txt"
 done
+# Nsight's full sections (throughput, stalls, occupancy) for the kernels NCU_DETAIL names (a regex), .devbin at
+# 10m: the first NCU_DETAIL_COUNT [8] matching launches (after NCU_DETAIL_SKIP [0] of them), as text
+if [ -n "${NCU_DETAIL:-}" ]; then
+  set -- ${size[10m]}
+  timeout 300 ncu --set full -k "regex:$NCU_DETAIL" --launch-skip "${NCU_DETAIL_SKIP:-0}" \
+    -c "${NCU_DETAIL_COUNT:-8}" --page details .devbin/bytelm bench --device cuda --d $1 --layers $2 --patch 2 \
+    --batch $3 --seq 2048 --warmup 1 --steps 1 > "$out/ncu_detail_10m.txt" 2>&1
+  grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Theoretical Occ" \
+    "$out/ncu_detail_10m.txt" | head -${NCU_DETAIL_LINES:-60}
+fi
+# A call brings back at most 8 files: everything goes into one tarball as well, and only the summaries stay beside it
+tar -C "$out" -cf /tmp/ab_all.tar . && mv /tmp/ab_all.tar "$out/ab_all.tar"
+find "$out" -maxdepth 1 -type f ! -name ab_all.tar ! -name gpu.txt ! -name cuda_tests.log ! -name 'bench_*.jsonl' -delete

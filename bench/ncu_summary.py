@@ -1,7 +1,7 @@
 """Kernel time table from an Nsight Compute CSV (ncu --csv --metrics gpu__time_duration.sum).
 
 usage: python3 ncu_summary.py FILE.csv [STEPS]   prints total ms per kernel name (per step when STEPS is given),
-largest first, with its share and launch count.
+largest first, with its share, its launches (over all the profiled steps) and the mean time of one launch.
 """
 import collections, csv, sys
 
@@ -19,7 +19,7 @@ for r in rows:
     total[name] += ms / steps
     count[name] += 1
 grand = sum(total.values())
-lines = [f"{'kernel':90s} {'ms':>8s} {'share':>6s} {'calls':>6s}", f"{'total':90s} {grand:8.3f}"]
+lines = [f"{'kernel':90s} {'ms':>8s} {'share':>6s} {'calls':>6s} {'us/call':>8s}", f"{'total':90s} {grand:8.3f}"]
 for name, ms in total.most_common():
-    lines.append(f"{name:90s} {ms:8.3f} {100 * ms / grand:5.1f}% {count[name]:6d}")
+    lines.append(f"{name:90s} {ms:8.3f} {100 * ms / grand:5.1f}% {count[name]:6d} {1e3 * ms * steps / count[name]:8.1f}")
 sys.stdout.write("\n".join(lines) + "\n")

@@ -132,6 +132,7 @@ TEST(SsmModel, EntropyAtAZeroTableEqualsMeanPooling) {
     float mean_loss = 0;
     for (float r : mean_rows) mean_loss += r / (B * T);
     EXPECT_NEAR(loss, mean_loss + std::log(256.0), 1e-4) << "the returned loss adds the uniform table's ln 256";
+    EXPECT_NEAR(entropy->last_extra_loss(), std::log(256.0), 1e-5) << "and says which part it added";
   }
 }
 

@@ -95,6 +95,29 @@ TEST(Training, EvalSecondsValidatesByTheClock) {
   EXPECT_THROW(validate(bad), Error);
 }
 
+// Entropy patching's objective adds its bigram table's loss (ln 256 nats at the start); the training log and the
+// report give the bytes' cross-entropy, which starts near ln 256 as every family's does, and the table's apart.
+TEST(Training, EntropyLogsTheBytesLossApart) {
+  TrainJob job;
+  job.cfg.model = {"ssm", 16, 1, 2, "entropy"};
+  job.cfg.train.steps = 3;
+  job.cfg.train.batch = 2;
+  job.cfg.train.seq = 32;
+  job.cfg.train.log_every = 1;
+  job.cfg.train.eval_bytes = 256;
+  job.data = demo_corpus();
+  job.out = temp_dir("entropy_log");
+  job.progress = false;
+  TrainReport r = train(job);
+  ASSERT_EQ(r.losses.size(), 3u);
+  EXPECT_NEAR(r.losses.front(), std::log(256.0), 0.3);
+  std::ifstream f(job.out + "/metrics.jsonl");
+  std::string first;
+  std::getline(f, first);
+  EXPECT_NE(first.find("\"extra_loss\":5.54"), std::string::npos) << first;  // ln 256 = 5.545
+  fs::remove_all(job.out);
+}
+
 TEST(Training, CheckpointRoundTrip) {
   for (std::string patching : {"mean", "attn", "local", "soft", "entropy"}) {
     std::string dir = temp_dir("ckpt");

@@ -60,20 +60,18 @@ struct CpuOps {
   template <class T>
   void copy_to_host(T* dst, const T* src, size_t n) { std::memcpy(dst, src, n * sizeof(T)); }
   // Mean of the N losses, plus the mean of N more (extra, or null) that row_loss leaves out; copies the N losses
-  // to row_loss (host) when given.
+  // to row_loss (host) when given. last_extra_loss() is the second mean.
   template <class T>
   T mean_loss(const T* loss, int N, T* row_loss, const T* extra = nullptr) {
-    T total = 0;
+    T total = 0, more = 0;
     for (int i = 0; i < N; i++) total += loss[i];
     if (row_loss) std::memcpy(row_loss, loss, sizeof(T) * N);
-    T mean = total / N;
-    if (extra) {
-      T more = 0;
+    if (extra)
       for (int i = 0; i < N; i++) more += extra[i];
-      mean += more / N;
-    }
-    return mean;
+    extra_mean_ = double(more / N);
+    return total / N + more / N;
   }
+  double last_extra_loss() const { return extra_mean_; }
   // dst row (g B + b) = src row (g B + b), rows of n, for every g < groups and the b whose flags[b] is set.
   template <class U>
   void copy_rows_where(U* dst, const U* src, const int* flags, int B, int n, int groups) {
@@ -291,6 +289,9 @@ struct CpuOps {
   void softcap_forward(T* y, const T* x, size_t n, T cap) { bytelm::softcap_forward(y, x, n, cap); }
   template <class T>
   void softcap_backward(T* dx, const T* dy, const T* x, size_t n, T cap) { bytelm::softcap_backward(dx, dy, x, n, cap); }
+
+ private:
+  double extra_mean_ = 0;  // mean_loss's second mean, last time
 };
 
 }  // namespace bytelm

@@ -153,6 +153,7 @@ class CudaOps {
     return last_mean_loss();
   }
   float last_mean_loss() const { return has_loss_ ? loss_mean_.data()[0] + loss_mean_.data()[1] : NAN; }
+  float last_extra_loss() const { return has_loss_ ? loss_mean_.data()[1] : 0.f; }
   template <class U>
   void copy_rows_where(U* dst, const U* src, const int* flags, int B, int n, int groups) {
     OpScope scope_("copy_rows_where");

@@ -135,6 +135,9 @@ class Model {
   // The mean loss of the last forward: what forward returned, or for a GPU forward recorded into a CUDA
   // graph (which returns NaN), the value its last replay left (see train/train_step.h).
   virtual T last_loss() const { return last_loss_; }
+  // The part of last_loss() that is not the bytes' cross-entropy: an auxiliary loss that the objective adds
+  // (entropy patching's bigram table), 0 in families without one. Training logs report the bytes' part.
+  virtual T last_extra_loss() const { return T(0); }
   virtual void* compute_stream() { return nullptr; }  // the cudaStream_t its kernels run on (GPU models)
   // GPU models: choose each matrix product's kernel by timing candidates (GemmLt::tune in layers/linear_cuda.h);
   // train --tune-products turns it on. Off, the kernels, and so the results to the bit, repeat across runs.

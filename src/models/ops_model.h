@@ -48,6 +48,7 @@ class OpsModel : public Model<T> {
     if constexpr (Ops::on_host) return this->last_loss_;
     else return ops_.last_mean_loss();
   }
+  T last_extra_loss() const override { return T(ops_.last_extra_loss()); }
   void* compute_params_bf16() override {
     if constexpr (kWeightCopy) return wa_.data();
     else return nullptr;

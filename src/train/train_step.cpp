@@ -38,6 +38,7 @@ StepResult TrainStep::run_direct(const uint8_t* x, const uint8_t* y, int B, int 
   model_.zero_grads();
   StepResult r;
   r.loss = model_.forward(x, y, B, seq, nullptr);
+  r.extra_loss = model_.last_extra_loss();
   model_.backward();
   r.grad_norm = opt_.step(model_, t, step, lr);
   return r;
@@ -78,7 +79,7 @@ StepResult TrainStep::run(const uint8_t* x, const uint8_t* y, int B, int seq, co
     opt_.set_step(t, step, lr);
     BYTELM_CUDA_CHECK(cudaGraphLaunch(g.exec, stream));
     BYTELM_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return {model_.last_loss(), opt_.last_norm()};
+    return {model_.last_loss(), opt_.last_norm(), model_.last_extra_loss()};
   }
 #endif
   return run_direct(x, y, B, seq, t, step, lr);

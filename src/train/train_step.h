@@ -20,6 +20,7 @@ namespace bytelm {
 struct StepResult {
   float loss = 0;         // mean loss of the batch before the update, in nats
   double grad_norm = 0;   // global gradient norm before clipping
+  float extra_loss = 0;   // the part of loss that is an auxiliary objective's (Model::last_extra_loss), in nats
 };
 
 class TrainStep {

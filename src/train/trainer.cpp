@@ -141,10 +141,13 @@ TrainReport train(const TrainJob& job) {
     split_windows(window.data(), t.batch, t.seq, x.data(), y.data());
     double lr = lr_at(t, step);
     StepResult r = stepper.run(x.data(), y.data(), t.batch, t.seq, t, step, lr);
-    float loss = r.loss;
     double gnorm = r.grad_norm;
     // the update is done by now (a GPU step is one unit), but nothing of it is saved: the run stops here
-    if (!std::isfinite(loss)) throw Error("training diverged at step " + std::to_string(step + 1) + " (loss is " + std::to_string(loss) + "); try a lower --lr");
+    if (!std::isfinite(r.loss))
+      throw Error("training diverged at step " + std::to_string(step + 1) + " (loss is " + std::to_string(r.loss) +
+                  "); try a lower --lr");
+    // logged and shown: the bytes' cross-entropy, comparable with val_bpb; an auxiliary loss is logged apart
+    float loss = r.loss - r.extra_loss;
     report.losses.push_back(loss);
     last_loss = loss;
     int done = step + 1;
@@ -152,6 +155,7 @@ TrainReport train(const TrainJob& job) {
     report.bytes_per_s = (done - first_step) * (double)t.batch * t.seq / std::max(secs, 1e-9);
     if (done % t.log_every == 0 || done == t.steps)
       metrics << "{\"step\":" << done << ",\"loss\":" << json_number(loss) << ",\"bpb\":" << json_number(loss / std::log(2.0))
+              << (r.extra_loss != 0 ? ",\"extra_loss\":" + json_number(r.extra_loss) : std::string())
               << ",\"lr\":" << json_number(lr) << ",\"grad_norm\":" << json_number(gnorm)
               << ",\"bytes_per_s\":" << json_number(std::round(report.bytes_per_s)) << "}\n" << std::flush;
     bool saved = done % t.eval_every == 0 || done == t.steps ||  // evaluated and checkpointed at this step

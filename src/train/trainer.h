@@ -22,7 +22,8 @@ struct TrainJob {
 };
 
 struct TrainReport {
-  std::vector<float> losses;  // training loss (nats) of every step run in this call
+  std::vector<float> losses;  // training loss (nats) of every step run in this call: the bytes' cross-entropy, without
+                              // an auxiliary loss the objective adds (Model::last_extra_loss)
   double val_bpb = 0;         // at the last evaluation
   int step = 0;               // steps completed in total
   double bytes_per_s = 0;     // training throughput of this call
