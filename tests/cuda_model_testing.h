@@ -29,8 +29,8 @@ inline void perturb_params(Model<float>& m, uint64_t seed) {
   m.push_params();
 }
 
-// cpu and gpu (fp32) hold the same parameters: the loss, each row's loss and every gradient tensor agree to fp32
-// accuracy on random bytes, and a second backward on the GPU gives the same bits.
+// cpu and gpu (fp32) hold the same parameters: the loss (and its auxiliary part), each row's loss and every
+// gradient tensor agree to fp32 accuracy on random bytes, and a second backward on the GPU gives the same bits.
 inline void expect_gpu_matches_cpu(Model<float>& cpu, Model<float>& gpu, int B, int T, uint64_t seed,
                                    const std::string& what) {
   Rng rng(seed);
@@ -41,6 +41,7 @@ inline void expect_gpu_matches_cpu(Model<float>& cpu, Model<float>& gpu, int B, 
   float lc = cpu.forward(x.data(), y.data(), B, T, rows_cpu.data());
   float lg = gpu.forward(x.data(), y.data(), B, T, rows_gpu.data());
   EXPECT_NEAR(lg, lc, 1e-5 * std::fabs(lc)) << what;
+  EXPECT_NEAR(gpu.last_extra_loss(), cpu.last_extra_loss(), 1e-5 * std::fabs(cpu.last_extra_loss())) << what;
   EXPECT_LT(rel_err(rows_gpu.data(), rows_cpu.data(), rows_cpu.size()), 1e-5) << what;
   cpu.backward();
   gpu.backward();
@@ -152,6 +153,7 @@ inline void expect_graph_steps_match_direct(Model<float>& replayed, Model<float>
     direct.backward();
     double norm = o_direct.step(direct, t, s, lr_at(t, s));
     EXPECT_EQ(r.loss, loss) << what << " step " << s;
+    EXPECT_EQ(r.extra_loss, direct.last_extra_loss()) << what << " step " << s;
     EXPECT_EQ(r.grad_norm, norm) << what << " step " << s;
   }
   replayed.pull_params();

@@ -24,6 +24,19 @@ static std::string temp_dir(const std::string& name) {
 
 static std::string demo_corpus() { return std::string(BYTELM_SOURCE_DIR) + "/data/tinyshakespeare.txt"; }
 
+// A quiet training job on the demo corpus into a fresh temp folder named `name`.
+static TrainJob demo_job(const ModelConfig& model, int steps, int batch, int seq, const std::string& name) {
+  TrainJob job;
+  job.cfg.model = model;
+  job.cfg.train.steps = steps;
+  job.cfg.train.batch = batch;
+  job.cfg.train.seq = seq;
+  job.data = demo_corpus();
+  job.out = temp_dir(name);
+  job.progress = false;
+  return job;
+}
+
 TEST(Training, OverfitsA200ByteString) {
   std::string text =
       "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
@@ -41,17 +54,10 @@ TEST(Training, OverfitsA200ByteString) {
 }
 
 TEST(Training, ReducesValidationBpbOnDemoCorpus) {
-  TrainJob job;
-  job.cfg.model = {"ssm", 64, 2, 2};
-  job.cfg.train.steps = 150;
-  job.cfg.train.batch = 8;
-  job.cfg.train.seq = 128;
+  TrainJob job = demo_job({"ssm", 64, 2, 2}, 150, 8, 128, "reduce");
   job.cfg.train.lr = 1e-2;
   job.cfg.train.eval_every = 150;
   job.cfg.train.eval_bytes = 16384;
-  job.data = demo_corpus();
-  job.out = temp_dir("reduce");
-  job.progress = false;
   // the untrained model's validation cost, for comparison
   TrainJob zero = job;
   zero.cfg.train.steps = 1;
@@ -70,17 +76,10 @@ TEST(Training, ReducesValidationBpbOnDemoCorpus) {
 // step's time makes every step one that validates; eval_seconds 0 leaves eval_every alone (here: only the last).
 TEST(Training, EvalSecondsValidatesByTheClock) {
   auto val_lines = [](double eval_seconds) {
-    TrainJob job;
-    job.cfg.model = {"ssm", 16, 1, 2};
-    job.cfg.train.steps = 5;
-    job.cfg.train.batch = 2;
-    job.cfg.train.seq = 32;
+    TrainJob job = demo_job({"ssm", 16, 1, 2}, 5, 2, 32, "eval_seconds");
     job.cfg.train.eval_every = 1000;
     job.cfg.train.eval_seconds = eval_seconds;
     job.cfg.train.eval_bytes = 256;
-    job.data = demo_corpus();
-    job.out = temp_dir("eval_seconds");
-    job.progress = false;
     train(job);
     std::ifstream f(job.out + "/metrics.jsonl");
     int n = 0;
@@ -98,16 +97,9 @@ TEST(Training, EvalSecondsValidatesByTheClock) {
 // Entropy patching's objective adds its bigram table's loss (ln 256 nats at the start); the training log and the
 // report give the bytes' cross-entropy, which starts near ln 256 as every family's does, and the table's apart.
 TEST(Training, EntropyLogsTheBytesLossApart) {
-  TrainJob job;
-  job.cfg.model = {"ssm", 16, 1, 2, "entropy"};
-  job.cfg.train.steps = 3;
-  job.cfg.train.batch = 2;
-  job.cfg.train.seq = 32;
+  TrainJob job = demo_job({"ssm", 16, 1, 2, "entropy"}, 3, 2, 32, "entropy_log");
   job.cfg.train.log_every = 1;
   job.cfg.train.eval_bytes = 256;
-  job.data = demo_corpus();
-  job.out = temp_dir("entropy_log");
-  job.progress = false;
   TrainReport r = train(job);
   ASSERT_EQ(r.losses.size(), 3u);
   EXPECT_NEAR(r.losses.front(), std::log(256.0), 0.3);
@@ -184,17 +176,10 @@ TEST(Training, ResumeGivesTheSameLossCurve) {
   // Two threads, whatever the suite's default: the parallel reductions must be reproducible too.
   int threads_before = thread_count();
   omp_set_num_threads(2);
-  TrainJob job;
-  job.cfg.model = {"ssm", 32, 2, 2};
-  job.cfg.train.steps = 24;
-  job.cfg.train.batch = 4;
-  job.cfg.train.seq = 64;
+  TrainJob job = demo_job({"ssm", 32, 2, 2}, 24, 4, 64, "full");
   job.cfg.train.eval_every = 8;
   job.cfg.train.eval_bytes = 4096;
   job.cfg.train.log_every = 1;
-  job.data = demo_corpus();
-  job.progress = false;
-  job.out = temp_dir("full");
   TrainReport full = train(job);
   ASSERT_EQ(full.losses.size(), 24u);
 
