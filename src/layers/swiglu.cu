@@ -115,24 +115,18 @@ __global__ void add_unpadded_w12_kernel(float* dW12, const float* dW12p, int d, 
   store_pack(row, c0, d, vec, a);
 }
 
-// The workspace: padded weight copies W12p [2S, d] and W3p [d, S] (type T), then fp32 room for a padded
-// weight gradient (dW3p [d, S], later dW12p [2S, d]).
+// The padded weight copies: W12p [2S, d], then W3p [d, S].
 template <class T>
-struct Workspace {
+struct Padded {
   T *W12p, *W3p;
-  float* dWp;
-  Workspace(void* base, int d, int S) {
-    W12p = (T*)base;
-    W3p = W12p + (size_t)2 * S * d;
-    dWp = (float*)(W3p + (size_t)d * S);
-  }
+  Padded(T* base, int d, int S) : W12p(base), W3p(base + (size_t)2 * S * d) {}
 };
 
 // Packs of n elements in rows of d.
 size_t row_packs_of(size_t rows, int d, int n) { return rows * ((d + n - 1) / n); }
 
 template <class T>
-void pad_weights(Workspace<T> w, const T* W12, const T* W3, int d, int H, int S, cudaStream_t stream) {
+void pad_weights(Padded<T> w, const T* W12, const T* W3, int d, int H, int S, cudaStream_t stream) {
   constexpr int n = Pack<T>::n;
   pad_w12_kernel<<<blocks_for(row_packs_of(2 * S, d, n)), kThreads, 0, stream>>>(
       w.W12p, W12, d, H, S, packable(W12, d) && packable(w.W12p, d));
@@ -146,11 +140,11 @@ void pad_weights(Workspace<T> w, const T* W12, const T* W3, int d, int H, int S,
 // Every product below has dimensions N, d, S or 2S: with S a multiple of 16, all aligned.
 template <class A>
 void swiglu_forward_cuda(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H,
-                         const A* residual, void* workspace, Gemm gemm, cudaStream_t stream) {
+                         const A* residual, A* padded, Gemm gemm, cudaStream_t stream) {
   if (N == 0) return;
   int S = swiglu_stride_cuda(H);
   if (!packable(g, 2 * S) || !packable(m, S)) throw Error("swiglu_forward_cuda: g and m must be 16-byte aligned");
-  Workspace<A> w(workspace, d, S);
+  Padded<A> w(padded, d, S);
   pad_weights(w, W12, W3, d, H, S, stream);
   gemm_rows_cuda(false, true, N, 2 * S, d, x, d, w.W12p, d, 0.f, g, 2 * S, gemm, stream);  // g = x W12p^T
   size_t packs = (size_t)N * S / Pack<A>::n;
@@ -164,7 +158,7 @@ void swiglu_forward_cuda(A* y, A* g, A* m, const A* x, const A* W12, const A* W3
 
 template <class A>
 void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m,
-                          const A* W12, const A* W3, int N, int d, int H, A* scratch, void* workspace, Gemm gemm,
+                          const A* padded, int N, int d, int H, A* scratch, float* dw_scratch, Gemm gemm,
                           cudaStream_t stream) {
   if (N == 0) return;
   int S = swiglu_stride_cuda(H);
@@ -172,27 +166,27 @@ void swiglu_backward_cuda(A* dx, float* dW12, float* dW3, const A* dy, const A* 
   A* dg = scratch + (size_t)N * S;  // [N, 2S], zero in the padding columns
   if (!packable(g, 2 * S) || !packable(scratch, S))
     throw Error("swiglu_backward_cuda: g and scratch must be 16-byte aligned");
-  Workspace<A> w(workspace, d, S);
-  pad_weights(w, W12, W3, d, H, S, stream);
+  Padded<const A> w(padded, d, S);
+  float* dWp = dw_scratch;
   gemm_rows_cuda(false, false, N, S, d, dy, d, w.W3p, S, 0.f, dm, S, gemm, stream);  // dm = dy W3p
-  gemm_rows_cuda(true, false, d, S, N, dy, d, m, S, 0.f, w.dWp, S, gemm, stream);    // dW3p = dy^T m
-  add_unpadded_kernel<<<blocks_for(row_packs_of(d, S, Pack<float>::n)), kThreads, 0, stream>>>(dW3, w.dWp, d, H, S);
+  gemm_rows_cuda(true, false, d, S, N, dy, d, m, S, 0.f, dWp, S, gemm, stream);      // dW3p = dy^T m
+  add_unpadded_kernel<<<blocks_for(row_packs_of(d, S, Pack<float>::n)), kThreads, 0, stream>>>(dW3, dWp, d, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   size_t packs = (size_t)N * S / Pack<A>::n;
   swiglu_gate_backward_kernel<<<blocks_for(packs), kThreads, 0, stream>>>(dg, dm, g, packs, H, S);
   BYTELM_CUDA_CHECK(cudaGetLastError());
   gemm_rows_cuda(false, false, N, d, 2 * S, dg, 2 * S, w.W12p, d, 0.f, dx, d, gemm, stream);  // dx = dg W12p
-  gemm_rows_cuda(true, false, 2 * S, d, N, dg, 2 * S, x, d, 0.f, w.dWp, d, gemm, stream);     // dW12p = dg^T x
+  gemm_rows_cuda(true, false, 2 * S, d, N, dg, 2 * S, x, d, 0.f, dWp, d, gemm, stream);       // dW12p = dg^T x
   add_unpadded_w12_kernel<<<blocks_for(row_packs_of(2 * H, d, Pack<float>::n)), kThreads, 0, stream>>>(
-      dW12, w.dWp, d, H, S, packable(dW12, d) && packable(w.dWp, d));
+      dW12, dWp, d, H, S, packable(dW12, d) && packable(dWp, d));
   BYTELM_CUDA_CHECK(cudaGetLastError());
 }
 
 #define BYTELM_INSTANTIATE(A)                                                                                    \
-  template void swiglu_forward_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, const A*, void*, \
+  template void swiglu_forward_cuda<A>(A*, A*, A*, const A*, const A*, const A*, int, int, int, const A*, A*,    \
                                        Gemm, cudaStream_t);                                                      \
-  template void swiglu_backward_cuda<A>(A*, float*, float*, const A*, const A*, const A*, const A*, const A*,     \
-                                        const A*, int, int, int, A*, void*, Gemm, cudaStream_t);
+  template void swiglu_backward_cuda<A>(A*, float*, float*, const A*, const A*, const A*, const A*, const A*, int, \
+                                        int, int, A*, float*, Gemm, cudaStream_t);
 BYTELM_INSTANTIATE(float)
 BYTELM_INSTANTIATE(bf16)
 #undef BYTELM_INSTANTIATE

@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <type_traits>
 #include <vector>
 
 #include "core/device_buffer.h"
+#include "core/error.h"
 #include "core/op_profile.h"
 #include "core/pinned_buffer.h"
 #include "layers/attention_cuda.h"
@@ -276,14 +278,17 @@ class CudaOps {
   }
   void swiglu_forward(A* y, A* g, A* m, const A* x, const A* W12, const A* W3, int N, int d, int H, const A* residual) {
     OpScope scope_("swiglu_forward");
-    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, residual, workspace(swiglu_workspace_bytes_cuda(d, H, sizeof(A))),
+    swiglu_forward_cuda(y, g, m, x, W12, W3, N, d, H, residual, swiglu_padded(W12, swiglu_padded_elems_cuda(d, H)),
                         gemm_, stream_);
   }
+  // Reads the padded copies of W12 and W3 that the forward made (found by W12), not W3 itself.
   void swiglu_backward(A* dx, float* dW12, float* dW3, const A* dy, const A* x, const A* g, const A* m, const A* W12,
-                       const A* W3, int N, int d, int H, A* scratch) {
+                       const A* /*W3*/, int N, int d, int H, A* scratch) {
     OpScope scope_("swiglu_backward");
-    swiglu_backward_cuda(dx, dW12, dW3, dy, x, g, m, W12, W3, N, d, H, scratch,
-                         workspace(swiglu_workspace_bytes_cuda(d, H, sizeof(A))), gemm_, stream_);
+    auto padded = swiglu_padded_.find(W12);
+    if (padded == swiglu_padded_.end()) throw Error("swiglu_backward: no forward has run with these weights");
+    swiglu_backward_cuda(dx, dW12, dW3, dy, x, g, m, (const A*)padded->second.data(), N, d, H, scratch,
+                         (float*)workspace(swiglu_dw_scratch_floats_cuda(d, H) * sizeof(float)), gemm_, stream_);
   }
   void linear_forward(A* y, const A* x, const A* W, int N, int in, int out) {
     OpScope scope_("linear_forward");
@@ -412,9 +417,16 @@ class CudaOps {
     if (workspace_.size() < n) workspace_.assign_zero(n);
     return workspace_.data();
   }
+  // Each SwiGLU layer's padded weight copies, by its W12: written by its forward, read by its backward.
+  A* swiglu_padded(const A* W12, size_t elems) {
+    DeviceBuffer<A>& copies = swiglu_padded_[W12];
+    if (copies.size() < elems) copies.assign_zero(elems);
+    return copies.data();
+  }
   cudaStream_t stream_ = nullptr;
   Gemm gemm_;
   DeviceBuffer<float> partials_, workspace_;
+  std::map<const A*, DeviceBuffer<A>> swiglu_padded_;
   DeviceBuffer<uint8_t> cublas_workspace_;  // fixed, so cuBLAS never allocates while a graph is captured
   std::unique_ptr<GemmLt> lt_;              // gemm_.lt, on cublas_workspace_
   PinnedBuffer<float> loss_mean_;           // the mean loss, and extra's (0 without it)
