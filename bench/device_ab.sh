@@ -6,7 +6,8 @@
 # - BASE=DIR (binaries of the commit to compare against, say main's, built the same way and carried too; or
 #   several folders, "DIR1 DIR2"): the same benches and tables for those binaries in this call, each size base(s)
 #   then new, so that the ratios come from one card.
-# - VARIANTS="NAME=VALUE ...": .devbin again under each environment setting.
+# - VARIANTS="NAME=VALUE ...": .devbin again under each environment setting (a BASE entry may carry its own,
+#   DIR@NAME=VALUE).
 # - GEMM=1: first `bytelm bench-gemm` (the own sm90 products against cuBLAS, bench/NOTES_gemm.md).
 # - NCU_DETAIL=REGEX: Nsight's full sections for those kernels.
 # Every step has a time limit, so a kernel that hangs costs minutes, not the call. Everything comes back in
@@ -19,20 +20,26 @@ out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 # the tests, with every recorded error (expect_close's properties) in the XML; the own products' (CudaGemm*) in a
 # process of their own first, so that a kernel that traps cannot take the other tests' CUDA context with it
-timeout 300 .devbin/bytelm_tests --gtest_filter='CudaGemm*' --gtest_output=xml:"$out/cuda_gemm_tests.xml" \
-  > "$out/cuda_tests.log" 2>&1
-timeout 300 .devbin/bytelm_tests --gtest_filter='Cuda*:-CudaGemm*' --gtest_output=xml:"$out/cuda_tests.xml" \
-  >> "$out/cuda_tests.log" 2>&1
-grep -E "^\[  (PASSED|FAILED) |FAILED|Failure|Expected|Which is|error" "$out/cuda_tests.log" | head -40
+# (TESTS=0 skips them, for a call that has run them already)
+if [ "${TESTS:-1}" = 1 ]; then
+  timeout 300 .devbin/bytelm_tests --gtest_filter='CudaGemm*' --gtest_output=xml:"$out/cuda_gemm_tests.xml" \
+    > "$out/cuda_tests.log" 2>&1
+  timeout 300 .devbin/bytelm_tests --gtest_filter='Cuda*:-CudaGemm*' --gtest_output=xml:"$out/cuda_tests.xml" \
+    >> "$out/cuda_tests.log" 2>&1
+  grep -E "^\[  (PASSED|FAILED) |FAILED|Failure|Expected|Which is|error" "$out/cuda_tests.log" | head -40
+fi
 [ "${GEMM:-0}" = 1 ] && timeout 300 .devbin/bytelm bench-gemm --iters 20 > "$out/gemm_bench.jsonl" 2>&1
 # the trainer end to end: graph replays with evaluations in between, then the checkpoint evaluated on GPU and CPU
-rm -rf /tmp/ab_run
-timeout 180 .devbin/bytelm train --device cuda --preset ssm-2m --steps 60 --eval-every 30 --batch 16 --seq 512 --quiet \
-  --data data/tinyshakespeare.txt --out /tmp/ab_run 2>&1 | tail -2 | tee "$out/train.txt"
-for dev in cuda cpu; do
-  timeout 120 .devbin/bytelm eval --device $dev --quiet --ckpt /tmp/ab_run --data data/tinyshakespeare.txt |
-    tee -a "$out/eval.jsonl"
-done
+# (TRAIN=0 skips it)
+if [ "${TRAIN:-1}" = 1 ]; then
+  rm -rf /tmp/ab_run
+  timeout 180 .devbin/bytelm train --device cuda --preset ssm-2m --steps 60 --eval-every 30 --batch 16 --seq 512 \
+    --quiet --data data/tinyshakespeare.txt --out /tmp/ab_run 2>&1 | tail -2 | tee "$out/train.txt"
+  for dev in cuda cpu; do
+    timeout 120 .devbin/bytelm eval --device $dev --quiet --ckpt /tmp/ab_run --data data/tinyshakespeare.txt |
+      tee -a "$out/eval.jsonl"
+  done
+fi
 declare -A size=([2m]="256 4 64" [10m]="512 6 32" [100m]="1024 16 16")
 bins=(.devbin)
 [ -n "${BASE:-}" ] && bins=($BASE .devbin)  # BASE may name several folders: "A B" benches A, B, then .devbin

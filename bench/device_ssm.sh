@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # One device call for the ssm family on the GPU: the CUDA tests, then bytelm's training throughput and the PyTorch
 # peer's (../shared/peers/ssm_ref.py, carried in .peers) at the issue's three sizes, seq 2048, alternating size by
-# size on the same card. The figures the issue asks for come first, so a lease cut short still returns them; then
-# the optional passes: with TUNED=1, bytelm with --tune-products (each product's kernel the fastest of cuBLASLt's
-# candidates); with BASE=DIR, the bytelm in DIR (say a build of main); then (unless QUICK=1) the trainer end to end
-# and bytelm again after everything, so drift of the card shows. STEPS timed steps a bench (default 30).
+# size on the same card. The figures the issue asks for come first at each size, so a lease cut short still returns
+# them; with BASE="DIR ..." the bytelm in each DIR (say a build of main, or of a branch's parts; DIR@NAME=VALUE runs
+# it under that environment setting) right after them at the same size, into bench_base.jsonl, each line with an
+# "entry" key. Then the optional passes: with TUNED=1, bytelm with --tune-products (each product's kernel the
+# fastest of cuBLASLt's candidates); then (unless QUICK=1) the trainer end to end and bytelm again after
+# everything, so drift of the card shows. STEPS timed steps a bench (default 30). Every file is written as it goes,
+# under $OUT, so a call cut short returns what ran.
 # Staged on the dev machine by bench/stage_device.sh (PEERS=1, and BASE=... for the base binary).
 #   device run: bash bench/device_unpack.sh && bash bench/device_ssm.sh     carry: .devpack
 set -uo pipefail
@@ -14,13 +17,15 @@ out="${OUT:-/tmp/bytelm_out}"; mkdir -p "$out"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c 'import torch; print("torch", torch.__version__)'
 } 2>&1 | tee "$out/gpu.txt"
-.devbin/bytelm_tests --gtest_filter='Cuda*' 2>&1 | tee "$out/cuda_tests.log" | grep -E "^\[  (PASSED|FAILED) |FAILED|Failure"
+timeout 300 .devbin/bytelm_tests --gtest_filter='Cuda*' 2>&1 | tee "$out/cuda_tests.log" | grep -E "^\[  (PASSED|FAILED) |FAILED|Failure"
 steps=${STEPS:-30}
 sizes=("256 4 64" "512 6 32" "1024 16 16")
-bench_one() {  # bench_one BINARY_DIR FILE D LAYERS BATCH [FLAGS...]
-  local bin=$1 file=$2 d=$3 layers=$4 batch=$5; shift 5
-  "$bin/bytelm" bench --device cuda --d $d --layers $layers --patch 2 --batch $batch --seq 2048 --warmup 5 \
-    --steps $steps "$@" 2>&1 | tee -a "$out/$file"
+bench_one() {  # bench_one ENTRY FILE D LAYERS BATCH [FLAGS...]: ENTRY is DIR or DIR@NAME=VALUE[,NAME=VALUE]
+  local entry=$1 file=$2 d=$3 layers=$4 batch=$5; shift 5
+  local bin=${entry%%@*} settings=""
+  [[ $entry == *@* ]] && settings=$(echo "${entry#*@}" | tr , ' ')
+  env $settings timeout 120 "$bin/bytelm" bench --device cuda --d $d --layers $layers --patch 2 --batch $batch \
+    --seq 2048 --warmup 5 --steps $steps "$@" 2>&1 | sed "s|^{|{\"entry\": \"$entry\", |" | tee -a "$out/$file"
 }
 bench_all() {  # bench_all BINARY_DIR FILE [FLAGS...]: bytelm at the three sizes
   local bin=$1 file=$2 s; shift 2
@@ -31,9 +36,9 @@ for s in "${sizes[@]}"; do
   set -- $s
   timeout 200 python3 .peers/ssm_ref.py --d $1 --layers $2 --batch $3 --seq 2048 --steps $steps 2>&1 | grep '^{' \
     | tee -a "$out/peer.jsonl"
+  for entry in ${BASE:-}; do bench_one "$entry" bench_base.jsonl $s; done
 done
 [ "${TUNED:-0}" = 1 ] && bench_all .devbin bench_tuned.jsonl --tune-products
-[ -n "${BASE:-}" ] && bench_all "$BASE" bench_base.jsonl
 [ "${QUICK:-0}" = 1 ] && exit 0
 # the trainer end to end on the GPU: train, checkpoint, then eval the checkpoint on GPU and CPU (one file: a call
 # returns at most 8 from $OUT, and with BASE and TUNED this script writes 8)

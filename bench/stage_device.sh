@@ -3,7 +3,7 @@
 # build's binaries (build/, stripped) and the shared libraries they link that the GPU machine lacks (OpenBLAS,
 # libgomp, libgfortran, libquadmath, libstdc++), each an xz tarball, so the call stays far under its 64 MiB.
 # With BASE=DIR, DIR's bytelm goes in too, as .devbin_base (say a build of main, for A/B benches); with BASE2=DIR,
-# a second one as .devbin_base2 (an intermediate commit, for an A/B/C).
+# a second one as .devbin_base2 (an intermediate commit, for an A/B/C), BASE3=DIR a third as .devbin_base3.
 # With PEERS=1, ../shared/peers goes in as .peers/ (the PyTorch programs bytelm is measured against).
 # With DATA=1, the benchmark corpus (../shared/data/*.xz) goes in as .data/ (bench/unpack_corpus.sh reads it).
 # On the device, bench/device_unpack.sh puts them back (.devbin, .devlib, .devbin_base, .peers, .data).
@@ -23,6 +23,7 @@ pack() {  # pack NAME DIR FILES...: FILES into DIR/ inside .devpack/NAME.tar.xz 
 pack bin .devbin build/bytelm build/bytelm_tests
 [ -n "${BASE:-}" ] && pack bin_base .devbin_base "$BASE/bytelm"
 [ -n "${BASE2:-}" ] && pack bin_base2 .devbin_base2 "$BASE2/bytelm"
+[ -n "${BASE3:-}" ] && pack bin_base3 .devbin_base3 "$BASE3/bytelm"
 libs=()
 for l in libopenblas.so.0 libgomp.so.1 libgfortran.so.5 libquadmath.so.0 libstdc++.so.6; do
   libs+=("/lib/x86_64-linux-gnu/$l")
