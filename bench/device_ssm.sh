@@ -38,6 +38,7 @@ for s in "${sizes[@]}"; do
     | tee -a "$out/peer.jsonl"
   for entry in ${BASE:-}; do bench_one "$entry" bench_base.jsonl $s; done
 done
+python3 bench/ssm_table.py "$out"  # the table, and bytelm against each BASE entry
 [ "${TUNED:-0}" = 1 ] && bench_all .devbin bench_tuned.jsonl --tune-products
 [ "${QUICK:-0}" = 1 ] && exit 0
 # the trainer end to end on the GPU: train, checkpoint, then eval the checkpoint on GPU and CPU (one file: a call
