@@ -3,11 +3,13 @@
 # peer's (../shared/peers/ssm_ref.py, carried in .peers) at the issue's three sizes, seq 2048, alternating size by
 # size on the same card. The figures the issue asks for come first at each size, so a lease cut short still returns
 # them; with BASE="DIR ..." the bytelm in each DIR (say a build of main, or of a branch's parts; DIR@NAME=VALUE runs
-# it under that environment setting) right after them at the same size, into bench_base.jsonl, each line with an
-# "entry" key. Then the optional passes: with TUNED=1, bytelm with --tune-products (each product's kernel the
-# fastest of cuBLASLt's candidates); then (unless QUICK=1) the trainer end to end and bytelm again after
-# everything, so drift of the card shows. STEPS timed steps a bench (default 30). Every file is written as it goes,
-# under $OUT, so a call cut short returns what ran.
+# it under that environment setting), into bench_base.jsonl, each line with an "entry" key: the first entry right
+# after them at each size, then, once all three sizes have their figures, the others size by size, each size after
+# bytelm again (entry .devbin there, so the card's drift between the passes shows; bench/ssm_table.py compares an
+# entry with bytelm's nearest run before it). Then the optional passes: with TUNED=1, bytelm with --tune-products
+# (each product's kernel the fastest of cuBLASLt's candidates); then (unless QUICK=1) the trainer end to end and
+# bytelm again after everything, so drift of the card shows. STEPS timed steps a bench (default 30). Every file is
+# written as it goes, under $OUT, so a call cut short returns what ran.
 # Staged on the dev machine by bench/stage_device.sh (PEERS=1, and BASE=... for the base binary).
 #   device run: bash bench/device_unpack.sh && bash bench/device_ssm.sh     carry: .devpack
 set -uo pipefail
@@ -31,12 +33,18 @@ bench_all() {  # bench_all BINARY_DIR FILE [FLAGS...]: bytelm at the three sizes
   local bin=$1 file=$2 s; shift 2
   for s in "${sizes[@]}"; do bench_one "$bin" "$file" $s "$@"; done
 }
-for s in "${sizes[@]}"; do
+base=(${BASE:-})
+for s in "${sizes[@]}"; do  # first pass: the issue's figures, and the first BASE entry beside them
   bench_one .devbin bench.jsonl $s
   set -- $s
   timeout 200 python3 .peers/ssm_ref.py --d $1 --layers $2 --batch $3 --seq 2048 --steps $steps 2>&1 | grep '^{' \
     | tee -a "$out/peer.jsonl"
-  for entry in ${BASE:-}; do bench_one "$entry" bench_base.jsonl $s; done
+  [ ${#base[@]} -gt 0 ] && bench_one "${base[0]}" bench_base.jsonl $s
+done
+for s in "${sizes[@]}"; do  # second pass: the other BASE entries, each size after bytelm again
+  [ ${#base[@]} -gt 1 ] || break
+  bench_one .devbin bench_base.jsonl $s
+  for entry in "${base[@]:1}"; do bench_one "$entry" bench_base.jsonl $s; done
 done
 python3 bench/ssm_table.py "$out"  # the issue's table, and bytelm against each BASE entry
 [ "${TUNED:-0}" = 1 ] && bench_all .devbin bench_tuned.jsonl --tune-products

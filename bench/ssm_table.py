@@ -1,5 +1,6 @@
 """The issue's table from one device_ssm.sh call: bytelm against the peer at each size (bytes/s, ms a step, the
-ratio, peak GiB, MFU), then every BASE entry of the call against bytelm at the same size.
+ratio, peak GiB, MFU), then every BASE entry of the call against bytelm at the same size (its nearest run before
+the entry's), and bytelm's later runs (entry .devbin) against its first.
 
 usage: python3 ssm_table.py DIR
   DIR  the call's files: bench.jsonl (bytelm), peer.jsonl (the peer), bench_base.jsonl (BASE entries, optional;
@@ -35,9 +36,16 @@ def mega(x):
 folder = sys.argv[1]
 ours = {d_of(r): r for r in rows(os.path.join(folder, "bench.jsonl"))}
 peer = {d_of(r): r for r in rows(os.path.join(folder, "peer.jsonl"))}
-bases = {}
+# Each BASE entry against bytelm's nearest run before it at the same size: bench.jsonl's, or a later pass's line
+# for bytelm itself (entry .devbin) in bench_base.jsonl, so that an entry benched minutes later meets the card
+# in the same state.
+bases, against, latest = {}, {}, dict(ours)
 for r in rows(os.path.join(folder, "bench_base.jsonl")):
-    bases.setdefault(r.get("entry", "base"), {})[d_of(r)] = r
+    entry, d = r.get("entry", "base"), d_of(r)
+    bases.setdefault(entry, {})[d] = r
+    against.setdefault(entry, {})[d] = ours.get(d) if entry == ".devbin" else latest.get(d)  # .devbin: the drift
+    if entry == ".devbin":
+        latest[d] = r
 
 first = next(iter(ours.values()), None)
 if first:
@@ -59,7 +67,7 @@ if bases:
     for entry, by_d in bases.items():
         cells = []
         for d in PRESETS:
-            b, o = by_d.get(d), ours.get(d)
+            b, o = by_d.get(d), against[entry].get(d)
             if not b:
                 cells.append("-")
                 continue
