@@ -10,6 +10,7 @@
 #   DIR@NAME=VALUE).
 # - GEMM=1: first `bytelm bench-gemm` (the own sm90 products against cuBLAS, bench/NOTES_gemm.md).
 # - NCU_DETAIL=REGEX: Nsight's full sections for those kernels.
+# - BENCH, NCU, PROFILE: the sizes of each pass (BENCH="2m 10m 100m" by default; "" skips a pass).
 # Every step has a time limit, so a kernel that hangs costs minutes, not the call. Everything comes back in
 # ab_all.tar (the summaries beside it), since a call returns at most 8 files.
 # Staged on the dev machine by bench/stage_device.sh (BASE=... for the base binaries).
@@ -49,7 +50,7 @@ for v in ${VARIANTS:-}; do bins+=(".devbin@$v"); done
 dir_of() { echo "${1%%@*}"; }                                            # ENTRY's binaries
 env_of() { [[ $1 == *@* ]] && echo "${1#*@}" | tr , ' '; }              # its settings, if any
 tag_of() { local t=${1#.}; t=${t//[@,]/_}; echo "${t//=/_}"; }           # its part of a file name
-for s in 2m 10m 100m; do
+for s in ${BENCH-2m 10m 100m}; do  # BENCH="": no benches (a call that only profiles)
   set -- ${size[$s]}
   for bin in "${bins[@]}"; do
     echo -n "$bin $s: "
