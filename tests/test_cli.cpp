@@ -10,7 +10,7 @@ using namespace bytelm::testing;
 
 TEST_F(Cli, HelpTeaches) {
   for (const char* c : {"train", "eval", "score", "generate", "info", "leakcheck", "compare", "bench", "compress",
-                        "bench-attention", "bench-gemm"}) {
+                        "bench-attention", "bench-gemm", "quantize"}) {
     Result r = run(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0) << c;
     EXPECT_NE(r.out.find("usage: bytelm"), std::string::npos) << c;

@@ -2,6 +2,10 @@
 // every kind (M past the last 128-row tile, N past the last column tile, K past the last 64-column stage), leading
 // dimensions longer than the rows with NaN in the gaps (read, they would spread), and C poisoned first (an element
 // left unwritten stays NaN; one written outside [M, N) shows as a number in the gap).
+#include <gtest/gtest.h>
+
+#ifdef BYTELM_WITH_CUDA
+
 #include <cmath>
 #include <string>
 
@@ -202,3 +206,5 @@ TEST_F(CudaGemmSm90, OperandsThatDoNotFitAreRefused) {
 }
 
 }  // namespace
+
+#endif  // BYTELM_WITH_CUDA

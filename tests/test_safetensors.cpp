@@ -77,6 +77,26 @@ TEST(Safetensors, RoundTripIsBitExact) {
   EXPECT_NE(message.find("'nope'"), std::string::npos);
 }
 
+// Byte tensors (quantized weights' codes) keep their dtype and bytes, beside F32 ones in the same file.
+TEST(Safetensors, ByteTensorsRoundTrip) {
+  TempDir dir;
+  std::string path = dir.path + "/bytes.safetensors";
+  std::vector<uint8_t> codes = {0, 1, 127, 128, 255};
+  std::vector<float> scale = {0.5f, 2.f};
+  safetensors_write(
+      path, {{"q", {5}, codes.data(), "I8"}, {"q.scale", {2, 1}, scale.data()}, {"p", {1, 3}, codes.data(), "U8"}}, {});
+  Safetensors st = safetensors_read(path);
+  EXPECT_EQ(st.get("q").dtype, "I8");
+  EXPECT_EQ(st.get("q").bytes, codes);
+  EXPECT_TRUE(st.get("q").data.empty());
+  EXPECT_EQ(st.get("q.scale").dtype, "F32");
+  EXPECT_EQ(st.get("q.scale").data, scale);
+  EXPECT_EQ(st.get("p").dtype, "U8");
+  EXPECT_EQ(st.get("p").bytes, std::vector<uint8_t>(codes.begin(), codes.begin() + 3));
+  std::string message = error_message([&] { safetensors_write(path, {{"h", {1}, scale.data(), "F16"}}, {}); });
+  EXPECT_NE(message.find("dtype F16"), std::string::npos) << message;
+}
+
 TEST(Safetensors, HeaderLayoutFollowsSpec) {
   TempDir dir;
   std::string path = dir.path + "/x.safetensors";
@@ -168,7 +188,8 @@ TEST(Safetensors, EachCorruptionIsAClearError) {
       {raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "1234"), "truncated"},
       {raw_file(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight), "needs 3 floats"},
       {raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", eight), "invalid data_offsets"},
-      {raw_file(R"({"w":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}})", eight), "only F32"},
+      {raw_file(R"({"w":{"dtype":"I8","shape":[7],"data_offsets":[0,8]}})", eight), "needs 7 bytes"},
+      {raw_file(R"({"w":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}})", eight), "only F32, I8 and U8"},
       {raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"v":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", eight), "overlap"},
       {raw_file(R"({"w":{"dtype":"F32","shape":[2]}})", eight), "no \"data_offsets\""},
       {raw_file(R"({"w":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", eight), "expected an integer"},

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/error.h"
 #include "core/parallel.h"
 #include "model_testing.h"
 #include "core/rng.h"

@@ -21,6 +21,7 @@ int cmd_leakcheck(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
 int cmd_compress(int argc, char** argv);
 int cmd_decompress(int argc, char** argv);
+int cmd_quantize(int argc, char** argv);
 
 // Applies --threads and returns --device, checked to be cpu or cuda (shared by every command that runs a model).
 std::string apply_runtime_flags(const Args& args);

@@ -29,6 +29,7 @@ const Entry kCommands[] = {
     {"compare", bytelm::cmd_compare, "train several configs for the same time on the same data; a table"},
     {"compress", bytelm::cmd_compress, "compress a file losslessly with a checkpoint (range coding)"},
     {"decompress", bytelm::cmd_decompress, "restore a file that compress made, with the same checkpoint"},
+    {"quantize", bytelm::cmd_quantize, "store a checkpoint's weights at 8 or 4 bits; the bpb it costs (JSON)"},
 };
 
 void usage(FILE* out) {

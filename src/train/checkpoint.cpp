@@ -4,11 +4,24 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "infer/quantize.h"
 #include "train/safetensors.h"
 
 namespace bytelm {
 
 static const char* kFormat = "bytelm-checkpoint-1";
+static const char* kQuantizedFormat = "bytelm-quantized-1";
+
+// Stored as [rows, cols] matrices (cols: the last dimension).
+bool is_quantized_weight(const ParamInfo& p) { return p.decay && p.shape.size() >= 2 && p.size > 0; }
+static int64_t matrix_cols(const ParamInfo& p) { return p.shape.back(); }
+static int64_t matrix_rows(const ParamInfo& p) { return (int64_t)p.size / matrix_cols(p); }
+
+static std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s;
+  for (auto d : shape) s += (s.empty() ? "" : "x") + std::to_string(d);
+  return s;
+}
 
 std::string checkpoint_path(const std::string& file_or_dir) {
   if (std::filesystem::is_directory(file_or_dir)) return (std::filesystem::path(file_or_dir) / "checkpoint.safetensors").string();
@@ -29,6 +42,31 @@ void save_checkpoint(const std::string& path, Model<float>& model, AdamW& opt, c
                      {"step", std::to_string(step)}});
 }
 
+void save_quantized_checkpoint(const std::string& path, Model<float>& model, const RunConfig& cfg, int step, int bits,
+                               int group) {
+  check_quantization(bits, group);
+  model.pull_params();
+  std::vector<QuantizedMatrix> matrices;
+  matrices.reserve(model.param_info().size());  // the TensorRefs below point into its elements
+  std::vector<TensorRef> tensors;
+  for (const ParamInfo& p : model.param_info()) {
+    const float* w = model.params().data() + p.offset;
+    if (!is_quantized_weight(p)) {
+      tensors.push_back({p.name, p.shape, w});
+      continue;
+    }
+    const QuantizedMatrix& q = matrices.emplace_back(quantize_matrix(w, matrix_rows(p), matrix_cols(p), bits, group));
+    tensors.push_back({p.name, {q.rows, q.code_bytes_a_row()}, q.codes.data(), bits == 8 ? "I8" : "U8"});
+    tensors.push_back({p.name + ".scale", {q.rows, q.groups()}, q.scales.data()});
+  }
+  safetensors_write(path, tensors,
+                    {{"format", kQuantizedFormat},
+                     {"model", model_config_json(model.config())},
+                     {"train", train_config_json(cfg.train)},
+                     {"step", std::to_string(step)},
+                     {"quant", "{\"bits\":" + std::to_string(bits) + ",\"group\":" + std::to_string(group) + "}"}});
+}
+
 LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optimizer, const std::string& device) {
   std::string path = checkpoint_path(file_or_dir);
   Safetensors st = safetensors_read(path);
@@ -38,8 +76,26 @@ LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optim
       throw Error(path + " is not a bytelm checkpoint (no '" + key + "' in its metadata)");
     return it->second;
   };
-  if (meta("format") != kFormat) throw Error(path + " has checkpoint format '" + meta("format") + "', expected " + kFormat);
+  const bool quantized = meta("format") == kQuantizedFormat;
+  if (meta("format") != kFormat && !quantized)
+    throw Error(path + " has checkpoint format '" + meta("format") + "', expected " + kFormat + " or " +
+                kQuantizedFormat);
+  if (quantized && with_optimizer)
+    throw Error(path + " is a quantized checkpoint (weights only, no optimizer state), so training cannot go on from "
+                "it: resume from the checkpoint it was quantized from");
   LoadedCheckpoint ck;
+  int group = 0;
+  if (quantized) {
+    Json quant = json_parse(meta("quant"), path + " quant");
+    auto field = [&](const char* key) {
+      const Json* v = quant.find(key);
+      if (!v) throw Error(path + " is a quantized checkpoint without \"" + key + "\" in its quant metadata");
+      return (int)v->as_int(path + " quant " + key);
+    };
+    ck.quant_bits = field("bits");
+    group = field("group");
+    check_quantization(ck.quant_bits, group);
+  }
   apply_config_json(ck.cfg, json_parse(meta("model"), path + " model config"), path + " model config");
   apply_config_json(ck.cfg, json_parse(meta("train"), path + " train config"), path + " train config");
   ck.step = (int)json_parse(meta("step"), path + " step").as_int(path + " step");
@@ -47,17 +103,30 @@ LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optim
     throw Error(path + " holds a '" + ck.cfg.model.arch + "' model, which this build cannot load (known: " +
                 known_architectures() + ")");
   ck.model = make_model_on(device, ck.cfg.model, 0);
-  auto copy_into = [&](const std::string& name, const ParamInfo& p, float* dst) {
+  auto tensor = [&](const std::string& name, const std::vector<int64_t>& shape,
+                    const std::string& dtype) -> const Tensor& {
     const Tensor& t = st.get(name);
-    if (t.shape != p.shape) {
-      std::string want, got;
-      for (auto s : p.shape) want += (want.empty() ? "" : "x") + std::to_string(s);
-      for (auto s : t.shape) got += (got.empty() ? "" : "x") + std::to_string(s);
-      throw Error(path + ": tensor " + name + " has shape " + got + " but the model config needs " + want);
-    }
+    if (t.dtype != dtype) throw Error(path + ": tensor " + name + " has dtype " + t.dtype + ", expected " + dtype);
+    if (t.shape != shape)
+      throw Error(path + ": tensor " + name + " has shape " + shape_text(t.shape) + " but the model config needs " +
+                  shape_text(shape));
+    return t;
+  };
+  auto copy_into = [&](const std::string& name, const ParamInfo& p, float* dst) {
+    const Tensor& t = tensor(name, p.shape, "F32");
     std::copy(t.data.begin(), t.data.end(), dst + p.offset);
   };
-  for (const ParamInfo& p : ck.model->param_info()) copy_into(p.name, p, ck.model->params().data());
+  auto dequantize_into = [&](const ParamInfo& p, float* dst) {
+    QuantizedMatrix q;
+    q.bits = ck.quant_bits, q.group = group, q.rows = matrix_rows(p), q.cols = matrix_cols(p);
+    q.codes = tensor(p.name, {q.rows, q.code_bytes_a_row()}, q.bits == 8 ? "I8" : "U8").bytes;
+    q.scales = tensor(p.name + ".scale", {q.rows, q.groups()}, "F32").data;
+    dequantize_matrix(q, dst + p.offset);
+  };
+  for (const ParamInfo& p : ck.model->param_info()) {
+    if (quantized && is_quantized_weight(p)) dequantize_into(p, ck.model->params().data());
+    else copy_into(p.name, p, ck.model->params().data());
+  }
   ck.model->push_params();
   if (with_optimizer) {
     ck.opt = std::make_unique<AdamW>(ck.model->params().size());

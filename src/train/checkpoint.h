@@ -1,6 +1,7 @@
 // Checkpoints: safetensors files holding the parameters (by name), the
 // optimizer moments ("optim.m.<name>", "optim.v.<name>") and, in the
-// metadata, the model and training config and the step reached.
+// metadata, the model and training config and the step reached. A quantized
+// checkpoint (bytelm quantize) holds the weights only, its matrices quantized.
 #pragma once
 #include <memory>
 #include <string>
@@ -18,16 +19,27 @@ std::string checkpoint_path(const std::string& file_or_dir);
 // optimizer's moments are copied to the host first.
 void save_checkpoint(const std::string& path, Model<float>& model, AdamW& opt, const RunConfig& cfg, int step);
 
+// The weight matrices (the parameters that weight decay applies to: products and embedding tables) as `bits`-bit
+// integers in groups of `group` columns with an fp32 scale each (infer/quantize.h): tensor "<name>" (I8 codes, or
+// U8 holding two 4-bit codes a byte) and "<name>.scale" (F32); every other parameter in F32, as saved above; no
+// optimizer moments. Metadata "quant": {"bits", "group"}. Written atomically.
+// The parameters save_quantized_checkpoint quantizes.
+bool is_quantized_weight(const ParamInfo& p);
+void save_quantized_checkpoint(const std::string& path, Model<float>& model, const RunConfig& cfg, int step, int bits,
+                               int group);
+
 struct LoadedCheckpoint {
   RunConfig cfg;
   int step = 0;
   std::unique_ptr<Model<float>> model;
   std::unique_ptr<AdamW> opt;  // only when asked for
+  int quant_bits = 0;          // a quantized checkpoint: its bits (its weights come back dequantized to fp32)
 };
 
 // Errors (one line each): not a bytelm checkpoint, unknown architecture, a
 // tensor missing or of the wrong shape for the config, plus every file defect
-// that safetensors_read detects (truncation, corruption).
+// that safetensors_read detects (truncation, corruption). A quantized
+// checkpoint loads with its matrices dequantized, and never with_optimizer.
 // The model is built on `device` ("cpu", "cuda" or "cuda-fp32").
 LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optimizer, const std::string& device = "cpu");
 

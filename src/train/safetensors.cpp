@@ -54,6 +54,13 @@ const Tensor& Safetensors::get(const std::string& name) const {
   throw Error("checkpoint " + path + " has no tensor '" + name + "'");
 }
 
+// The bytes an element of `dtype` takes; 0 for a dtype this file does not handle.
+static size_t element_bytes(const std::string& dtype) {
+  if (dtype == "F32") return 4;
+  if (dtype == "I8" || dtype == "U8") return 1;
+  return 0;
+}
+
 static std::string shape_string(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); i++) s += (i ? "," : "") + std::to_string(shape[i]);
@@ -76,9 +83,12 @@ void safetensors_write(const std::string& path, const std::vector<TensorRef>& te
       if (d < 0) throw Error("cannot write checkpoint " + path + ": tensor '" + t.name + "' has a negative dimension");
       numel *= static_cast<uint64_t>(d);
     }
-    uint64_t bytes = numel * sizeof(float);
+    size_t element = element_bytes(t.dtype);
+    if (element == 0) throw Error("cannot write checkpoint " + path + ": tensor '" + t.name + "' has dtype " + t.dtype);
+    uint64_t bytes = numel * element;
     crc = crc32_ieee(t.data, bytes, crc);
-    tensor_entries += "," + json_quote(t.name) + ":{\"dtype\":\"F32\",\"shape\":" + shape_string(t.shape) +
+    tensor_entries += "," + json_quote(t.name) + ":{\"dtype\":" + json_quote(t.dtype) + ",\"shape\":" +
+                      shape_string(t.shape) +
                       ",\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + bytes) + "]}";
     byte_sizes.push_back(bytes);
     offset += bytes;
@@ -168,10 +178,12 @@ Safetensors safetensors_read(const std::string& path) {
     const std::string what = name + " tensor '" + key + "'";
     if (entry.kind != Json::Kind::Object) throw Error(what + " is not a JSON object");
     const std::string& dtype = require(entry, "dtype", what).as_string(what + " dtype");
-    if (dtype != "F32") throw Error(what + " has dtype " + dtype + "; only F32 is supported");
+    const size_t element = element_bytes(dtype);
+    if (element == 0) throw Error(what + " has dtype " + dtype + "; only F32, I8 and U8 are supported");
 
     Tensor tensor;
     tensor.name = key;
+    tensor.dtype = dtype;
     const Json& shape = require(entry, "shape", what);
     if (shape.kind != Json::Kind::Array) throw Error(what + " shape is not an array");
     uint64_t numel = 1;
@@ -191,9 +203,10 @@ Safetensors safetensors_read(const std::string& path) {
     if (static_cast<uint64_t>(end) > data_size)
       throw Error(name + " is truncated (tensor '" + key + "' ends at data byte " + std::to_string(end) +
                   ", data section has " + std::to_string(data_size) + ")");
-    if (numel > UINT64_MAX / sizeof(float) || static_cast<uint64_t>(end - begin) != numel * sizeof(float))
+    if (numel > UINT64_MAX / element || static_cast<uint64_t>(end - begin) != numel * element)
       throw Error(what + " has " + std::to_string(end - begin) + " bytes of data but shape " +
-                  shape_string(tensor.shape) + " needs " + std::to_string(numel) + " floats");
+                  shape_string(tensor.shape) + " needs " + std::to_string(numel) +
+                  (element == 4 ? " floats" : " bytes"));
     spans.push_back({static_cast<uint64_t>(begin), static_cast<uint64_t>(end), result.tensors.size()});
     result.tensors.push_back(std::move(tensor));
   }
@@ -218,8 +231,15 @@ Safetensors safetensors_read(const std::string& path) {
   }
   for (const Span& span : spans) {
     Tensor& tensor = result.tensors[span.tensor];
-    tensor.data.resize((span.end - span.begin) / sizeof(float));
-    if (span.end > span.begin) std::memcpy(tensor.data.data(), data.data() + span.begin, span.end - span.begin);
+    void* to = nullptr;
+    if (tensor.dtype == "F32") {
+      tensor.data.resize((span.end - span.begin) / sizeof(float));
+      to = tensor.data.data();
+    } else {
+      tensor.bytes.resize(span.end - span.begin);
+      to = tensor.bytes.data();
+    }
+    if (span.end > span.begin) std::memcpy(to, data.data() + span.begin, span.end - span.begin);
   }
   return result;
 }

@@ -1,4 +1,4 @@
-// The safetensors file format, F32 only: 8-byte little-endian header length N,
+// The safetensors file format, for F32, I8 and U8 tensors: 8-byte little-endian header length N,
 // N bytes of JSON header (padded with spaces to a multiple of 8), then the raw
 // little-endian data; header offsets are relative to the start of the data.
 #pragma once
@@ -10,17 +10,20 @@
 
 namespace bytelm {
 
-// A tensor to write; `data` holds product(shape) floats and is not owned.
+// A tensor to write; `data` holds product(shape) elements of `dtype` ("F32", "I8" or "U8") and is not owned.
 struct TensorRef {
   std::string name;
   std::vector<int64_t> shape;
-  const float* data;
+  const void* data;
+  std::string dtype = "F32";
 };
 
 struct Tensor {
   std::string name;
   std::vector<int64_t> shape;
-  std::vector<float> data;
+  std::string dtype = "F32";
+  std::vector<float> data;     // F32 tensors
+  std::vector<uint8_t> bytes;  // I8 and U8 tensors, as stored
   int64_t numel() const;
 };
 

@@ -1,0 +1,256 @@
+// Weight quantization (infer/quantize.h) and quantized checkpoints (train/checkpoint.h): values on a group's grid
+// come back exactly, no group does worse than plain absmax rounding, 4-bit codes pack two a byte at odd widths, and
+// a quantized checkpoint of every family loads as the dequantized weights with every other parameter to the bit,
+// refuses to resume training, and is as small as its bits say.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "cli_fixture.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "infer/quantize.h"
+#include "model_testing.h"
+#include "models/model.h"
+#include "train/adamw.h"
+#include "train/checkpoint.h"
+#include "train/safetensors.h"
+
+using namespace bytelm;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<float> normal_matrix(int64_t rows, int64_t cols, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> w((size_t)(rows * cols));
+  for (float& x : w) x = float(rng.normal());
+  return w;
+}
+
+// The squared error of one group under plain absmax rounding (scale = absmax / qmax, round to nearest).
+double absmax_error(const float* x, int64_t n, int qmax) {
+  float absmax = 0.f;
+  for (int64_t i = 0; i < n; i++) absmax = std::max(absmax, std::fabs(x[i]));
+  double err = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double q = absmax > 0 ? std::nearbyint(x[i] / (absmax / qmax)) * (absmax / qmax) : 0.0;
+    err += (x[i] - q) * (x[i] - q);
+  }
+  return err;
+}
+
+std::string temp_path(const std::string& name) {
+  return (fs::temp_directory_path() / ("bytelm_quantize_" + name + "_" + std::to_string(::getpid()))).string();
+}
+
+}  // namespace
+
+TEST(Quantize, ValuesOnTheGridComeBackExactly) {
+  for (int bits : {8, 4}) {
+    int qmax = bits == 8 ? 127 : 7;
+    int64_t rows = 3, cols = 37, group = 8;  // 5 groups a row, the last of 5 columns; odd: a half-filled byte at 4
+    std::vector<float> w((size_t)(rows * cols));
+    Rng rng(7);
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t g = 0; g * group < cols; g++) {
+        float scale = 0.01f * float(1 + r + g);  // absmax / qmax may round it by an ulp: compared to 1e-6 below
+        for (int64_t c = g * group; c < std::min(cols, (g + 1) * group); c++) {
+          int q = int(rng.next_u64() % (2 * qmax + 1)) - qmax;
+          if (c == g * group) q = (r + g) % 2 ? qmax : -qmax;  // the group's absmax sits on its grid
+          w[(size_t)(r * cols + c)] = float(q) * scale;
+        }
+      }
+    QuantizedMatrix q = quantize_matrix(w.data(), rows, cols, bits, (int)group);
+    EXPECT_EQ(q.codes.size(), size_t(rows * (bits == 8 ? cols : (cols + 1) / 2)));
+    EXPECT_EQ(q.scales.size(), size_t(rows * 5));
+    std::vector<float> back(w.size());
+    dequantize_matrix(q, back.data());
+    for (size_t i = 0; i < w.size(); i++) ASSERT_NEAR(back[i], w[i], 1e-6f * std::fabs(w[i])) << bits << " bits, " << i;
+  }
+}
+
+TEST(Quantize, NoGroupDoesWorseThanAbsmaxRounding) {
+  int64_t rows = 16, cols = 200, group = 64;  // groups of 64, 64, 64 and 8
+  std::vector<float> w = normal_matrix(rows, cols, 11);
+  w[5] = 9.f;  // an outlier, where clipping the scale pays
+  double total[2] = {0, 0};
+  for (int bits : {8, 4}) {
+    int qmax = bits == 8 ? 127 : 7;
+    QuantizedMatrix q = quantize_matrix(w.data(), rows, cols, bits, (int)group);
+    std::vector<float> back(w.size());
+    dequantize_matrix(q, back.data());
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c0 = 0; c0 < cols; c0 += group) {
+        int64_t n = std::min(group, cols - c0);
+        const float* x = w.data() + r * cols + c0;
+        double err = 0;
+        for (int64_t i = 0; i < n; i++) {
+          double d = double(back[(size_t)(r * cols + c0 + i)]) - x[i];
+          err += d * d;
+          EXPECT_EQ(q.code(r, c0 + i) * q.scales[(size_t)(r * q.groups() + c0 / group)],
+                    back[(size_t)(r * cols + c0 + i)]);
+        }
+        EXPECT_LE(err, absmax_error(x, n, qmax) * (1 + 1e-9)) << bits << " bits, row " << r << ", column " << c0;
+        total[bits == 4] += err;
+      }
+  }
+  EXPECT_GT(total[1], 50 * total[0]) << "4 bits must cost far more than 8";  // ~(127/7)^2 = 329x in theory
+}
+
+TEST(Quantize, ZeroGroupsAndBadSettings) {
+  std::vector<float> w(10, 0.f);
+  w[9] = -1.f;
+  QuantizedMatrix q = quantize_matrix(w.data(), 1, 10, 4, 5);
+  EXPECT_EQ(q.scales[0], 0.f);
+  EXPECT_EQ(q.code(0, 9), -7);
+  std::vector<float> back(10, 1.f);
+  dequantize_matrix(q, back.data());
+  EXPECT_EQ(back, w);
+  EXPECT_THROW(quantize_matrix(w.data(), 1, 10, 3, 5), Error);
+  EXPECT_THROW(quantize_matrix(w.data(), 1, 10, 8, 0), Error);
+}
+
+// Each family's weight matrices come back dequantized, everything else to the bit, and the loss stays close.
+TEST(QuantizedCheckpoint, EveryFamilyLoadsDequantized) {
+  ModelConfig transformer{"transformer", 16, 2, 1};
+  transformer.head_dim = 8;
+  transformer.bigram_buckets = 7;
+  transformer.bigram_dim = 4;
+  ModelConfig hybrid = transformer;
+  hybrid.arch = "hybrid";
+  hybrid.hybrid_layers = "sa";
+  hybrid.conv_len = 8;
+  std::string path = temp_path("families") + ".safetensors";
+  for (const ModelConfig& config : {ModelConfig{"ssm", 16, 2, 2}, ModelConfig{"mamba", 16, 2, 1}, transformer, hybrid})
+    for (int bits : {8, 4}) {
+      SCOPED_TRACE(config.arch + ", " + std::to_string(bits) + " bits");
+      RunConfig cfg;
+      cfg.model = config;
+      auto m = make_model<float>(config, 3);
+      save_quantized_checkpoint(path, *m, cfg, 9, bits, 16);
+      LoadedCheckpoint ck = load_checkpoint(path, false);
+      EXPECT_EQ(ck.quant_bits, bits);
+      EXPECT_EQ(ck.step, 9);
+      int quantized = 0;
+      for (const ParamInfo& p : m->param_info()) {
+        std::vector<float> want(m->params().begin() + p.offset, m->params().begin() + p.offset + p.size);
+        if (is_quantized_weight(p)) {
+          quantized++;
+          int64_t cols = p.shape.back(), rows = (int64_t)p.size / cols;
+          dequantize_matrix(quantize_matrix(want.data(), rows, cols, bits, 16), want.data());
+        }
+        std::vector<float> got(ck.model->params().begin() + p.offset, ck.model->params().begin() + p.offset + p.size);
+        EXPECT_EQ(got, want) << p.name;
+      }
+      EXPECT_GE(quantized, 3) << "the embedding and the layers' products at least";
+      Rng rng(5);
+      std::vector<uint8_t> x, y;
+      bytelm::testing::text_batch(rng, 2, 24, x, y);
+      float loss = m->forward(x.data(), y.data(), 2, 24, nullptr);
+      float loss_q = ck.model->forward(x.data(), y.data(), 2, 24, nullptr);
+      EXPECT_NEAR(loss_q, loss, bits == 8 ? 0.01 : 0.2);
+    }
+  fs::remove(path);
+}
+
+TEST(QuantizedCheckpoint, SmallAsItsBitsAndNeverResumed) {
+  RunConfig cfg;
+  cfg.model = {"ssm", 128, 2, 2};  // wide enough that the header and the vectors weigh little
+  auto m = make_model<float>(cfg.model, 1);
+  std::string path = temp_path("size") + ".safetensors";
+  double fp32_bytes = 4.0 * m->param_count();
+  for (int bits : {8, 4}) {
+    save_quantized_checkpoint(path, *m, cfg, 1, bits, 64);
+    // 8 bits + a 32-bit scale a group of 64 = 8.5 bits a weight (4.5 at 4 bits), plus the fp32 vectors and header
+    double ratio = fs::file_size(path) / fp32_bytes;
+    EXPECT_LT(ratio, bits == 8 ? 0.29 : 0.16) << bits;
+    EXPECT_GT(ratio, bits == 8 ? 0.26 : 0.14) << bits;
+  }
+  try {
+    load_checkpoint(path, true);
+    ADD_FAILURE() << "resumed training from a quantized checkpoint";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("quantized checkpoint"), std::string::npos) << e.what();
+  }
+  fs::remove(path);
+}
+
+// A quantized file whose tensors disagree with its config is a clear error, never weights read out of bounds.
+TEST(QuantizedCheckpoint, DefectsAreClearErrors) {
+  RunConfig cfg;
+  cfg.model = {"ssm", 16, 1, 2};
+  auto m = make_model<float>(cfg.model, 1);
+  std::string path = temp_path("defects") + ".safetensors";
+  save_quantized_checkpoint(path, *m, cfg, 1, 4, 16);
+  Safetensors good = safetensors_read(path);
+  auto rewrite = [&](const std::string& drop, const std::string& quant, const std::string& words) {
+    Safetensors st = good;
+    st.metadata.erase("crc32");
+    if (!quant.empty()) st.metadata["quant"] = quant;
+    std::vector<TensorRef> tensors;
+    bool dropped = false;
+    for (const Tensor& t : st.tensors) {
+      std::vector<int64_t> shape = t.shape;
+      if (t.name == drop) shape.back()--, dropped = true;  // one column short
+      const void* data = t.dtype == "F32" ? (const void*)t.data.data() : (const void*)t.bytes.data();
+      tensors.push_back({t.name, shape, data, t.dtype});
+    }
+    ASSERT_EQ(dropped, !drop.empty()) << drop;
+    safetensors_write(path, tensors, st.metadata);
+    try {
+      load_checkpoint(path, false);
+      ADD_FAILURE() << "loaded a defective file (" << words << ")";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  rewrite("blocks.0.ssm.in.weight", "", "has shape 16x7");
+  rewrite("blocks.0.ssm.in.weight.scale", "", "has shape 16x0");
+  rewrite("", "{\"bits\":8,\"group\":16}", "has dtype U8, expected I8");
+  rewrite("", "{\"bits\":3,\"group\":16}", "8 or 4 bits");
+  rewrite("", "{\"bits\":4}", "without \"group\"");
+  fs::remove(path);
+}
+
+// The command as a user runs it: the JSON report, eval of the result agreeing with it, generate from it, and each
+// misuse one clear line with nothing written.
+using bytelm::testing::Cli;
+using bytelm::testing::Result;
+
+TEST_F(Cli, QuantizeReportsAndEveryCommandLoadsTheResult) {
+  std::string ck = checkpoint();
+  std::string text = file("probe.txt", "the lazy dog. the quick fox jumps over the brown dog.");
+  std::string out = (dir / "q4.safetensors").string();
+  Result q = run("quantize --quiet --ckpt " + ck + " --out " + out + " --bits 4 --group 8 --data " + text);
+  ASSERT_EQ(q.code, 0) << q.err;
+  for (const char* key :
+       {"\"bits\":4", "\"group\":8", "\"weight_rel_error\":", "\"bpb\":", "\"bpb_quantized\":", "\"eval_bytes\":53"})
+    EXPECT_NE(q.out.find(key), std::string::npos) << key << " in " << q.out;
+  Result e = run("eval --quiet --ckpt " + out + " --data " + text);
+  ASSERT_EQ(e.code, 0) << e.err;
+  std::string bpb = e.out.substr(e.out.find("\"bpb\":") + 6);
+  bpb = bpb.substr(0, bpb.find(','));
+  EXPECT_NE(q.out.find("\"bpb_quantized\":" + bpb + ","), std::string::npos) << "eval says " << bpb << ": " << q.out;
+  Result g = run("generate --ckpt " + out + " --prompt 'the ' --bytes 20 --seed 1");
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_EQ(g.out.size(), 24u);
+
+  expect_clean_error(run("quantize --ckpt " + ck + " --out " + out), "exists (pass --force");
+  EXPECT_EQ(run("quantize --ckpt " + ck + " --out " + out + " --force").code, 0);
+  expect_clean_error(run("quantize --ckpt " + ck + " --out " + ck + " --force"), "is the checkpoint being quantized");
+  expect_clean_error(run("quantize --ckpt " + ck + " --out " + (dir / "x").string() + " --bits 2"), "8 or 4 bits");
+  expect_clean_error(
+      run("quantize --ckpt " + ck + " --out " + (dir / "x").string() + " --data " + (dir / "none").string()), "none");
+  EXPECT_FALSE(fs::exists(dir / "x"));
+  // a run directory holding a quantized checkpoint cannot be resumed
+  std::string run_dir = (dir / "run").string();
+  ASSERT_EQ(run("quantize --ckpt " + ck + " --out " + (dir / "q8/").string()).code, 0);
+  EXPECT_TRUE(fs::exists(dir / "q8" / "checkpoint.safetensors"));
+  fs::copy_file(dir / "q8" / "checkpoint.safetensors", ck, fs::copy_options::overwrite_existing);
+  expect_clean_error(run("train --quiet --resume " + run_dir + " --steps 4"), "quantized checkpoint");
+}
