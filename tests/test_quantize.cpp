@@ -1,8 +1,9 @@
-// Weight quantization (infer/quantize.h) and quantized checkpoints (train/checkpoint.h): values on a group's grid
+// Weight quantization (layers/quantize.h) and quantized checkpoints (train/checkpoint.h): values on a group's grid
 // come back exactly, no group does worse than plain absmax rounding, 4-bit codes pack two a byte at odd widths, and
 // a quantized checkpoint of every family loads as the dequantized weights with every other parameter to the bit,
 // refuses to resume training, and is as small as its bits say.
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -13,9 +14,11 @@
 #include "cli_fixture.h"
 #include "core/error.h"
 #include "core/rng.h"
-#include "infer/quantize.h"
+#include "layers/quantize.h"
+#include "layers/quantized_linear.h"
 #include "model_testing.h"
 #include "models/model.h"
+#include "stream_parity.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/safetensors.h"
@@ -115,6 +118,57 @@ TEST(Quantize, ZeroGroupsAndBadSettings) {
   EXPECT_THROW(quantize_matrix(w.data(), 1, 10, 8, 0), Error);
 }
 
+// The product from the codes against a double-precision one over the dequantized matrix, both kernels: widths with
+// and without a tail of columns under 8 in a group, groups that do not divide the width, 1 to 9 rows of x (the
+// kernel takes them 4 at a time), and products over a middle band of the matrix's rows.
+TEST(QuantizedLinear, MatchesTheDequantizedProduct) {
+  struct Case {
+    int64_t rows, cols;
+    int group, first_row, out;
+  };
+  for (Case c : {Case{12, 64, 64, 0, 12}, Case{12, 37, 8, 3, 7}, Case{9, 100, 5, 1, 8}, Case{7, 130, 64, 6, 1}})
+    for (int bits : {8, 4})
+      for (QuantizedKernel kernel : {QuantizedKernel::best, QuantizedKernel::portable}) {
+        std::vector<float> w = normal_matrix(c.rows, c.cols, 3);
+        QuantizedMatrix q = widen_codes(quantize_matrix(w.data(), c.rows, c.cols, bits, c.group));
+        std::vector<float> wd(w.size());
+        dequantize_matrix(q, wd.data());
+        for (int N = 1; N <= 9; N++) {
+          std::vector<float> x = normal_matrix(N, c.cols, 100 + N), y((size_t)N * c.out, NAN);
+          quantized_linear_forward(y.data(), x.data(), q, c.first_row, N, c.out, kernel);
+          for (int n = 0; n < N; n++)
+            for (int o = 0; o < c.out; o++) {
+              double want = 0, scale = 0;
+              for (int64_t k = 0; k < c.cols; k++) {
+                want += double(wd[(size_t)((c.first_row + o) * c.cols + k)]) * x[(size_t)(n * c.cols + k)];
+                scale += std::fabs(double(wd[(size_t)((c.first_row + o) * c.cols + k)]) * x[(size_t)(n * c.cols + k)]);
+              }
+              ASSERT_NEAR(y[(size_t)(n * c.out + o)], want, 1e-6 * scale + 1e-30)
+                  << c.cols << " columns in groups of " << c.group << ", " << bits << " bits, N " << N << ", row " << n
+                  << ", output " << o << (kernel == QuantizedKernel::best ? " (best)" : " (portable)");
+            }
+        }
+      }
+  QuantizedMatrix four = quantize_matrix(normal_matrix(2, 8, 1).data(), 2, 8, 4, 8);
+  float x[8] = {}, y[2];
+  EXPECT_THROW(quantized_linear_forward(y, x, four, 0, 1, 2), Error);               // 4-bit codes: widen first
+  EXPECT_THROW(quantized_linear_forward(y, x, widen_codes(four), 1, 1, 2), Error);  // rows past the matrix
+}
+
+// Threads take whole output elements, so a product large enough to be threaded gives the same bits at any count.
+TEST(QuantizedLinear, SameBitsAtAnyThreadCount) {
+  int64_t rows = 300, cols = 260;
+  QuantizedMatrix q = quantize_matrix(normal_matrix(rows, cols, 5).data(), rows, cols, 8, 64);
+  std::vector<float> x = normal_matrix(5, cols, 6), one(5 * rows), two(5 * rows);
+  int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  quantized_linear_forward(one.data(), x.data(), q, 0, 5, (int)rows);
+  omp_set_num_threads(2);
+  quantized_linear_forward(two.data(), x.data(), q, 0, 5, (int)rows);
+  omp_set_num_threads(threads);
+  EXPECT_EQ(one, two);
+}
+
 // Each family's weight matrices come back dequantized, everything else to the bit, and the loss stays close.
 TEST(QuantizedCheckpoint, EveryFamilyLoadsDequantized) {
   ModelConfig transformer{"transformer", 16, 2, 1};
@@ -155,6 +209,51 @@ TEST(QuantizedCheckpoint, EveryFamilyLoadsDequantized) {
       float loss_q = ck.model->forward(x.data(), y.data(), 2, 24, nullptr);
       EXPECT_NEAR(loss_q, loss, bits == 8 ? 0.01 : 0.2);
     }
+  fs::remove(path);
+}
+
+// A quantized checkpoint's streams take their products from the codes (the CPU backend's kQuantizedRows), the
+// parallel forward from the dequantized fp32 weights: the same function to fp32 rounding, in every family. That the
+// codes were read shows as streams that differ, in the last bits, from those of a model holding the same fp32
+// weights without the codes; loaded where codes pay (the default), a model this small takes none.
+TEST(QuantizedCheckpoint, StreamsReadTheCodesAndMatchTheForward) {
+  ModelConfig transformer{"transformer", 16, 2, 1};
+  transformer.head_dim = 8;
+  transformer.bigram_buckets = 7;
+  transformer.bigram_dim = 4;
+  std::string path = temp_path("streams") + ".safetensors";
+  for (const ModelConfig& config : {ModelConfig{"ssm", 32, 2, 2}, ModelConfig{"mamba", 16, 2, 1}, transformer}) {
+    SCOPED_TRACE(config.arch);
+    RunConfig cfg;
+    cfg.model = config;
+    save_quantized_checkpoint(path, *make_model<float>(config, 4), cfg, 1, 8, 16);
+    LoadedCheckpoint ck = load_checkpoint(path, false, "cpu", QuantizedUse::always);  // tiny: where_it_pays says no
+    Rng rng(8);
+    EXPECT_LT(bytelm::testing::stream_vs_forward_error(*ck.model, 3, 12, rng), 1e-5);
+    auto plain = make_model<float>(config, 4);
+    plain->params() = ck.model->params();
+    const uint8_t bytes[3] = {'a', 'b', 'c'};
+    std::vector<float> coded(3 * 256), fp32(3 * 256);
+    auto s1 = ck.model->make_streams(3), s2 = plain->make_streams(3);
+    double differs = 0;
+    for (int t = 0; t < 6; t++) {
+      s1->step(bytes, coded.data());
+      s2->step(bytes, fp32.data());
+      for (size_t i = 0; i < coded.size(); i++) {
+        ASSERT_NEAR(coded[i], fp32[i], 1e-4 * (1 + std::fabs(fp32[i])));
+        differs += coded[i] != fp32[i];
+      }
+    }
+    EXPECT_GT(differs, 0) << "the streams never read the codes";
+    // by default a model this small keeps its weights in cache and takes no codes: the fp32 streams, to the bit
+    LoadedCheckpoint small = load_checkpoint(path, false);
+    auto s3 = small.model->make_streams(3), s4 = plain->make_streams(3);
+    for (int t = 0; t < 3; t++) {
+      s3->step(bytes, coded.data());
+      s4->step(bytes, fp32.data());
+      ASSERT_EQ(coded, fp32);
+    }
+  }
   fs::remove(path);
 }
 

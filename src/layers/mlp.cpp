@@ -7,15 +7,17 @@
 namespace bytelm {
 
 template <class T>
-void mlp_forward(T* y, T* h, T* a, const T* x, const T* W1, const T* W2, int N, int d, int H, T leak) {
-  linear_forward(h, x, W1, N, d, H);
-  size_t n = (size_t)N * H;
+void mlp_activation_forward(T* a, const T* h, size_t n, T leak) {
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; i++) {
     T r = h[i] > T(0) ? h[i] : leak * h[i];
     a[i] = r * r;
   }
-  linear_forward(y, a, W2, N, H, d);
+}
+
+template <class T>
+void mlp_forward(T* y, T* h, T* a, const T* x, const T* W1, const T* W2, int N, int d, int H, T leak) {
+  mlp_forward_with(LinearProduct{}, y, h, a, x, W1, W2, N, d, H, leak);
 }
 
 template <class T>
@@ -34,6 +36,7 @@ void mlp_backward(T* dx, T* dW1, T* dW2, const T* dy, const T* x, const T* h, co
 }
 
 #define BYTELM_INSTANTIATE(T)                                                                                          \
+  template void mlp_activation_forward<T>(T*, const T*, size_t, T);                                                    \
   template void mlp_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int, T);                            \
   template void mlp_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*, int, int, int, \
                                 T, T*);

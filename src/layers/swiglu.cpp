@@ -7,17 +7,18 @@
 namespace bytelm {
 
 template <class T>
-void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H, const T* residual) {
-  linear_forward(g, x, W12, N, d, 2 * H);
+void swiglu_gate_forward(T* m, const T* g, int N, int H) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < N; i++)
     for (int k = 0; k < H; k++) {
       T a = g[(size_t)i * 2 * H + k], b = g[(size_t)i * 2 * H + H + k];
       m[(size_t)i * H + k] = a / (T(1) + std::exp(-a)) * b;
     }
-  linear_forward(y, m, W3, N, H, d);
-  if (residual)
-    for (size_t i = 0; i < (size_t)N * d; i++) y[i] += residual[i];
+}
+
+template <class T>
+void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H, const T* residual) {
+  swiglu_forward_with(LinearProduct{}, y, g, m, x, W12, W3, N, d, H, residual);
 }
 
 template <class T>
@@ -39,6 +40,7 @@ void swiglu_backward(T* dx, T* dW12, T* dW3, const T* dy, const T* x, const T* g
 }
 
 #define BYTELM_INSTANTIATE(T)                                                                              \
+  template void swiglu_gate_forward<T>(T*, const T*, int, int);                                                  \
   template void swiglu_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int, const T*);            \
   template void swiglu_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*, \
                                    int, int, int, T*);

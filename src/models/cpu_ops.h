@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <type_traits>
 #include <vector>
 
 #include "layers/attention.h"
@@ -19,6 +21,7 @@
 #include "layers/patch_attn.h"
 #include "layers/patch_entropy.h"
 #include "layers/patch_soft.h"
+#include "layers/quantized_linear.h"
 #include "layers/rope.h"
 #include "layers/scaled_add.h"
 #include "layers/selective_scan.h"
@@ -39,6 +42,39 @@ struct CpuOps {
   static void resize(Buffer<T>& b, size_t n) { b.assign(n, T(0)); }
   // Row stride of the SwiGLU hidden activations (g has 2 of these per row, m one).
   static int hidden_stride(int H) { return H; }
+
+  // A quantized checkpoint's weight matrices as 8-bit codes (Model::use_quantized_weights), by the address of their
+  // first fp32 element in the parameters. Products of at most kQuantizedRows rows (the streams' steps) read them
+  // instead of the fp32 weights, a quarter of the bytes; larger ones (a parallel forward, where BLAS reuses each
+  // weight across many rows) read the fp32 weights, which hold the same values dequantized.
+  static constexpr int kQuantizedRows = 16;
+  std::map<const float*, QuantizedMatrix> quantized;
+
+  // Codes pay where the fp32 weights are too many to stay in cache between a stream's steps; where they stay,
+  // converting codes costs more than the bytes it saves. On a 2-core EPYC (32 MB L3), generating from codes ran
+  // 3.0-3.4x the fp32 bytes/s at ssm-10m (39 MB of fp32 matrices), -10% to +12% at ssm-2m (6.8 MB) and -15% at
+  // the demo model (1.8 MB).
+  static constexpr size_t kQuantizedMinBytes = size_t(16) << 20;
+  void keep_quantized(const float* params, const std::vector<std::pair<size_t, QuantizedMatrix>>& matrices,
+                      QuantizedUse use) {
+    size_t bytes = 0;
+    for (const auto& m : matrices) bytes += (size_t)(m.second.rows * m.second.cols) * sizeof(float);
+    if (use == QuantizedUse::where_it_pays && bytes < kQuantizedMinBytes) return;
+    for (const auto& [offset, q] : matrices) quantized[params + offset] = widen_codes(q);
+  }
+
+  // y = x W^T from the codes where W is whole rows of a quantized matrix and N <= kQuantizedRows; false elsewhere.
+  bool quantized_product(float* y, const float* x, const float* W, int N, int in, int out) const {
+    if (N > kQuantizedRows || quantized.empty()) return false;
+    auto it = quantized.upper_bound(W);
+    if (it == quantized.begin()) return false;
+    --it;
+    const QuantizedMatrix& q = it->second;
+    int64_t offset = W - it->first;
+    if (in != q.cols || offset % in != 0 || offset / in + out > q.rows) return false;
+    quantized_linear_forward(y, x, q, offset / in, N, out);
+    return true;
+  }
 
   const uint8_t* put_bytes(Buffer<uint8_t>& dst, const uint8_t* src, size_t n) {
     dst.assign(src, src + n);
@@ -190,15 +226,24 @@ struct CpuOps {
   template <class T>
   void swiglu_forward(T* y, T* g, T* m, const T* x, const T* W12, const T* W3, int N, int d, int H,
                       const T* residual) {
-    bytelm::swiglu_forward(y, g, m, x, W12, W3, N, d, H, residual);
+    bytelm::swiglu_forward_with(product<T>(), y, g, m, x, W12, W3, N, d, H, residual);
   }
   template <class T>
   void swiglu_backward(T* dx, T* dW12, T* dW3, const T* dy, const T* x, const T* g, const T* m, const T* W12,
                        const T* W3, int N, int d, int H, T* scratch) {
     bytelm::swiglu_backward(dx, dW12, dW3, dy, x, g, m, W12, W3, N, d, H, scratch);
   }
+  // linear_forward as the composite layers (swiglu, mlp) take their products.
   template <class T>
-  void linear_forward(T* y, const T* x, const T* W, int N, int in, int out) { bytelm::linear_forward(y, x, W, N, in, out); }
+  auto product() {
+    return [this](T* y, const T* x, const T* W, int N, int in, int out) { linear_forward(y, x, W, N, in, out); };
+  }
+  template <class T>
+  void linear_forward(T* y, const T* x, const T* W, int N, int in, int out) {
+    if constexpr (std::is_same_v<T, float>)
+      if (quantized_product(y, x, W, N, in, out)) return;
+    bytelm::linear_forward(y, x, W, N, in, out);
+  }
   template <class T>
   void linear_backward(T* dx, T* dW, const T* dy, const T* x, const T* W, int N, int in, int out, bool accumulate_dx) {
     bytelm::linear_backward(dx, dW, dy, x, W, N, in, out, accumulate_dx);
@@ -266,7 +311,7 @@ struct CpuOps {
   }
   template <class T>
   void mlp_forward(T* y, T* h, T* a, const T* x, const T* W1, const T* W2, int N, int d, int H, T leak) {
-    bytelm::mlp_forward(y, h, a, x, W1, W2, N, d, H, leak);
+    bytelm::mlp_forward_with(product<T>(), y, h, a, x, W1, W2, N, d, H, leak);
   }
   template <class T>
   void mlp_backward(T* dx, T* dW1, T* dW2, const T* dy, const T* x, const T* h, const T* a, const T* W1, const T* W2,

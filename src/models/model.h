@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "layers/quantize.h"
+
 namespace bytelm {
 
 struct ModelConfig {
@@ -142,6 +144,11 @@ class Model {
   // GPU models: choose each matrix product's kernel by timing candidates (GemmLt::tune in layers/linear_cuda.h);
   // train --tune-products turns it on. Off, the kernels, and so the results to the bit, repeat across runs.
   virtual void tune_products(bool) {}
+  // A quantized checkpoint's weight matrices (layers/quantize.h), by their offset in params(), which hold their
+  // dequantized values and must not change after this call (load_checkpoint does both). The CPU backend's products
+  // of a few rows (the streams: generate, compress) read them as 8-bit codes where that pays (cpu_ops.h), or
+  // always; other backends ignore them.
+  virtual void use_quantized_weights(const std::vector<std::pair<size_t, QuantizedMatrix>>&, QuantizedUse) {}
 
  protected:
   // Appends a tensor to the table and returns its offset; call before allocate(). Weight decay applies to

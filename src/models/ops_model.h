@@ -61,6 +61,10 @@ class OpsModel : public Model<T> {
   void tune_products(bool on) override {
     if constexpr (!Ops::on_host) ops_.tune_products(on);
   }
+  void use_quantized_weights(const std::vector<std::pair<size_t, QuantizedMatrix>>& matrices,
+                             QuantizedUse use) override {
+    if constexpr (Ops::on_host && std::is_same_v<T, float>) ops_.keep_quantized(this->params_.data(), matrices, use);
+  }
   void* compute_stream() override {
     if constexpr (Ops::on_host) return nullptr;
     else return (void*)ops_.stream();

@@ -4,7 +4,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
-#include "infer/quantize.h"
+#include "layers/quantize.h"
 #include "train/safetensors.h"
 
 namespace bytelm {
@@ -67,7 +67,8 @@ void save_quantized_checkpoint(const std::string& path, Model<float>& model, con
                      {"quant", "{\"bits\":" + std::to_string(bits) + ",\"group\":" + std::to_string(group) + "}"}});
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optimizer, const std::string& device) {
+LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optimizer, const std::string& device,
+                                 QuantizedUse quantized_use) {
   std::string path = checkpoint_path(file_or_dir);
   Safetensors st = safetensors_read(path);
   auto meta = [&](const char* key) -> const std::string& {
@@ -116,18 +117,21 @@ LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optim
     const Tensor& t = tensor(name, p.shape, "F32");
     std::copy(t.data.begin(), t.data.end(), dst + p.offset);
   };
+  std::vector<std::pair<size_t, QuantizedMatrix>> matrices;  // a quantized checkpoint's, by parameter offset
   auto dequantize_into = [&](const ParamInfo& p, float* dst) {
     QuantizedMatrix q;
     q.bits = ck.quant_bits, q.group = group, q.rows = matrix_rows(p), q.cols = matrix_cols(p);
     q.codes = tensor(p.name, {q.rows, q.code_bytes_a_row()}, q.bits == 8 ? "I8" : "U8").bytes;
     q.scales = tensor(p.name + ".scale", {q.rows, q.groups()}, "F32").data;
     dequantize_matrix(q, dst + p.offset);
+    matrices.emplace_back(p.offset, std::move(q));
   };
   for (const ParamInfo& p : ck.model->param_info()) {
     if (quantized && is_quantized_weight(p)) dequantize_into(p, ck.model->params().data());
     else copy_into(p.name, p, ck.model->params().data());
   }
   ck.model->push_params();
+  ck.model->use_quantized_weights(matrices, quantized_use);
   if (with_optimizer) {
     ck.opt = std::make_unique<AdamW>(ck.model->params().size());
     for (const ParamInfo& p : ck.model->param_info()) {

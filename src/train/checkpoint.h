@@ -20,7 +20,7 @@ std::string checkpoint_path(const std::string& file_or_dir);
 void save_checkpoint(const std::string& path, Model<float>& model, AdamW& opt, const RunConfig& cfg, int step);
 
 // The weight matrices (the parameters that weight decay applies to: products and embedding tables) as `bits`-bit
-// integers in groups of `group` columns with an fp32 scale each (infer/quantize.h): tensor "<name>" (I8 codes, or
+// integers in groups of `group` columns with an fp32 scale each (layers/quantize.h): tensor "<name>" (I8 codes, or
 // U8 holding two 4-bit codes a byte) and "<name>.scale" (F32); every other parameter in F32, as saved above; no
 // optimizer moments. Metadata "quant": {"bits", "group"}. Written atomically.
 // The parameters save_quantized_checkpoint quantizes.
@@ -41,6 +41,8 @@ struct LoadedCheckpoint {
 // that safetensors_read detects (truncation, corruption). A quantized
 // checkpoint loads with its matrices dequantized, and never with_optimizer.
 // The model is built on `device` ("cpu", "cuda" or "cuda-fp32").
-LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optimizer, const std::string& device = "cpu");
+// `quantized_use`: whether a quantized checkpoint's model reads its codes (Model::use_quantized_weights).
+LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optimizer, const std::string& device = "cpu",
+                                 QuantizedUse quantized_use = QuantizedUse::where_it_pays);
 
 }  // namespace bytelm

@@ -21,6 +21,10 @@ struct QuantizedMatrix {
   int code(int64_t row, int64_t col) const;  // q of one element
 };
 
+// Whether a model's few-row products read a quantized checkpoint's codes (models/cpu_ops.h): where_it_pays, when its
+// weights are too many to stay in cache; always (tests).
+enum class QuantizedUse { where_it_pays, always };
+
 // Throws Error unless bits is 8 or 4 and group >= 1.
 void check_quantization(int bits, int group);
 
@@ -31,5 +35,8 @@ QuantizedMatrix quantize_matrix(const float* w, int64_t rows, int64_t cols, int 
 
 // w [rows, cols] = q * scale.
 void dequantize_matrix(const QuantizedMatrix& q, float* w);
+
+// The same values as 8-bit codes (a 4-bit matrix's codes, one a byte; an 8-bit one is copied).
+QuantizedMatrix widen_codes(const QuantizedMatrix& q);
 
 }  // namespace bytelm

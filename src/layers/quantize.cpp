@@ -1,4 +1,4 @@
-#include "infer/quantize.h"
+#include "layers/quantize.h"
 
 #include <algorithm>
 #include <cmath>
@@ -85,6 +85,16 @@ void dequantize_matrix(const QuantizedMatrix& q, float* w) {
   for (int64_t r = 0; r < q.rows; r++)
     for (int64_t c = 0; c < q.cols; c++)
       w[r * q.cols + c] = (float)q.code(r, c) * q.scales[(size_t)(r * q.groups() + c / q.group)];
+}
+
+QuantizedMatrix widen_codes(const QuantizedMatrix& q) {
+  if (q.bits == 8) return q;
+  QuantizedMatrix wide = q;
+  wide.bits = 8;
+  wide.codes.assign((size_t)(q.rows * q.cols), 0);
+  for (int64_t r = 0; r < q.rows; r++)
+    for (int64_t c = 0; c < q.cols; c++) wide.codes[(size_t)(r * q.cols + c)] = (uint8_t)(int8_t)q.code(r, c);
+  return wide;
 }
 
 }  // namespace bytelm
