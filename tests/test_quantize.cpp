@@ -14,6 +14,7 @@
 #include "cli_fixture.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "infer/calibrate.h"
 #include "layers/quantize.h"
 #include "layers/quantized_linear.h"
 #include "model_testing.h"
@@ -116,6 +117,96 @@ TEST(Quantize, ZeroGroupsAndBadSettings) {
   EXPECT_EQ(back, w);
   EXPECT_THROW(quantize_matrix(w.data(), 1, 10, 3, 5), Error);
   EXPECT_THROW(quantize_matrix(w.data(), 1, 10, 8, 0), Error);
+}
+
+// x [n, cols] whose columns are mixed (x = z A, z standard normal): inputs whose columns correlate, as a model's do.
+std::vector<float> correlated_inputs(int64_t n, int64_t cols, uint64_t seed) {
+  std::vector<float> z = normal_matrix(n, cols, seed), a = normal_matrix(cols, cols, seed + 1), x((size_t)(n * cols));
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t j = 0; j < cols; j++) {
+      double v = 0;
+      for (int64_t k = 0; k < cols; k++)
+        v += double(z[(size_t)(r * cols + k)]) * a[(size_t)(k * cols + j)] * (k < 8 ? 3 : 0.3);
+      x[(size_t)(r * cols + j)] = float(v);
+    }
+  return x;
+}
+
+std::vector<double> gram_of(const std::vector<float>& x, int64_t n, int64_t cols) {
+  std::vector<double> g((size_t)(cols * cols), 0.0);
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t i = 0; i < cols; i++)
+      for (int64_t j = 0; j < cols; j++)
+        g[(size_t)(i * cols + j)] += double(x[(size_t)(r * cols + i)]) * x[(size_t)(r * cols + j)];
+  return g;
+}
+
+// ||x (W - Q)^T||^2: how far the product moves over the inputs x.
+double output_error(const std::vector<float>& x, int64_t n, const std::vector<float>& w, const QuantizedMatrix& q) {
+  std::vector<float> back(w.size());
+  dequantize_matrix(q, back.data());
+  double err = 0;
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t o = 0; o < q.rows; o++) {
+      double d = 0;
+      for (int64_t c = 0; c < q.cols; c++)
+        d += double(x[(size_t)(r * q.cols + c)]) *
+             (double(w[(size_t)(o * q.cols + c)]) - back[(size_t)(o * q.cols + c)]);
+      err += d * d;
+    }
+  return err;
+}
+
+// GPTQ with uncorrelated inputs has no error to spread: plain rounding, to the bit. With correlated ones it moves
+// the product over those inputs far less than rounding does, at both widths and with a column no input reaches.
+TEST(Gptq, RoundsPlainlyOnADiagonalAndBeatsRoundingOnCorrelatedInputs) {
+  int64_t rows = 24, cols = 40, n = 400;
+  std::vector<float> w = normal_matrix(rows, cols, 21);
+  std::vector<double> diagonal((size_t)(cols * cols), 0.0);
+  for (int64_t i = 0; i < cols; i++) diagonal[(size_t)(i * cols + i)] = 1.0 + i;
+  for (int bits : {8, 4}) {
+    QuantizedMatrix plain = quantize_matrix(w.data(), rows, cols, bits, 16);
+    QuantizedMatrix gptq = quantize_matrix_gptq(w.data(), rows, cols, bits, 16, diagonal);
+    EXPECT_EQ(gptq.codes, plain.codes) << bits;
+    EXPECT_EQ(gptq.scales, plain.scales) << bits;
+  }
+  std::vector<float> x = correlated_inputs(n, cols, 31);
+  for (int64_t r = 0; r < n; r++) x[(size_t)(r * cols + 5)] = 0.f;  // a column no input reaches
+  std::vector<double> gram = gram_of(x, n, cols);
+  for (int bits : {8, 4}) {
+    double plain = output_error(x, n, w, quantize_matrix(w.data(), rows, cols, bits, 16));
+    double gptq = output_error(x, n, w, quantize_matrix_gptq(w.data(), rows, cols, bits, 16, gram));
+    EXPECT_LT(gptq, 0.5 * plain) << bits << " bits: GPTQ " << gptq << ", rounding " << plain;
+  }
+  EXPECT_THROW(quantize_matrix_gptq(w.data(), rows, cols, 4, 16, std::vector<double>(10)), Error);
+}
+
+// Calibration records the inputs of every product over a stored matrix, and none for a table only looked up.
+TEST(Gptq, CalibrationRecordsEachProductsInputs) {
+  auto m = make_model<float>({"ssm", 16, 2, 2}, 2);
+  std::vector<uint8_t> text(300);
+  for (size_t i = 0; i < text.size(); i++) text[i] = uint8_t("the quick brown fox "[i % 20]);
+  std::map<size_t, ProductInputs> inputs = gather_product_inputs(*m, text.data(), text.size(), 64, 2);
+  std::map<std::string, const ProductInputs*> by_name;
+  for (const ParamInfo& p : m->param_info())
+    if (inputs.count(p.offset)) by_name[p.name] = &inputs.at(p.offset);
+  ASSERT_EQ(by_name.size(), 2u + 2 * 4);  // embed, head and four matrices a block
+  EXPECT_EQ(by_name["embed.weight"]->count, 0);
+  int64_t patches = by_name["blocks.0.ssm.in.weight"]->count, bytes = by_name["head.weight"]->count;
+  EXPECT_EQ(bytes, 299) << "the head makes the logits of every byte after the first";
+  EXPECT_NEAR(patches, bytes / 2.0, 2) << "the blocks run once a patch of 2 (a window's last may be short)";
+  for (const auto& [name, in] : by_name) {
+    if (name == "embed.weight") continue;
+    EXPECT_EQ(in->count, name == "head.weight" ? bytes : patches) << name;
+    for (int64_t i = 0; i < in->cols; i++) {
+      EXPECT_GT(in->gram[(size_t)(i * in->cols + i)], 0.0) << name;
+      for (int64_t j = 0; j < i; j++)
+        EXPECT_EQ(in->gram[(size_t)(i * in->cols + j)], in->gram[(size_t)(j * in->cols + i)]) << name;
+    }
+  }
+  std::vector<uint8_t> x(64, 'a'), y(64, 'b');  // and no longer records once gathered
+  m->forward(x.data(), y.data(), 1, 64, nullptr);
+  EXPECT_EQ(inputs.at(m->param_info()[m->param_info().size() - 1].offset).count, bytes);
 }
 
 // The product from the codes against a double-precision one over the dequantized matrix, both kernels: widths with
@@ -287,19 +378,23 @@ TEST(QuantizedCheckpoint, DefectsAreClearErrors) {
   std::string path = temp_path("defects") + ".safetensors";
   save_quantized_checkpoint(path, *m, cfg, 1, 4, 16);
   Safetensors good = safetensors_read(path);
-  auto rewrite = [&](const std::string& drop, const std::string& quant, const std::string& words) {
+  // `name` one column short (short) or its codes read as floats (f32); `quant` the metadata's, where given
+  enum Change { none, one_short, as_f32 };
+  auto rewrite = [&](const std::string& name, Change change, const std::string& quant, const std::string& words) {
     Safetensors st = good;
     st.metadata.erase("crc32");
     if (!quant.empty()) st.metadata["quant"] = quant;
     std::vector<TensorRef> tensors;
-    bool dropped = false;
+    bool changed = false;
     for (const Tensor& t : st.tensors) {
-      std::vector<int64_t> shape = t.shape;
-      if (t.name == drop) shape.back()--, dropped = true;  // one column short
-      const void* data = t.dtype == "F32" ? (const void*)t.data.data() : (const void*)t.bytes.data();
-      tensors.push_back({t.name, shape, data, t.dtype});
+      TensorRef ref{t.name, t.shape, t.dtype == "F32" ? (const void*)t.data.data() : (const void*)t.bytes.data(),
+                    t.dtype};
+      if (t.name == name && change == one_short) ref.shape.back()--, changed = true;
+      if (t.name == name && change == as_f32)
+        ref.dtype = "F32", ref.shape = {(int64_t)t.bytes.size() / 4}, changed = true;
+      tensors.push_back(ref);
     }
-    ASSERT_EQ(dropped, !drop.empty()) << drop;
+    ASSERT_EQ(changed, change != none) << name;
     safetensors_write(path, tensors, st.metadata);
     try {
       load_checkpoint(path, false);
@@ -308,11 +403,11 @@ TEST(QuantizedCheckpoint, DefectsAreClearErrors) {
       EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
     }
   };
-  rewrite("blocks.0.ssm.in.weight", "", "has shape 16x7");
-  rewrite("blocks.0.ssm.in.weight.scale", "", "has shape 16x0");
-  rewrite("", "{\"bits\":8,\"group\":16}", "has dtype U8, expected I8");
-  rewrite("", "{\"bits\":3,\"group\":16}", "8 or 4 bits");
-  rewrite("", "{\"bits\":4}", "without \"group\"");
+  rewrite("blocks.0.ssm.in.weight", one_short, "", "has shape 16x7");
+  rewrite("blocks.0.ssm.in.weight.scale", one_short, "", "has shape 16x0");
+  rewrite("blocks.0.ssm.in.weight", as_f32, "", "has dtype F32, expected I8 or U8");
+  rewrite("", none, "{\"bits\":3,\"group\":16}", "8 or 4 bits");
+  rewrite("", none, "{\"bits\":4}", "without \"group\"");
   fs::remove(path);
 }
 
@@ -335,6 +430,13 @@ TEST_F(Cli, QuantizeReportsAndEveryCommandLoadsTheResult) {
   std::string bpb = e.out.substr(e.out.find("\"bpb\":") + 6);
   bpb = bpb.substr(0, bpb.find(','));
   EXPECT_NE(q.out.find("\"bpb_quantized\":" + bpb + ","), std::string::npos) << "eval says " << bpb << ": " << q.out;
+  Result c = run("quantize --quiet --ckpt " + ck + " --out " + (dir / "gptq.safetensors").string() +
+                 " --bits 4 --group 8 --calib " + text + " --data " + text);
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_NE(c.out.find("\"method\":\"gptq\""), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("\"calib_bytes\":53"), std::string::npos) << c.out;
+  expect_clean_error(run("quantize --ckpt " + ck + " --out " + (dir / "x").string() + " --calib-bytes 9"),
+                     "--calib-bytes needs --calib");
   Result g = run("generate --ckpt " + out + " --prompt 'the ' --bytes 20 --seed 1");
   ASSERT_EQ(g.code, 0) << g.err;
   EXPECT_EQ(g.out.size(), 24u);

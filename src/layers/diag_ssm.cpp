@@ -69,13 +69,7 @@ void diag_scan_backward(T* dh_to_du, T* dlam, const T* u, const T* h, const T* l
 
 template <class T>
 void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0, T* h_last) {
-  size_t N = (size_t)B * T_;
-  linear_forward(u, x, w.W_in, (int)N, d, d);
-  diag_scan_forward(h, u, w.lam, B, T_, d, h0);
-  if (h_last && T_ > 0)
-    for (int b = 0; b < B; b++)
-      for (int c = 0; c < d; c++) h_last[(size_t)b * d + c] = h[((size_t)b * T_ + T_ - 1) * d + c];
-  linear_forward(y, h, w.W_out, (int)N, d, d);
+  diag_ssm_forward_with(LinearProduct{}, y, u, h, x, w, B, T_, d, h0, h_last);
 }
 
 template <class T>

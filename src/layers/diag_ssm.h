@@ -7,6 +7,7 @@
 // in the same pass as the next LayerNorm (layernorm.h: skip_layernorm_forward,
 // and skip_sum_layernorm_backward for its gradient), so it is not part of these calls.
 #pragma once
+#include <cstddef>
 
 namespace bytelm {
 
@@ -39,7 +40,20 @@ template <class T>
 void diag_scan_backward(T* dh_to_du, T* dlam, const T* u, const T* h, const T* lam, int B, int T_, int d);
 
 // Whole layer. u and h ([B*T, d]) are kept for the backward. h_last ([B, d] or null; it may be h0) receives each
-// sequence's last state, for streaming.
+// sequence's last state, for streaming. The two products are product(y, x, W, N, in, out), y = x W^T: linear_forward
+// in diag_ssm_forward; the CPU backend passes its own (cpu_ops.h, as for swiglu_forward_with).
+template <class T, class Product>
+void diag_ssm_forward_with(const Product& product, T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_,
+                           int d, const T* h0, T* h_last) {
+  int N = B * T_;
+  product(u, x, w.W_in, N, d, d);
+  diag_scan_forward(h, u, w.lam, B, T_, d, h0);
+  if (h_last && T_ > 0)
+    for (int b = 0; b < B; b++)
+      for (int c = 0; c < d; c++) h_last[(size_t)b * d + c] = h[((size_t)b * T_ + T_ - 1) * d + c];
+  product(y, h, w.W_out, N, d, d);
+}
+
 template <class T>
 void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0, T* h_last);
 

@@ -49,6 +49,51 @@ void set_code(QuantizedMatrix& q, int64_t row, int64_t col, int v) {
   byte = col % 2 ? (uint8_t)((byte & 0x0F) | (nibble << 4)) : (uint8_t)((byte & 0xF0) | nibble);
 }
 
+// The lower Cholesky factor of a [n, n] symmetric positive definite matrix, in place (the upper triangle is left).
+void cholesky_lower(std::vector<double>& a, int64_t n) {
+  for (int64_t j = 0; j < n; j++) {
+    double d = a[(size_t)(j * n + j)];
+    for (int64_t k = 0; k < j; k++) d -= a[(size_t)(j * n + k)] * a[(size_t)(j * n + k)];
+    if (!(d > 0))
+      throw Error("GPTQ: the inputs' second moments are not positive definite at column " + std::to_string(j));
+    d = std::sqrt(d);
+    a[(size_t)(j * n + j)] = d;
+#pragma omp parallel for schedule(static) if (n - j > 256)
+    for (int64_t i = j + 1; i < n; i++) {
+      double v = a[(size_t)(i * n + j)];
+      for (int64_t k = 0; k < j; k++) v -= a[(size_t)(i * n + k)] * a[(size_t)(j * n + k)];
+      a[(size_t)(i * n + j)] = v / d;
+    }
+  }
+}
+
+// U with H^-1 = U^T U, U upper triangular ([n, n], row-major): GPTQ's weights for spreading a column's error.
+std::vector<double> inverse_cholesky_upper(std::vector<double> h, int64_t n) {
+  cholesky_lower(h, n);                         // H = L L^T
+  std::vector<double> m((size_t)(n * n), 0.0);  // M = L^-1, lower
+  for (int64_t j = 0; j < n; j++) {
+    m[(size_t)(j * n + j)] = 1.0 / h[(size_t)(j * n + j)];
+    for (int64_t i = j + 1; i < n; i++) {
+      double v = 0;
+      for (int64_t k = j; k < i; k++) v += h[(size_t)(i * n + k)] * m[(size_t)(k * n + j)];
+      m[(size_t)(i * n + j)] = -v / h[(size_t)(i * n + i)];
+    }
+  }
+  std::vector<double> inv((size_t)(n * n));  // H^-1 = M^T M
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j <= i; j++) {
+      double v = 0;
+      for (int64_t k = i; k < n; k++) v += m[(size_t)(k * n + i)] * m[(size_t)(k * n + j)];
+      inv[(size_t)(i * n + j)] = inv[(size_t)(j * n + i)] = v;
+    }
+  cholesky_lower(inv, n);  // H^-1 = L2 L2^T: U = L2^T
+  std::vector<double> u((size_t)(n * n), 0.0);
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j <= i; j++) u[(size_t)(j * n + i)] = inv[(size_t)(i * n + j)];
+  return u;
+}
+
 }  // namespace
 
 int QuantizedMatrix::code(int64_t row, int64_t col) const {
@@ -78,6 +123,50 @@ QuantizedMatrix quantize_matrix(const float* w, int64_t rows, int64_t cols, int 
       q.scales[(size_t)(r * q.groups() + g)] = scale;
       for (int64_t i = 0; i < n; i++) set_code(q, r, c0 + i, quantize_one(x[i], scale, qmax));
     }
+  return q;
+}
+
+QuantizedMatrix quantize_matrix_gptq(const float* w, int64_t rows, int64_t cols, int bits, int group,
+                                     const std::vector<double>& gram) {
+  check_quantization(bits, group);
+  if (gram.size() != (size_t)(cols * cols))
+    throw Error("GPTQ: second moments of " + std::to_string(gram.size()) + " elements for " + std::to_string(cols) +
+                " columns");
+  std::vector<double> h = gram;
+  double mean_diag = 0;
+  for (int64_t i = 0; i < cols; i++) mean_diag += h[(size_t)(i * cols + i)] / cols;
+  for (int64_t i = 0; i < cols; i++) {
+    double& d = h[(size_t)(i * cols + i)];
+    if (d == 0) {  // no input reached this column: nothing to spread to or from it
+      for (int64_t j = 0; j < cols; j++) h[(size_t)(i * cols + j)] = h[(size_t)(j * cols + i)] = 0;
+      d = 1;
+    }
+    d += 0.01 * (mean_diag > 0 ? mean_diag : 1.0);
+  }
+  std::vector<double> u = inverse_cholesky_upper(std::move(h), cols);
+  QuantizedMatrix q;
+  q.bits = bits, q.group = group, q.rows = rows, q.cols = cols;
+  q.codes.assign((size_t)(rows * q.code_bytes_a_row()), 0);
+  q.scales.assign((size_t)(rows * q.groups()), 0.f);
+  int qmax = qmax_of(bits);
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int64_t r = 0; r < rows; r++) {  // rows are independent: each spreads its errors along itself
+    std::vector<double> row(w + r * cols, w + (r + 1) * cols);
+    std::vector<float> slice((size_t)group);
+    float scale = 0.f;
+    for (int64_t i = 0; i < cols; i++) {
+      if (i % group == 0) {
+        int64_t n = std::min<int64_t>(group, cols - i);
+        for (int64_t k = 0; k < n; k++) slice[(size_t)k] = (float)row[(size_t)(i + k)];
+        scale = best_scale(slice.data(), n, qmax);
+        q.scales[(size_t)(r * q.groups() + i / group)] = scale;
+      }
+      int code = quantize_one((float)row[(size_t)i], scale, qmax);
+      set_code(q, r, i, code);
+      double err = (row[(size_t)i] - (double)((float)code * scale)) / u[(size_t)(i * cols + i)];
+      for (int64_t j = i + 1; j < cols; j++) row[(size_t)j] -= err * u[(size_t)(i * cols + j)];
+    }
+  }
   return q;
 }
 

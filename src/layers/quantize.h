@@ -36,6 +36,22 @@ QuantizedMatrix quantize_matrix(const float* w, int64_t rows, int64_t cols, int 
 // w [rows, cols] = q * scale.
 void dequantize_matrix(const QuantizedMatrix& q, float* w);
 
+// What GPTQ needs of the rows x that a product reads a [rows, cols] weight matrix with (y = x W^T): the sum of
+// x^T x over them ([cols, cols], double) and their count. A product over some of the matrix's rows adds too.
+struct ProductInputs {
+  int64_t rows = 0, cols = 0;
+  std::vector<double> gram;
+  int64_t count = 0;
+};
+
+// GPTQ (Frantar et al., 2022): the columns are quantized in order, and each column's rounding error is spread over
+// the columns not yet quantized as the inputs' second moments (gram) say, so that x W^T moves least over inputs like
+// the calibration's; the scales are quantize_matrix's, chosen at each group's first column from the weights as
+// updated by then. The second moments are damped by 1% of their mean diagonal; a column no input reached keeps
+// plain rounding. With uncorrelated inputs (a diagonal gram) it is quantize_matrix exactly.
+QuantizedMatrix quantize_matrix_gptq(const float* w, int64_t rows, int64_t cols, int bits, int group,
+                                     const std::vector<double>& gram);
+
 // The same values as 8-bit codes (a 4-bit matrix's codes, one a byte; an 8-bit one is copied).
 QuantizedMatrix widen_codes(const QuantizedMatrix& q);
 

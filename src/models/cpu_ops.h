@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/blas.h"
 #include "layers/attention.h"
 #include "layers/bigram.h"
 #include "layers/causal_conv.h"
@@ -63,17 +64,42 @@ struct CpuOps {
     for (const auto& [offset, q] : matrices) quantized[params + offset] = widen_codes(q);
   }
 
+  // The entry of `known` (by a [rows, cols] matrix's first fp32 element) that a product over `in` columns and `out`
+  // rows of W reads whole rows of, and the first of them; null where W lies in none.
+  static const QuantizedMatrix& matrix_shape(const QuantizedMatrix& q) { return q; }
+  static const ProductInputs& matrix_shape(ProductInputs* p) { return *p; }
+  template <class V>
+  static const V* matrix_holding(const std::map<const float*, V>& known, const float* W, int in, int out,
+                                 int64_t* first_row) {
+    auto it = known.upper_bound(W);
+    if (it == known.begin()) return nullptr;
+    --it;
+    const auto& m = matrix_shape(it->second);
+    int64_t offset = W - it->first;
+    if (in != m.cols || offset % in != 0 || offset / in + out > m.rows) return nullptr;
+    *first_row = offset / in;
+    return &it->second;
+  }
+
   // y = x W^T from the codes where W is whole rows of a quantized matrix and N <= kQuantizedRows; false elsewhere.
   bool quantized_product(float* y, const float* x, const float* W, int N, int in, int out) const {
-    if (N > kQuantizedRows || quantized.empty()) return false;
-    auto it = quantized.upper_bound(W);
-    if (it == quantized.begin()) return false;
-    --it;
-    const QuantizedMatrix& q = it->second;
-    int64_t offset = W - it->first;
-    if (in != q.cols || offset % in != 0 || offset / in + out > q.rows) return false;
-    quantized_linear_forward(y, x, q, offset / in, N, out);
-    return true;
+    int64_t first_row = 0;
+    const QuantizedMatrix* q = N <= kQuantizedRows ? matrix_holding(quantized, W, in, out, &first_row) : nullptr;
+    if (q) quantized_linear_forward(y, x, *q, first_row, N, out);
+    return q != nullptr;
+  }
+
+  // Calibration (Model::record_product_inputs): each product that reads rows of a matrix here adds its input rows x
+  // (x^T x and their count) to the matrix's entry; empty: nothing is recorded.
+  std::map<const float*, ProductInputs*> recording;
+  void record_product_inputs(const float* x, const float* W, int N, int in, int out) {
+    int64_t first_row = 0;
+    ProductInputs* const* p = matrix_holding(recording, W, in, out, &first_row);
+    if (!p) return;
+    std::vector<float> gram((size_t)in * in);
+    gemm(true, false, in, in, N, 1.f, x, in, x, in, 0.f, gram.data(), in);
+    for (size_t i = 0; i < gram.size(); i++) (*p)->gram[i] += gram[i];
+    (*p)->count += N;
   }
 
   const uint8_t* put_bytes(Buffer<uint8_t>& dst, const uint8_t* src, size_t n) {
@@ -216,7 +242,7 @@ struct CpuOps {
   template <class T>
   void diag_ssm_forward(T* y, T* u, T* h, const T* x, DiagSsmWeights<T> w, int B, int T_, int d, const T* h0,
                         T* h_last) {
-    bytelm::diag_ssm_forward(y, u, h, x, w, B, T_, d, h0, h_last);
+    bytelm::diag_ssm_forward_with(product<T>(), y, u, h, x, w, B, T_, d, h0, h_last);
   }
   template <class T>
   void diag_ssm_backward(T* dx, DiagSsmGrads<T> g, const T* dy, const T* x, const T* u, const T* h,
@@ -240,8 +266,10 @@ struct CpuOps {
   }
   template <class T>
   void linear_forward(T* y, const T* x, const T* W, int N, int in, int out) {
-    if constexpr (std::is_same_v<T, float>)
+    if constexpr (std::is_same_v<T, float>) {
+      if (!recording.empty()) record_product_inputs(x, W, N, in, out);
       if (quantized_product(y, x, W, N, in, out)) return;
+    }
     bytelm::linear_forward(y, x, W, N, in, out);
   }
   template <class T>

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -149,6 +150,10 @@ class Model {
   // of a few rows (the streams: generate, compress) read them as 8-bit codes where that pays (cpu_ops.h), or
   // always; other backends ignore them.
   virtual void use_quantized_weights(const std::vector<std::pair<size_t, QuantizedMatrix>>&, QuantizedUse) {}
+  // Calibration (quantize --calib, GPTQ): while `into` is set, the CPU backend adds the input rows of every product
+  // that reads a matrix of `into` (by its offset in params(); rows, cols and a zero gram set) to its entry; null
+  // stops it. Other backends record nothing.
+  virtual void record_product_inputs(std::map<size_t, ProductInputs>*) {}
 
  protected:
   // Appends a tensor to the table and returns its offset; call before allocate(). Weight decay applies to

@@ -65,6 +65,13 @@ class OpsModel : public Model<T> {
                              QuantizedUse use) override {
     if constexpr (Ops::on_host && std::is_same_v<T, float>) ops_.keep_quantized(this->params_.data(), matrices, use);
   }
+  void record_product_inputs(std::map<size_t, ProductInputs>* into) override {
+    if constexpr (Ops::on_host && std::is_same_v<T, float>) {
+      ops_.recording.clear();
+      if (into)
+        for (auto& [offset, inputs] : *into) ops_.recording[this->params_.data() + offset] = &inputs;
+    }
+  }
   void* compute_stream() override {
     if constexpr (Ops::on_host) return nullptr;
     else return (void*)ops_.stream();

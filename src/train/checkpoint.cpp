@@ -43,7 +43,7 @@ void save_checkpoint(const std::string& path, Model<float>& model, AdamW& opt, c
 }
 
 void save_quantized_checkpoint(const std::string& path, Model<float>& model, const RunConfig& cfg, int step, int bits,
-                               int group) {
+                               int group, const std::map<size_t, ProductInputs>* inputs) {
   check_quantization(bits, group);
   model.pull_params();
   std::vector<QuantizedMatrix> matrices;
@@ -55,8 +55,13 @@ void save_quantized_checkpoint(const std::string& path, Model<float>& model, con
       tensors.push_back({p.name, p.shape, w});
       continue;
     }
-    const QuantizedMatrix& q = matrices.emplace_back(quantize_matrix(w, matrix_rows(p), matrix_cols(p), bits, group));
-    tensors.push_back({p.name, {q.rows, q.code_bytes_a_row()}, q.codes.data(), bits == 8 ? "I8" : "U8"});
+    auto calibrated = inputs ? inputs->find(p.offset) : std::map<size_t, ProductInputs>::const_iterator{};
+    bool gptq = inputs && calibrated != inputs->end() && calibrated->second.count > 0;
+    bool table = inputs && !gptq;  // only looked up: GPTQ has nothing to spread by, so it keeps 8 bits
+    const QuantizedMatrix& q = matrices.emplace_back(
+        gptq ? quantize_matrix_gptq(w, matrix_rows(p), matrix_cols(p), bits, group, calibrated->second.gram)
+             : quantize_matrix(w, matrix_rows(p), matrix_cols(p), table ? 8 : bits, group));
+    tensors.push_back({p.name, {q.rows, q.code_bytes_a_row()}, q.codes.data(), q.bits == 8 ? "I8" : "U8"});
     tensors.push_back({p.name + ".scale", {q.rows, q.groups()}, q.scales.data()});
   }
   safetensors_write(path, tensors,
@@ -64,7 +69,8 @@ void save_quantized_checkpoint(const std::string& path, Model<float>& model, con
                      {"model", model_config_json(model.config())},
                      {"train", train_config_json(cfg.train)},
                      {"step", std::to_string(step)},
-                     {"quant", "{\"bits\":" + std::to_string(bits) + ",\"group\":" + std::to_string(group) + "}"}});
+                     {"quant", "{\"bits\":" + std::to_string(bits) + ",\"group\":" + std::to_string(group) +
+                                   ",\"method\":\"" + (inputs ? "gptq" : "rtn") + "\"}"}});
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optimizer, const std::string& device,
@@ -120,8 +126,11 @@ LoadedCheckpoint load_checkpoint(const std::string& file_or_dir, bool with_optim
   std::vector<std::pair<size_t, QuantizedMatrix>> matrices;  // a quantized checkpoint's, by parameter offset
   auto dequantize_into = [&](const ParamInfo& p, float* dst) {
     QuantizedMatrix q;
-    q.bits = ck.quant_bits, q.group = group, q.rows = matrix_rows(p), q.cols = matrix_cols(p);
-    q.codes = tensor(p.name, {q.rows, q.code_bytes_a_row()}, q.bits == 8 ? "I8" : "U8").bytes;
+    const std::string& dtype = st.get(p.name).dtype;  // a tensor's own bits: I8 8, U8 4 (calibrated tables keep 8)
+    if (dtype != "I8" && dtype != "U8")
+      throw Error(path + ": tensor " + p.name + " has dtype " + dtype + ", expected I8 or U8 (quantized codes)");
+    q.bits = dtype == "I8" ? 8 : 4, q.group = group, q.rows = matrix_rows(p), q.cols = matrix_cols(p);
+    q.codes = tensor(p.name, {q.rows, q.code_bytes_a_row()}, dtype).bytes;
     q.scales = tensor(p.name + ".scale", {q.rows, q.groups()}, "F32").data;
     dequantize_matrix(q, dst + p.offset);
     matrices.emplace_back(p.offset, std::move(q));

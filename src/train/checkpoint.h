@@ -3,6 +3,7 @@
 // metadata, the model and training config and the step reached. A quantized
 // checkpoint (bytelm quantize) holds the weights only, its matrices quantized.
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 
@@ -25,15 +26,19 @@ void save_checkpoint(const std::string& path, Model<float>& model, AdamW& opt, c
 // optimizer moments. Metadata "quant": {"bits", "group"}. Written atomically.
 // The parameters save_quantized_checkpoint quantizes.
 bool is_quantized_weight(const ParamInfo& p);
+// With `inputs` (infer/calibrate.h), a matrix whose products read calibration rows is quantized by GPTQ
+// (quantize_matrix_gptq); one that no product read (an embedding table only looked up) by rounding at 8 bits
+// whatever `bits` says: GPTQ has nothing to spread its errors by, and at 4 bits the demo model's embedding alone
+// cost 0.024 bits a byte. Metadata "quant" then says "method": "gptq". A tensor's dtype gives its bits.
 void save_quantized_checkpoint(const std::string& path, Model<float>& model, const RunConfig& cfg, int step, int bits,
-                               int group);
+                               int group, const std::map<size_t, ProductInputs>* inputs = nullptr);
 
 struct LoadedCheckpoint {
   RunConfig cfg;
   int step = 0;
   std::unique_ptr<Model<float>> model;
   std::unique_ptr<AdamW> opt;  // only when asked for
-  int quant_bits = 0;          // a quantized checkpoint: its bits (its weights come back dequantized to fp32)
+  int quant_bits = 0;          // a quantized checkpoint: the bits asked for (its weights come back as fp32)
 };
 
 // Errors (one line each): not a bytelm checkpoint, unknown architecture, a
