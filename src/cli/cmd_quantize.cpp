@@ -136,8 +136,12 @@ int cmd_quantize(int argc, char** argv) {
     inputs = gather_product_inputs(model, calib.data(), calib.size(), original.cfg.train.seq, batch, report);
     bar.finish((int64_t)calib.size(), "");
   }
+  int weight_matrices = 0;
+  for (const ParamInfo& p : original.model->param_info()) weight_matrices += is_quantized_weight(p);
+  Progress bar("matrices", weight_matrices, progress);
   save_quantized_checkpoint(path, *original.model, original.cfg, original.step, bits, group,
-                            calib.empty() ? nullptr : &inputs);
+                            calib.empty() ? nullptr : &inputs, [&](int done, int) { bar.update(done, ""); });
+  bar.finish(weight_matrices, "");
   LoadedCheckpoint quantized = load_checkpoint(path, false, device);  // what every command will load
 
   int64_t matrices = 0, kept = 0;

@@ -43,12 +43,15 @@ void save_checkpoint(const std::string& path, Model<float>& model, AdamW& opt, c
 }
 
 void save_quantized_checkpoint(const std::string& path, Model<float>& model, const RunConfig& cfg, int step, int bits,
-                               int group, const std::map<size_t, ProductInputs>* inputs) {
+                               int group, const std::map<size_t, ProductInputs>* inputs,
+                               const std::function<void(int done, int total)>& progress) {
   check_quantization(bits, group);
   model.pull_params();
   std::vector<QuantizedMatrix> matrices;
   matrices.reserve(model.param_info().size());  // the TensorRefs below point into its elements
   std::vector<TensorRef> tensors;
+  int total = 0;
+  for (const ParamInfo& p : model.param_info()) total += is_quantized_weight(p);
   for (const ParamInfo& p : model.param_info()) {
     const float* w = model.params().data() + p.offset;
     if (!is_quantized_weight(p)) {
@@ -63,6 +66,7 @@ void save_quantized_checkpoint(const std::string& path, Model<float>& model, con
              : quantize_matrix(w, matrix_rows(p), matrix_cols(p), table ? 8 : bits, group));
     tensors.push_back({p.name, {q.rows, q.code_bytes_a_row()}, q.codes.data(), q.bits == 8 ? "I8" : "U8"});
     tensors.push_back({p.name + ".scale", {q.rows, q.groups()}, q.scales.data()});
+    if (progress) progress((int)matrices.size(), total);
   }
   safetensors_write(path, tensors,
                     {{"format", kQuantizedFormat},

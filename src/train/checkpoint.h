@@ -3,6 +3,7 @@
 // metadata, the model and training config and the step reached. A quantized
 // checkpoint (bytelm quantize) holds the weights only, its matrices quantized.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,8 +31,10 @@ bool is_quantized_weight(const ParamInfo& p);
 // (quantize_matrix_gptq); one that no product read (an embedding table only looked up) by rounding at 8 bits
 // whatever `bits` says: GPTQ has nothing to spread its errors by, and at 4 bits the demo model's embedding alone
 // cost 0.024 bits a byte. Metadata "quant" then says "method": "gptq". A tensor's dtype gives its bits.
+// `progress`, if set, is told after each matrix how many of how many are done (GPTQ takes minutes at ssm-100m).
 void save_quantized_checkpoint(const std::string& path, Model<float>& model, const RunConfig& cfg, int step, int bits,
-                               int group, const std::map<size_t, ProductInputs>* inputs = nullptr);
+                               int group, const std::map<size_t, ProductInputs>* inputs = nullptr,
+                               const std::function<void(int done, int total)>& progress = {});
 
 struct LoadedCheckpoint {
   RunConfig cfg;
