@@ -65,11 +65,9 @@ double bpb_of(Model<float>& model, const std::vector<uint8_t>& bytes, int window
               bool progress) {
   Progress bar(label, (int64_t)bytes.size(), progress);
   auto report = [&](size_t scored) { bar.update((int64_t)scored, ""); };
-  std::vector<float> bits = score_bytes(model, bytes.data(), bytes.size(), window, window, batch, report);
+  double bpb = bits_per_byte(model, bytes.data(), bytes.size(), window, window, batch, report).bpb;
   bar.finish((int64_t)bytes.size(), "");
-  double total = 0;
-  for (float b : bits) total += b;
-  return total / bits.size();
+  return bpb;
 }
 
 }  // namespace
@@ -137,15 +135,17 @@ int cmd_quantize(int argc, char** argv) {
     bar.finish((int64_t)calib.size(), "");
   }
   int weight_matrices = 0;
-  for (const ParamInfo& p : original.model->param_info()) weight_matrices += is_quantized_weight(p);
+  int64_t matrices = 0, kept = 0;  // parameters: quantized and left fp32
+  for (const ParamInfo& p : original.model->param_info()) {
+    weight_matrices += is_quantized_weight(p);
+    (is_quantized_weight(p) ? matrices : kept) += (int64_t)p.size;
+  }
   Progress bar("matrices", weight_matrices, progress);
   save_quantized_checkpoint(path, *original.model, original.cfg, original.step, bits, group,
                             calib.empty() ? nullptr : &inputs, [&](int done, int) { bar.update(done, ""); });
   bar.finish(weight_matrices, "");
   LoadedCheckpoint quantized = load_checkpoint(path, false, device);  // what every command will load
 
-  int64_t matrices = 0, kept = 0;
-  for (const ParamInfo& p : original.model->param_info()) (is_quantized_weight(p) ? matrices : kept) += (int64_t)p.size;
   std::string line = "{\"out\":" + json_quote(path) + ",\"bits\":" + std::to_string(bits) +
                      ",\"group\":" + std::to_string(group) + ",\"method\":\"" + (calib.empty() ? "rtn" : "gptq") +
                      "\"" + ",\"params\":" + std::to_string(original.model->param_count()) +

@@ -51,8 +51,9 @@ std::vector<float> score_bytes(Model<float>& model, const uint8_t* data, size_t 
   return bits;
 }
 
-BpbResult bits_per_byte(Model<float>& model, const uint8_t* data, size_t n, int window, int stride, int batch) {
-  std::vector<float> bits = score_bytes(model, data, n, window, stride, batch);
+BpbResult bits_per_byte(Model<float>& model, const uint8_t* data, size_t n, int window, int stride, int batch,
+                        const ScoreProgress& progress) {
+  std::vector<float> bits = score_bytes(model, data, n, window, stride, batch, progress);
   double total = 0;
   for (float b : bits) total += b;
   return {n ? total / n : 0.0, n};

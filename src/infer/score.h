@@ -24,6 +24,7 @@ struct BpbResult {
   double bpb = 0;
   uint64_t bytes = 0;
 };
-BpbResult bits_per_byte(Model<float>& model, const uint8_t* data, size_t n, int window, int stride, int batch);
+BpbResult bits_per_byte(Model<float>& model, const uint8_t* data, size_t n, int window, int stride, int batch,
+                        const ScoreProgress& progress = {});
 
 }  // namespace bytelm

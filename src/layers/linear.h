@@ -6,7 +6,7 @@ namespace bytelm {
 template <class T>
 void linear_forward(T* y, const T* x, const T* W, int N, int in, int out);
 
-// linear_forward as a function object: the product composite layers (swiglu.h, mlp.h) take by default.
+// linear_forward as a function object: the product composite layers (swiglu.h, mlp.h, diag_ssm.h) take by default.
 struct LinearProduct {
   template <class T>
   void operator()(T* y, const T* x, const T* W, int N, int in, int out) const {

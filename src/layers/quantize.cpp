@@ -94,6 +94,15 @@ std::vector<double> inverse_cholesky_upper(std::vector<double> h, int64_t n) {
   return u;
 }
 
+// A [rows, cols] matrix of zero codes and scales, to be filled.
+QuantizedMatrix zero_matrix(int64_t rows, int64_t cols, int bits, int group) {
+  QuantizedMatrix q;
+  q.bits = bits, q.group = group, q.rows = rows, q.cols = cols;
+  q.codes.assign((size_t)(rows * q.code_bytes_a_row()), 0);
+  q.scales.assign((size_t)(rows * q.groups()), 0.f);
+  return q;
+}
+
 }  // namespace
 
 int QuantizedMatrix::code(int64_t row, int64_t col) const {
@@ -109,10 +118,7 @@ void check_quantization(int bits, int group) {
 
 QuantizedMatrix quantize_matrix(const float* w, int64_t rows, int64_t cols, int bits, int group) {
   check_quantization(bits, group);
-  QuantizedMatrix q;
-  q.bits = bits, q.group = group, q.rows = rows, q.cols = cols;
-  q.codes.assign((size_t)(rows * q.code_bytes_a_row()), 0);
-  q.scales.assign((size_t)(rows * q.groups()), 0.f);
+  QuantizedMatrix q = zero_matrix(rows, cols, bits, group);
   int qmax = qmax_of(bits);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; r++)
@@ -144,10 +150,7 @@ QuantizedMatrix quantize_matrix_gptq(const float* w, int64_t rows, int64_t cols,
     d += 0.01 * (mean_diag > 0 ? mean_diag : 1.0);
   }
   std::vector<double> u = inverse_cholesky_upper(std::move(h), cols);
-  QuantizedMatrix q;
-  q.bits = bits, q.group = group, q.rows = rows, q.cols = cols;
-  q.codes.assign((size_t)(rows * q.code_bytes_a_row()), 0);
-  q.scales.assign((size_t)(rows * q.groups()), 0.f);
+  QuantizedMatrix q = zero_matrix(rows, cols, bits, group);
   int qmax = qmax_of(bits);
 #pragma omp parallel for schedule(dynamic, 4)
   for (int64_t r = 0; r < rows; r++) {  // rows are independent: each spreads its errors along itself

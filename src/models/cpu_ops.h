@@ -53,8 +53,8 @@ struct CpuOps {
 
   // Codes pay where the fp32 weights are too many to stay in cache between a stream's steps; where they stay,
   // converting codes costs more than the bytes it saves. On a 2-core EPYC (32 MB L3), generating from codes ran
-  // 3.0-3.4x the fp32 bytes/s at ssm-10m (39 MB of fp32 matrices), -10% to +12% at ssm-2m (6.8 MB) and -15% at
-  // the demo model (1.8 MB).
+  // 3.6-3.9x the fp32 bytes/s at ssm-10m (39 MB of fp32 matrices) and 7.1x at ssm-100m (405 MB), but -10% to +12%
+  // at ssm-2m (6.8 MB) and -15% at the demo model (1.8 MB).
   static constexpr size_t kQuantizedMinBytes = size_t(16) << 20;
   void keep_quantized(const float* params, const std::vector<std::pair<size_t, QuantizedMatrix>>& matrices,
                       QuantizedUse use) {
@@ -259,7 +259,7 @@ struct CpuOps {
                        const T* W3, int N, int d, int H, T* scratch) {
     bytelm::swiglu_backward(dx, dW12, dW3, dy, x, g, m, W12, W3, N, d, H, scratch);
   }
-  // linear_forward as the composite layers (swiglu, mlp) take their products.
+  // linear_forward as the composite layers (swiglu, mlp, diag_ssm) take their products.
   template <class T>
   auto product() {
     return [this](T* y, const T* x, const T* W, int N, int in, int out) { linear_forward(y, x, W, N, in, out); };
